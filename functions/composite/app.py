@@ -1,0 +1,30 @@
+"""Composite: one message per tile of a monthly job -> Level-3A synthesis, Item, fan-in."""
+
+import json
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from sansnuages.composite import TileCompositor, TileTask
+from sansnuages.settings import Settings
+
+logger = Logger()
+processor = BatchProcessor(event_type=EventType.SQS)
+compositor = TileCompositor.from_settings(Settings.from_env())
+
+
+def record_handler(record: SQSRecord) -> None:
+    task = TileTask.from_message(json.loads(record.body))
+    logger.append_keys(job=task.job_id, tile=task.tile)
+    compositor.run(task)
+
+
+@logger.inject_lambda_context
+def handler(event, context):
+    return process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )

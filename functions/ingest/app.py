@@ -1,0 +1,44 @@
+"""Ingest: S3 notifications (through SQS) of uploads under incoming/ -> COGs, STAC Item, index."""
+
+import json
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.data_classes import S3Event
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from sansnuages.ingest import Ingestor
+from sansnuages.settings import Settings
+from sansnuages.storage import decode_event_key
+
+logger = Logger()
+metrics = Metrics()
+processor = BatchProcessor(event_type=EventType.SQS)
+ingestor = Ingestor.from_settings(Settings.from_env())
+
+
+def record_handler(record: SQSRecord) -> None:
+    body = json.loads(record.body)
+    if body.get("Event") == "s3:TestEvent":
+        return
+    for s3_record in S3Event(body).records:
+        result = ingestor.ingest(decode_event_key(s3_record.s3.get_object.key))
+        metrics.add_metric(
+            name=f"Products{result.outcome.capitalize()}", unit=MetricUnit.Count, value=1
+        )
+        logger.info(
+            "upload handled",
+            extra={"key": result.key, "outcome": result.outcome, "product": result.product_id},
+        )
+
+
+@metrics.log_metrics
+@logger.inject_lambda_context
+def handler(event, context):
+    return process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )

@@ -1,0 +1,30 @@
+"""Mosaic: a job whose tiles have all finished -> the area's mosaic COG, preview and Item."""
+
+import json
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from sansnuages.mosaic_job import Mosaicker
+from sansnuages.settings import Settings
+
+logger = Logger()
+processor = BatchProcessor(event_type=EventType.SQS)
+mosaicker = Mosaicker.from_settings(Settings.from_env())
+
+
+def record_handler(record: SQSRecord) -> None:
+    body = json.loads(record.body)
+    logger.append_keys(job=body["job_id"])
+    mosaicker.run(body["job_id"], body.get("resolution"))
+
+
+@logger.inject_lambda_context
+def handler(event, context):
+    return process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )

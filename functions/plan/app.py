@@ -1,0 +1,14 @@
+"""Plan: the monthly schedule (or a manual request) -> one composite message per tile."""
+
+from aws_lambda_powertools import Logger
+from sansnuages.plan import JobRequest, plan_job
+from sansnuages.settings import Settings
+
+logger = Logger()
+settings = Settings.from_env()
+
+
+@logger.inject_lambda_context
+def handler(event, context):
+    job, started = plan_job(JobRequest.from_event(event), settings)
+    return {"job_id": job.job_id, "tiles": [t.tile for t in job.tiles], "started": started}

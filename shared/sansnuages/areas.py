@@ -1,0 +1,149 @@
+"""Areas to mosaic: a country by name or code, or any polygon from a GeoJSON file.
+
+Country borders are Natural Earth admin-0 (public domain), shipped in `data/countries.geojson`
+(made by `scripts/make_countries.py`). A Natural Earth country includes its far-away parts:
+France covers French Guiana and Reunion, Norway covers Svalbard.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import shapely
+from shapely.geometry import shape
+from shapely.geometry.base import BaseGeometry
+
+from sansnuages.errors import UnknownArea
+
+_CODE_KEYS = ("ADM0_A3", "ISO_A3", "ISO_A2")
+_NAME_KEYS = ("NAME", "NAME_LONG")
+
+
+@dataclass(frozen=True)
+class Area:
+    id: str
+    """Stable key used in output paths: the ADM0_A3 code, or a slug of the file name."""
+    name: str
+    geometry: BaseGeometry
+    """Polygon or MultiPolygon in longitude/latitude (WGS 84)."""
+
+
+@dataclass(frozen=True)
+class _Country:
+    properties: dict[str, Any]
+    geometry: dict[str, Any]
+
+
+def area_geometry(spec: str) -> Area:
+    """The area named by `spec`: a country name (NAME or NAME_LONG, any case), an ISO A2/A3
+    or ADM0_A3 code, or the path of a GeoJSON file (Feature, FeatureCollection or geometry).
+
+    Raises UnknownArea, with the closest names in the message, when nothing matches.
+    """
+    text = spec.strip()
+    if _looks_like_file(text):
+        return _area_from_file(Path(text))
+    country = _find_country(text)
+    if country is None:
+        raise UnknownArea(_unknown_message(text))
+    props = country.properties
+    return Area(id=props["ADM0_A3"], name=props["NAME"], geometry=shape(country.geometry))
+
+
+def _looks_like_file(text: str) -> bool:
+    return text.lower().endswith((".geojson", ".json")) or Path(text).is_file()
+
+
+def _find_country(text: str) -> _Country | None:
+    """Codes first (exact, upper case), then names (case-insensitive)."""
+    countries = _countries()
+    for key in _CODE_KEYS:
+        for country in countries:
+            if country.properties.get(key) == text.upper():
+                return country
+    folded = text.casefold()
+    for key in _NAME_KEYS:
+        for country in countries:
+            if str(country.properties.get(key, "")).casefold() == folded:
+                return country
+    return None
+
+
+def _unknown_message(text: str) -> str:
+    names = sorted(
+        {str(c.properties[k]) for c in _countries() for k in _NAME_KEYS if c.properties.get(k)}
+    )
+    by_fold = {name.casefold(): name for name in names}
+    close = difflib.get_close_matches(text.casefold(), list(by_fold), n=3, cutoff=0.6)
+    hint = f"; did you mean {', '.join(repr(by_fold[c]) for c in close)}?" if close else ""
+    return f"unknown area {text!r}: not a country name, country code or GeoJSON file{hint}"
+
+
+@lru_cache(maxsize=1)
+def _countries() -> tuple[_Country, ...]:
+    data = resources.files("sansnuages").joinpath("data/countries.geojson").read_text("utf-8")
+    return tuple(
+        _Country(properties=f["properties"], geometry=f["geometry"])
+        for f in json.loads(data)["features"]
+    )
+
+
+def _area_from_file(path: Path) -> Area:
+    try:
+        document = json.loads(path.read_text("utf-8"))
+    except FileNotFoundError as exc:
+        raise UnknownArea(f"area file {str(path)!r} does not exist") from exc
+    except (OSError, ValueError) as exc:
+        raise UnknownArea(f"area file {str(path)!r} is not readable GeoJSON: {exc}") from exc
+    geometry = _polygonal(_geometries(document), path)
+    name = _feature_name(document) or path.stem
+    return Area(id=_slug(path.stem), name=name, geometry=geometry)
+
+
+def _geometries(document: Any) -> list[BaseGeometry]:
+    kind = document.get("type") if isinstance(document, dict) else None
+    if kind == "FeatureCollection":
+        return [g for f in document.get("features", []) for g in _geometries(f)]
+    if kind == "Feature":
+        return [shape(document["geometry"])] if document.get("geometry") else []
+    if kind in ("Polygon", "MultiPolygon", "GeometryCollection"):
+        return [shape(document)]
+    return []
+
+
+def _polygonal(geometries: list[BaseGeometry], path: Path) -> BaseGeometry:
+    """The union of the polygons of a file; lines and points cannot bound a mosaic."""
+    parts = [shapely.make_valid(g) for g in geometries]
+    polygons = [
+        p
+        for g in parts
+        for p in shapely.get_parts(g)
+        if p.geom_type in ("Polygon", "MultiPolygon") and not p.is_empty
+    ]
+    if not polygons:
+        raise UnknownArea(f"area file {str(path)!r} holds no polygon")
+    return shapely.union_all(polygons)
+
+
+def _feature_name(document: Any) -> str | None:
+    if not isinstance(document, dict):
+        return None
+    features = document.get("features", []) if document.get("type") == "FeatureCollection" else []
+    first = features[0] if features and isinstance(features[0], dict) else document
+    props = first.get("properties") or {}
+    for key in ("name", "NAME", "title"):
+        if isinstance(props.get(key), str) and props[key]:
+            return str(props[key])
+    return None
+
+
+def _slug(text: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return slug or "area"

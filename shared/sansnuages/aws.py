@@ -1,0 +1,17 @@
+"""Clients for the AWS services, pointed at the local endpoint when one is configured."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+
+from .settings import Settings
+
+
+def client(service: str, settings: Settings) -> Any:
+    return boto3.client(service, region_name=settings.region, endpoint_url=settings.endpoint_url)
+
+
+def resource(service: str, settings: Settings) -> Any:
+    return boto3.resource(service, region_name=settings.region, endpoint_url=settings.endpoint_url)

@@ -1,0 +1,254 @@
+"""The `sansnuages` command: the local runtime, the simulator, the demo, jobs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from . import simulate
+from .errors import SansnuagesError
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def default_template() -> Path:
+    here = Path.cwd() / "template.yaml"
+    return here if here.exists() else PROJECT_ROOT / "template.yaml"
+
+
+def _formatter(prog: str) -> argparse.HelpFormatter:
+    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sansnuages",
+        description="Cloud-free monthly syntheses of Sentinel-2 and Landsat-8, on AWS Lambda or locally.",
+        epilog="example:\n  sansnuages demo --exit",
+        formatter_class=_formatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_local(commands)
+    simulate.add_parser(commands)
+    _add_demo(commands)
+    _add_month(commands)
+    _add_jobs(commands)
+    return parser
+
+
+def _add_local(commands: Any) -> None:
+    local = commands.add_parser(
+        "local",
+        help="start or stop the embedded local AWS",
+        description="The embedded local AWS: a moto server process with the resources of template.yaml,\n"
+        "the functions' workers, queue pollers, the scheduler and the STAC API on loopback.",
+        epilog="examples:\n  sansnuages local up --detach\n  sansnuages local down",
+        formatter_class=_formatter,
+    )
+    actions = local.add_subparsers(dest="action", required=True, metavar="ACTION")
+    up = actions.add_parser(
+        "up",
+        help="start the local runtime (foreground; --detach for background)",
+        description="Start the local runtime and write its connection facts to .sansnuages/local.json.",
+        epilog="example:\n  sansnuages local up --api-port 8080",
+        formatter_class=_formatter,
+    )
+    up.add_argument(
+        "--detach", action="store_true", help="run in the background and return once it is ready"
+    )
+    up.add_argument(
+        "--template", type=Path, default=None, help="SAM template (default: ./template.yaml)"
+    )
+    up.add_argument(
+        "--api-port", type=int, default=0, help="port of the STAC API (default: a free one)"
+    )
+    up.add_argument("--concurrency", type=int, default=2, help="workers per function (default: 2)")
+    up.set_defaults(func=_local_up)
+    down = actions.add_parser(
+        "down",
+        help="stop a detached local runtime",
+        description="Stop the local runtime recorded in .sansnuages/local.json, leaving no process behind.",
+        epilog="example:\n  sansnuages local down",
+        formatter_class=_formatter,
+    )
+    down.set_defaults(func=_local_down)
+
+
+def _local_up(args: argparse.Namespace) -> int:
+    from .local.runtime import LocalRuntime, state_file
+
+    template = args.template or default_template()
+    if args.detach:
+        return _detach(args, template, state_file(Path.cwd()))
+    runtime = LocalRuntime(
+        template, Path.cwd(), concurrency=args.concurrency, api_port=args.api_port
+    ).start()
+    facts = runtime.facts()
+    print(f"local AWS at {facts['endpoint_url']}, bucket {facts['data_bucket']}")
+    print(f"STAC API at {facts['stac_api_url']}  (Ctrl-C to stop)", flush=True)
+    _wait_for_signal()
+    runtime.stop()
+    return 0
+
+
+def _detach(args: argparse.Namespace, template: Path, state: Path) -> int:
+    if state.exists():
+        print(f"a local runtime is already recorded in {state}; run `sansnuages local down` first")
+        return 1
+    command = [sys.executable, "-m", "sansnuages", "local", "up", "--template", str(template)]
+    command += ["--api-port", str(args.api_port), "--concurrency", str(args.concurrency)]
+    log = (Path.cwd() / ".sansnuages").resolve()
+    log.mkdir(exist_ok=True)
+    with open(log / "runtime.log", "a") as output:
+        process = subprocess.Popen(command, stdout=output, stderr=output, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not state.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            print(f"the local runtime did not start; see {log / 'runtime.log'}")
+            return 1
+        time.sleep(0.2)
+    facts = json.loads(state.read_text())
+    print(f"local runtime running (pid {process.pid}); STAC API at {facts['stac_api_url']}")
+    return 0
+
+
+def _local_down(args: argparse.Namespace) -> int:
+    from .local.runtime import state_file
+
+    state = state_file(Path.cwd())
+    if not state.exists():
+        print("no local runtime is running here")
+        return 0
+    pid = int(json.loads(state.read_text())["pid"])
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        state.unlink()
+        return 0
+    for _ in range(300):
+        if not state.exists():
+            print("local runtime stopped")
+            return 0
+        time.sleep(0.1)
+    os.killpg(pid, signal.SIGKILL)
+    state.unlink(missing_ok=True)
+    return 0
+
+
+def _wait_for_signal() -> None:
+    stopping: list[int] = []
+    signal.signal(signal.SIGTERM, lambda number, _frame: stopping.append(number))
+    try:
+        while not stopping:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+
+
+def _add_demo(commands: Any) -> None:
+    demo = commands.add_parser(
+        "demo",
+        help="the whole pipeline on Belgium, July 2018, on the local AWS",
+        description="Start the local runtime, simulate a month of Sentinel-2 and Landsat-8 products over\n"
+        "Belgium, upload them, run the July 2018 job, search the catalog and write the mosaic.",
+        epilog="example:\n  sansnuages demo --exit --out demo-output",
+        formatter_class=_formatter,
+    )
+    demo.add_argument(
+        "--exit", action="store_true", help="stop once the demo is done (for scripts)"
+    )
+    demo.add_argument(
+        "--resolution", type=float, default=610.0, help="pixel size of the 10 m bands, in metres"
+    )
+    demo.add_argument(
+        "--out", type=Path, default=Path("demo-output"), help="where the mosaic and preview go"
+    )
+    demo.add_argument(
+        "--area", default="Belgium", help="country or GeoJSON file (default: Belgium)"
+    )
+    demo.add_argument("--month", default="2018-07", help="month to synthesise (default: 2018-07)")
+    demo.set_defaults(func=_demo)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(args)
+
+
+def _add_month(commands: Any) -> None:
+    month = commands.add_parser(
+        "month",
+        help="start the synthesis job of a month over an area",
+        description="Start a monthly job on the running local runtime, as the schedule would, and wait for it.",
+        epilog="examples:\n  sansnuages month 2018-07 --area Belgium\n  sansnuages month 2018-07 --area zone.geojson --no-wait",
+        formatter_class=_formatter,
+    )
+    month.add_argument("month", help="YYYY-MM")
+    month.add_argument("--area", required=True, help="country name or code, or a GeoJSON file")
+    month.add_argument("--resolution", type=float, default=None, help="mosaic pixel size in metres")
+    month.add_argument("--no-wait", action="store_true", help="return once the job is planned")
+    month.set_defaults(func=_month)
+
+
+def _month(args: argparse.Namespace) -> int:
+    from .local.client import RuntimeClient
+    from .progress import start_month, wait_for_job
+
+    client = RuntimeClient.connect(Path.cwd())
+    area = args.area
+    if Path(area).is_file():
+        area = str(Path(area).resolve())
+    job_id = start_month(client, args.month, area, args.resolution)
+    if args.no_wait:
+        print(f"job {job_id} started")
+        return 0
+    job = wait_for_job(client.settings(), job_id)
+    return 0 if job.state == "done" else 1
+
+
+def _add_jobs(commands: Any) -> None:
+    jobs = commands.add_parser(
+        "jobs",
+        help="state of the synthesis jobs",
+        description="List the jobs with their tiles pending, done and failed, or show one job in detail.",
+        epilog="examples:\n  sansnuages jobs\n  sansnuages jobs 2018-07-BEL",
+        formatter_class=_formatter,
+    )
+    jobs.add_argument("job_id", nargs="?", help="a job to show in detail")
+    jobs.set_defaults(func=_jobs)
+
+
+def _jobs(args: argparse.Namespace) -> int:
+    from .jobs import JobStore
+    from .local.client import RuntimeClient
+    from .progress import describe_job
+
+    store = JobStore(RuntimeClient.connect(Path.cwd()).settings())
+    selected = [store.get(args.job_id)] if args.job_id else store.list()
+    if not any(selected):
+        print("no job" if not args.job_id else f"no job {args.job_id}")
+        return 1 if args.job_id else 0
+    for job in selected:
+        if job is not None:
+            print(describe_job(job, detail=bool(args.job_id)))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except SansnuagesError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except RuntimeError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2

@@ -1,0 +1,346 @@
+"""One tile of a monthly job: gather its L2A Items, synthesise, describe, record, fan in.
+
+Items are adapted here into the synthesis' own inputs, so the synthesis knows nothing of STAC.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import rasterio
+from affine import Affine
+from aws_lambda_powertools import Logger
+from shapely.geometry import mapping, shape
+from shapely.ops import unary_union
+
+from . import aws, grid, stac_items, storage
+from .bands import LANDSAT8_TO_SENTINEL2, SENTINEL2_GROUPS, is_landsat
+from .catalog import Catalog
+from .errors import NoInputs
+from .jobs import JobStore, TileState
+from .period import SynthesisPeriod
+from .plan import L2A_COLLECTIONS
+from .settings import Settings
+from .storage import DataBucket
+from .synthesis import (
+    DTS_NODATA,
+    GroupOutputs,
+    Observation,
+    OutputGrid,
+    RasterRef,
+    synthesize_group,
+)
+
+logger = Logger(child=True)
+
+SENSOR_WEIGHTS = {"sentinel-2": 1.0, "landsat": 0.33}
+L3A_COLLECTION = "sentinel2-l3a"
+
+
+@dataclass(frozen=True)
+class OutputLayer:
+    """One synthesis output as the Item describes it."""
+
+    name: str
+    title: str
+    roles: tuple[str, ...]
+    data_type: str
+    nodata: float | None
+    scale: float | None = None
+    band_names: tuple[str, ...] = ()
+
+
+def output_layers(group: str, bands: tuple[str, ...]) -> list[OutputLayer]:
+    reflectance = [
+        OutputLayer(
+            f"FRC_{b}",
+            f"Composite reflectance {b}",
+            ("data", "reflectance"),
+            "int16",
+            -10000,
+            1e-4,
+            (b,),
+        )
+        for b in bands
+    ]
+    return [
+        *reflectance,
+        OutputLayer(
+            f"FLG_{group}",
+            f"Flags {group}: 0 no data, 1 cloud, 2 snow, 3 water, 4 clear land",
+            ("data", "cloud"),
+            "uint8",
+            None,
+        ),
+        OutputLayer(f"WGT_{group}", f"Total weight x 1000 {group}", ("data",), "int16", None),
+        OutputLayer(
+            f"DTS_{group}",
+            f"Weighted mean date {group}, days from the 15th",
+            ("data",),
+            "int16",
+            DTS_NODATA,
+        ),
+    ]
+
+
+@dataclass(frozen=True)
+class TileTask:
+    job_id: str
+    tile: str
+    period: SynthesisPeriod
+
+    @classmethod
+    def from_message(cls, body: dict[str, Any]) -> TileTask:
+        return cls(
+            str(body["job_id"]), str(body["tile"]), SynthesisPeriod.parse(str(body["month"]))
+        )
+
+
+def l3a_product_id(tile: str, period: SynthesisPeriod) -> str:
+    return f"SENTINEL2X_{period.year:04d}{period.month:02d}15-000000-000_L3A_T{tile}_C_V1-0"
+
+
+def tile_items(catalog: Catalog, tile: str, period: SynthesisPeriod) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    token: str | None = None
+    while True:
+        page = catalog.search(
+            collections=L2A_COLLECTIONS,
+            bbox=None,
+            datetime_range=(period.start, period.end),
+            ids=None,
+            limit=500,
+            token=token,
+            filters={"grid:code": f"MGRS-{tile}"},
+        )
+        items.extend(page.items)
+        token = page.next_token
+        if not token:
+            return newest_versions(items)
+
+
+def newest_versions(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Of several products for one platform and date, keep every piece of the newest version."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for item in items:
+        props = item["properties"]
+        groups[(props.get("platform", ""), props["datetime"][:10])].append(item)
+
+    def version(item: dict[str, Any]) -> tuple[int, ...]:
+        text = str(item["properties"].get("processing:version", "0"))
+        return tuple(int(part) for part in text.replace(".", "-").split("-") if part.isdigit())
+
+    kept: list[dict[str, Any]] = []
+    for group in groups.values():
+        newest = max(version(item) for item in group)
+        kept.extend(item for item in group if version(item) == newest)
+    return sorted(kept, key=lambda item: (item["properties"]["datetime"], item["id"]))
+
+
+def _ref(item: dict[str, Any], key: str, band: int = 1) -> RasterRef:
+    asset = item["assets"][key]
+    raster_bands = asset.get("raster:bands", [{}])
+    info = raster_bands[band - 1] if len(raster_bands) >= band else {}
+    return RasterRef(
+        path=asset["href"].replace("s3://", "/vsis3/", 1),
+        band=band,
+        scale=float(info.get("scale") or 1.0),
+        nodata=info.get("nodata"),
+    )
+
+
+def observation_from_item(item: dict[str, Any]) -> Observation:
+    from datetime import datetime
+
+    platform = item["properties"].get("platform", "")
+    landsat = is_landsat(platform)
+    reflectance, cloud, edge, aot = {}, {}, {}, {}
+    for group, bands in SENTINEL2_GROUPS.items():
+        for band in bands:
+            source_band = LANDSAT8_TO_SENTINEL2.get(band) if landsat else band
+            source_group = "XS" if landsat else group
+            if source_band is None or f"FRE_{source_band}" not in item["assets"]:
+                continue
+            reflectance[band] = _ref(item, f"FRE_{source_band}")
+            cloud[band] = _ref(item, f"CLM_{source_group}")
+            edge[band] = _ref(item, f"EDG_{source_group}")
+            aot[band] = _ref(item, f"ATB_{source_group}", band=2)
+    return Observation(
+        product_id=item["id"],
+        platform=platform,
+        acquired=datetime.fromisoformat(item["properties"]["datetime"].replace("Z", "+00:00")),
+        sensor_weight=SENSOR_WEIGHTS["landsat" if landsat else "sentinel-2"],
+        reflectance=reflectance,
+        cloud=cloud,
+        edge=edge,
+        aot=aot,
+    )
+
+
+def output_grids(tile: str, items: list[dict[str, Any]]) -> dict[str, OutputGrid]:
+    """The Sentinel-2 10/20 m grids of the tile, at the resolution the products carry."""
+    sentinel = next((i for i in items if not is_landsat(i["properties"].get("platform", ""))), None)
+    if sentinel is not None:
+        return {
+            group: _grid_of(sentinel["assets"][f"FRE_{bands[0]}"])
+            for group, bands in SENTINEL2_GROUPS.items()
+        }
+    landsat = items[0]["assets"]["FRE_B2"]
+    res = abs(landsat["proj:transform"][0]) / 3
+    square = grid.tile(tile)
+    size = round(square.size_m / res)
+    crs = f"EPSG:{square.epsg}"
+    return {
+        "R1": OutputGrid(crs, Affine(res, 0, square.ulx, 0, -res, square.uly), size, size),
+        "R2": OutputGrid(
+            crs, Affine(2 * res, 0, square.ulx, 0, -2 * res, square.uly), size // 2, size // 2
+        ),
+    }
+
+
+def _grid_of(asset: dict[str, Any]) -> OutputGrid:
+    height, width = asset["proj:shape"]
+    return OutputGrid(asset["proj:code"], Affine(*asset["proj:transform"][:6]), width, height)
+
+
+@dataclass
+class TileCompositor:
+    settings: Settings
+    bucket: DataBucket
+    catalog: Catalog
+    jobs: JobStore
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TileCompositor:
+        return cls(
+            settings,
+            DataBucket(settings),
+            Catalog(settings.catalog_table, settings=settings),
+            JobStore(settings),
+        )
+
+    def run(self, task: TileTask) -> str | None:
+        """Synthesise the tile and record it; returns the Item key (None if it failed for good)."""
+        try:
+            item_key = self.synthesise(task)
+        except NoInputs as error:
+            logger.warning(
+                "tile failed", extra={"job": task.job_id, "tile": task.tile, "reason": str(error)}
+            )
+            self.jobs.finish_tile(task.job_id, task.tile, TileState.FAILED, reason=str(error))
+            self.fan_in(task.job_id)
+            return None
+        self.jobs.finish_tile(task.job_id, task.tile, TileState.DONE, item=item_key)
+        self.fan_in(task.job_id)
+        return item_key
+
+    def synthesise(self, task: TileTask) -> str:
+        product_id = l3a_product_id(task.tile, task.period)
+        prefix = storage.l3a_prefix(task.tile, task.period.year, task.period.month, product_id)
+        item_key = f"{prefix}{product_id}.json"
+        if self.bucket.exists(item_key):
+            return item_key
+        items = tile_items(self.catalog, task.tile, task.period)
+        if not items:
+            raise NoInputs(
+                f"no L2A product of tile {task.tile} in the window of {task.period.label}"
+            )
+        observations = [observation_from_item(item) for item in items]
+        rasters: list[stac_items.RasterAsset] = []
+        flag_counts: dict[str, int] = {}
+        for group, grid_ in output_grids(task.tile, items).items():
+            bands = SENTINEL2_GROUPS[group]
+            layers = output_layers(group, bands)
+            outputs = GroupOutputs(
+                frc={band: self._path(prefix, product_id, f"FRC_{band}") for band in bands},
+                flags=self._path(prefix, product_id, f"FLG_{group}"),
+                weights=self._path(prefix, product_id, f"WGT_{group}"),
+                dates=self._path(prefix, product_id, f"DTS_{group}"),
+            )
+            with rasterio.Env(**self.settings.gdal_options()):
+                stats = synthesize_group(
+                    observations,
+                    bands,
+                    grid_,
+                    task.period.centre,
+                    task.period.half_window_days,
+                    outputs,
+                )
+            if group == "R1":
+                flag_counts = dict(stats.pixel_counts)
+            rasters.extend(self._asset(layer, prefix, product_id, grid_) for layer in layers)
+        item = self._item(task, product_id, items, rasters, dict(flag_counts))
+        self.bucket.put_json(item_key, item)
+        self.catalog.put_item(item)
+        return item_key
+
+    def _path(self, prefix: str, product_id: str, name: str) -> str:
+        return storage.vsi_path(self.bucket.name, f"{prefix}{product_id}_{name}.tif")
+
+    def _asset(
+        self, layer: OutputLayer, prefix: str, product_id: str, grid_: OutputGrid
+    ) -> stac_items.RasterAsset:
+        key = f"{prefix}{product_id}_{layer.name}.tif"
+        return stac_items.RasterAsset(
+            key=layer.name,
+            href=storage.s3_href(self.bucket.name, key),
+            title=layer.title,
+            roles=layer.roles,
+            shape=(grid_.height, grid_.width),
+            transform=tuple(grid_.transform)[:6],
+            epsg=int(grid_.crs.split(":")[1]),
+            data_type=layer.data_type,
+            nodata=layer.nodata,
+            scales=(layer.scale,),
+            band_names=layer.band_names,
+            size_bytes=self.bucket.size(key),
+        )
+
+    def _item(
+        self,
+        task: TileTask,
+        product_id: str,
+        inputs: list[dict[str, Any]],
+        rasters: list[stac_items.RasterAsset],
+        flag_counts: dict[str, int],
+    ) -> dict[str, Any]:
+        footprint = unary_union([shape(item["geometry"]) for item in inputs])
+        total = sum(flag_counts.values()) or 1
+        facts = stac_items.ItemFacts(
+            id=product_id,
+            collection=L3A_COLLECTION,
+            geometry=mapping(footprint),
+            bbox=list(footprint.bounds),
+            datetime=task.period.centre_datetime,
+            start=task.period.start,
+            end=task.period.end,
+            properties={
+                "grid:code": f"MGRS-{task.tile}",
+                "platform": "sentinel-2"
+                if all("sentinel" in i["properties"].get("platform", "") for i in inputs)
+                else "sentinel-2, landsat-8",
+                "sansnuages:job": task.job_id,
+                "sansnuages:inputs": len(inputs),
+                **{
+                    f"sansnuages:{name}_percent": round(100 * count / total, 2)
+                    for name, count in flag_counts.items()
+                },
+            },
+        )
+        derived = [
+            i["assets"]["metadata"]["href"].rsplit("/", 1)[0] + f"/{i['id']}.json" for i in inputs
+        ]
+        item = stac_items.build_item(facts, rasters, derived_from=derived)
+        stac_items.set_processing(item, level="L3A", version="1.0")
+        return item.to_dict(include_self_link=False)
+
+    def fan_in(self, job_id: str) -> None:
+        """The last tile to finish enqueues the mosaic (exactly once, whatever the deliveries)."""
+        if self.jobs.claim_mosaic(job_id):
+            aws.client("sqs", self.settings).send_message(
+                QueueUrl=self.settings.mosaic_queue_url, MessageBody=json.dumps({"job_id": job_id})
+            )
+            logger.info("mosaic enqueued", extra={"job": job_id})

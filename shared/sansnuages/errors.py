@@ -1,0 +1,58 @@
+"""Errors named by the condition, split into those worth retrying and those that are not.
+
+Invalid input is never retried: it goes to quarantine (uploads) or marks a tile failed (jobs).
+"""
+
+from __future__ import annotations
+
+
+class SansnuagesError(Exception):
+    """Base of every error the core raises on purpose."""
+
+    retryable = False
+
+
+class InvalidProduct(SansnuagesError):
+    """An upload that can never be ingested as it is: quarantine it, do not retry."""
+
+
+class NotAZip(InvalidProduct):
+    pass
+
+
+class UnsafeArchive(InvalidProduct):
+    pass
+
+
+class NotAMuscateProduct(InvalidProduct):
+    pass
+
+
+class MissingBand(InvalidProduct):
+    pass
+
+
+class InconsistentMetadata(InvalidProduct):
+    pass
+
+
+class InvalidRequest(SansnuagesError):
+    """A request (API, CLI, job) whose parameters are wrong: a 400, never a retry."""
+
+
+class NotFound(SansnuagesError):
+    pass
+
+
+class UnknownArea(InvalidRequest):
+    pass
+
+
+class NoInputs(SansnuagesError):
+    """A synthesis or mosaic with nothing to work on: the tile or job fails, without retries."""
+
+
+class TransientError(SansnuagesError):
+    """Storage or service hiccup: let the queue deliver the message again."""
+
+    retryable = True

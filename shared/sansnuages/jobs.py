@@ -1,0 +1,250 @@
+"""Synthesis jobs: a month over an area, one record per tile, each change a conditional write.
+
+The fan-in works without a coordinator: finishing a tile and decrementing the job's count of
+pending tiles is one transaction, and only one caller can claim the mosaic once none is pending.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from . import aws
+from .settings import Settings
+
+JOB_LIST_PK = "jobs"
+
+
+class TileState(enum.StrEnum):
+    PENDING = "pending"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class JobState(enum.StrEnum):
+    RUNNING = "running"
+    MOSAIC_QUEUED = "mosaic-queued"
+    DONE = "done"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class TileStatus:
+    tile: str
+    state: TileState
+    reason: str | None = None
+    item: str | None = None
+
+
+@dataclass(frozen=True)
+class Job:
+    job_id: str
+    month: str
+    area: str
+    area_id: str
+    state: JobState
+    pending: int
+    tiles: list[TileStatus] = field(default_factory=list)
+    mosaic_item: str | None = None
+    reason: str | None = None
+    created: str = ""
+
+    @property
+    def finished(self) -> bool:
+        return self.state in (JobState.DONE, JobState.FAILED)
+
+    def count(self, state: TileState) -> int:
+        return sum(1 for tile in self.tiles if tile.state == state)
+
+
+def job_id_for(month: str, area_id: str) -> str:
+    return f"{month}-{area_id}"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _is_conditional_failure(error: ClientError) -> bool:
+    code = error.response.get("Error", {}).get("Code", "")
+    return code in ("ConditionalCheckFailedException", "TransactionCanceledException")
+
+
+class JobStore:
+    """Job and tile states in the jobs table (keys `pk`, `sk`)."""
+
+    def __init__(self, settings: Settings, client: Any = None) -> None:
+        self.table = settings.jobs_table
+        self.client = client or aws.client("dynamodb", settings)
+
+    def create(self, month: str, area: str, area_id: str, tiles: list[str]) -> tuple[Job, bool]:
+        """Record a job and its tiles; an unfinished job of the same id is returned as it is.
+
+        Returns the job and whether it was (re)started, so the caller fans out only then.
+        """
+        job_id = job_id_for(month, area_id)
+        existing = self.get(job_id)
+        if existing is not None and not existing.finished:
+            return existing, False
+        pk = f"job#{job_id}"
+        now = _now()
+        self.client.put_item(
+            TableName=self.table,
+            Item={
+                "pk": {"S": pk},
+                "sk": {"S": "job"},
+                "month": {"S": month},
+                "area": {"S": area},
+                "area_id": {"S": area_id},
+                "state": {"S": JobState.RUNNING},
+                "pending": {"N": str(len(tiles))},
+                "created": {"S": now},
+            },
+        )
+        for tile in tiles:
+            self.client.put_item(
+                TableName=self.table,
+                Item={
+                    "pk": {"S": pk},
+                    "sk": {"S": f"tile#{tile}"},
+                    "state": {"S": TileState.PENDING},
+                },
+            )
+        self.client.put_item(
+            TableName=self.table,
+            Item={"pk": {"S": JOB_LIST_PK}, "sk": {"S": job_id}, "created": {"S": now}},
+        )
+        job = self.get(job_id)
+        assert job is not None
+        return job, True
+
+    def finish_tile(
+        self,
+        job_id: str,
+        tile: str,
+        state: TileState,
+        reason: str | None = None,
+        item: str | None = None,
+    ) -> bool:
+        """Move a pending tile to done or failed and count it; False if it had already finished."""
+        pk = {"S": f"job#{job_id}"}
+        values: dict[str, Any] = {":new": {"S": state}, ":pending": {"S": TileState.PENDING}}
+        update = "SET #s = :new"
+        for name, value in (("reason", reason), ("item", item)):
+            if value is not None:
+                update += f", {name} = :{name}"
+                values[f":{name}"] = {"S": value}
+        try:
+            self.client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Update": {
+                            "TableName": self.table,
+                            "Key": {"pk": pk, "sk": {"S": f"tile#{tile}"}},
+                            "UpdateExpression": update,
+                            "ConditionExpression": "#s = :pending",
+                            "ExpressionAttributeNames": {"#s": "state"},
+                            "ExpressionAttributeValues": values,
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": self.table,
+                            "Key": {"pk": pk, "sk": {"S": "job"}},
+                            "UpdateExpression": "ADD pending :minus_one",
+                            "ExpressionAttributeValues": {":minus_one": {"N": "-1"}},
+                        }
+                    },
+                ]
+            )
+        except ClientError as error:
+            if _is_conditional_failure(error):
+                return False
+            raise
+        return True
+
+    def claim_mosaic(self, job_id: str) -> bool:
+        """True for exactly one caller, once no tile is pending."""
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key={"pk": {"S": f"job#{job_id}"}, "sk": {"S": "job"}},
+                UpdateExpression="SET #s = :queued",
+                ConditionExpression="pending = :zero AND #s = :running",
+                ExpressionAttributeNames={"#s": "state"},
+                ExpressionAttributeValues={
+                    ":queued": {"S": JobState.MOSAIC_QUEUED},
+                    ":running": {"S": JobState.RUNNING},
+                    ":zero": {"N": "0"},
+                },
+            )
+        except ClientError as error:
+            if _is_conditional_failure(error):
+                return False
+            raise
+        return True
+
+    def finish(
+        self, job_id: str, state: JobState, item: str | None = None, reason: str | None = None
+    ) -> None:
+        values: dict[str, Any] = {":s": {"S": state}}
+        update = "SET #s = :s"
+        for name, value in (("mosaic_item", item), ("reason", reason)):
+            if value is not None:
+                update += f", {name} = :{name}"
+                values[f":{name}"] = {"S": value}
+        self.client.update_item(
+            TableName=self.table,
+            Key={"pk": {"S": f"job#{job_id}"}, "sk": {"S": "job"}},
+            UpdateExpression=update,
+            ExpressionAttributeNames={"#s": "state"},
+            ExpressionAttributeValues=values,
+        )
+
+    def get(self, job_id: str) -> Job | None:
+        records = self._query(f"job#{job_id}")
+        head = next((r for r in records if r["sk"]["S"] == "job"), None)
+        if head is None:
+            return None
+        tiles = [
+            TileStatus(
+                tile=r["sk"]["S"].removeprefix("tile#"),
+                state=TileState(r["state"]["S"]),
+                reason=r.get("reason", {}).get("S"),
+                item=r.get("item", {}).get("S"),
+            )
+            for r in records
+            if r["sk"]["S"].startswith("tile#")
+        ]
+        return Job(
+            job_id=job_id,
+            month=head["month"]["S"],
+            area=head["area"]["S"],
+            area_id=head["area_id"]["S"],
+            state=JobState(head["state"]["S"]),
+            pending=int(head["pending"]["N"]),
+            tiles=tiles,
+            mosaic_item=head.get("mosaic_item", {}).get("S"),
+            reason=head.get("reason", {}).get("S"),
+            created=head.get("created", {}).get("S", ""),
+        )
+
+    def list(self) -> list[Job]:
+        ids = [record["sk"]["S"] for record in self._query(JOB_LIST_PK)]
+        return [job for job in (self.get(job_id) for job_id in ids) if job is not None]
+
+    def _query(self, pk: str) -> list[dict[str, Any]]:
+        paginator = self.client.get_paginator("query")
+        records: list[dict[str, Any]] = []
+        for page in paginator.paginate(
+            TableName=self.table,
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": pk}},
+            ConsistentRead=True,
+        ):
+            records.extend(page["Items"])
+        return records

@@ -1,0 +1,117 @@
+"""Plan a monthly synthesis job: find the tiles with observations, record the job, fan out.
+
+Called by the monthly schedule (with the time it fired) and by hand (with a month).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from shapely.geometry import shape
+
+from . import areas, aws
+from .catalog import Catalog
+from .errors import InvalidRequest, NoInputs
+from .jobs import Job, JobStore
+from .period import SynthesisPeriod, latest_closed_period
+from .settings import Settings
+
+logger = Logger(child=True)
+
+L2A_COLLECTIONS = ["sentinel2-l2a", "landsat8-l2a"]
+SEARCH_PAGE = 500
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    period: SynthesisPeriod
+    area: str
+    resolution: float | None = None
+
+    @classmethod
+    def from_event(cls, event: dict[str, Any]) -> JobRequest:
+        """A manual request names a month; a scheduled one gives the time it fired."""
+        area = event.get("area")
+        if not area or not isinstance(area, str):
+            raise InvalidRequest("a job needs an 'area': a country name or code, or GeoJSON")
+        if event.get("month"):
+            period = SynthesisPeriod.parse(str(event["month"]))
+        elif event.get("scheduled_time") or event.get("time"):
+            fired = str(event.get("scheduled_time") or event.get("time"))
+            try:
+                when = datetime.fromisoformat(fired.replace("Z", "+00:00"))
+            except ValueError as error:
+                raise InvalidRequest(f"unreadable schedule time {fired!r}") from error
+            period = latest_closed_period(when)
+        else:
+            raise InvalidRequest("a job needs a 'month' (YYYY-MM) or a 'scheduled_time'")
+        resolution = event.get("resolution")
+        return cls(period, area, float(resolution) if resolution else None)
+
+
+def tiles_with_observations(
+    catalog: Catalog, period: SynthesisPeriod, area: areas.Area
+) -> list[str]:
+    """Tiles whose products in the window touch the area, from the catalog alone."""
+    tiles: set[str] = set()
+    token: str | None = None
+    while True:
+        page = catalog.search(
+            collections=L2A_COLLECTIONS,
+            bbox=tuple(area.geometry.bounds),
+            datetime_range=(period.start, period.end),
+            ids=None,
+            limit=SEARCH_PAGE,
+            token=token,
+        )
+        for item in page.items:
+            code = item.get("properties", {}).get("grid:code", "")
+            if code and shape(item["geometry"]).intersects(area.geometry):
+                tiles.add(code.removeprefix("MGRS-"))
+        token = page.next_token
+        if not token:
+            return sorted(tiles)
+
+
+def plan_job(request: JobRequest, settings: Settings) -> tuple[Job, bool]:
+    area = areas.area_geometry(request.area)
+    catalog = Catalog(settings.catalog_table, settings=settings)
+    tiles = tiles_with_observations(catalog, request.period, area)
+    if not tiles:
+        raise NoInputs(
+            f"no product over {area.name} between {request.period.start:%Y-%m-%d} and {request.period.end:%Y-%m-%d}"
+        )
+    job, started = JobStore(settings).create(request.period.label, request.area, area.id, tiles)
+    if started:
+        send_tile_messages(job, request, settings)
+    logger.info("planned job", extra={"job": job.job_id, "tiles": len(tiles), "started": started})
+    return job, started
+
+
+def send_tile_messages(job: Job, request: JobRequest, settings: Settings) -> None:
+    sqs = aws.client("sqs", settings)
+    messages = [
+        {
+            "Id": str(index),
+            "MessageBody": json.dumps(
+                {
+                    "job_id": job.job_id,
+                    "tile": status.tile,
+                    "month": job.month,
+                    "area": job.area,
+                    "resolution": request.resolution,
+                }
+            ),
+        }
+        for index, status in enumerate(job.tiles)
+    ]
+    for start in range(0, len(messages), 10):
+        response = sqs.send_message_batch(
+            QueueUrl=settings.composite_queue_url, Entries=messages[start : start + 10]
+        )
+        if response.get("Failed"):
+            raise RuntimeError(f"could not enqueue tiles: {response['Failed']}")

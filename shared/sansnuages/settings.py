@@ -1,0 +1,54 @@
+"""Typed configuration, read once from the environment.
+
+The same variables are set by `template.yaml` on AWS and by the local runtime on this machine,
+so the core never needs to know where it runs.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_bucket: str
+    catalog_table: str = ""
+    jobs_table: str = ""
+    composite_queue_url: str = ""
+    mosaic_queue_url: str = ""
+    region: str = "us-east-1"
+    endpoint_url: str | None = None
+    """Set only off AWS (the local moto server): every client and GDAL then talk to it."""
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if environ is None else environ)
+        return cls(
+            data_bucket=env.get("DATA_BUCKET", ""),
+            catalog_table=env.get("CATALOG_TABLE", ""),
+            jobs_table=env.get("JOBS_TABLE", ""),
+            composite_queue_url=env.get("COMPOSITE_QUEUE_URL", ""),
+            mosaic_queue_url=env.get("MOSAIC_QUEUE_URL", ""),
+            region=env.get("AWS_REGION", env.get("AWS_DEFAULT_REGION", "us-east-1")),
+            endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
+        )
+
+    def gdal_options(self) -> dict[str, str]:
+        """GDAL configuration for `/vsis3/` against AWS or the local S3 endpoint."""
+        options = {
+            "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
+            "CPL_VSIL_USE_TEMP_FILE_FOR_RANDOM_WRITE": "YES",
+            "GDAL_NUM_THREADS": "ALL_CPUS",
+            "AWS_REGION": self.region,
+        }
+        if self.endpoint_url:
+            parts = urlsplit(self.endpoint_url)
+            options.update(
+                AWS_S3_ENDPOINT=parts.netloc,
+                AWS_VIRTUAL_HOSTING="FALSE",
+                AWS_HTTPS="YES" if parts.scheme == "https" else "NO",
+            )
+        return options

@@ -1,0 +1,130 @@
+"""The data bucket: keys of the layout in the design notes, JSON documents and quarantine.
+
+Object keys are the only place the layout is spelt out, so that every stage agrees on it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import unquote_plus
+
+from botocore.exceptions import ClientError
+
+from . import aws
+from .settings import Settings
+
+INCOMING_PREFIX = "incoming/"
+QUARANTINE_PREFIX = "quarantine/"
+
+
+def l2a_prefix(collection: str, tile: str, acquired: datetime, product_id: str) -> str:
+    return f"l2a/{collection}/{tile}/{acquired:%Y/%m}/{product_id}/"
+
+
+def l3a_prefix(tile: str, year: int, month: int, product_id: str) -> str:
+    return f"l3a/{tile}/{year:04d}/{month:02d}/{product_id}/"
+
+
+def mosaic_prefix(area_id: str, year: int, month: int) -> str:
+    return f"mosaics/{area_id}/{year:04d}/{month:02d}/"
+
+
+def collection_key(collection_id: str) -> str:
+    return f"collections/{collection_id}.json"
+
+
+def s3_href(bucket: str, key: str) -> str:
+    return f"s3://{bucket}/{key}"
+
+
+def vsi_path(bucket: str, key: str) -> str:
+    return f"/vsis3/{bucket}/{key}"
+
+
+def split_s3_href(href: str) -> tuple[str, str]:
+    if not href.startswith("s3://"):
+        raise ValueError(f"not an s3:// href: {href}")
+    bucket, _, key = href[5:].partition("/")
+    return bucket, key
+
+
+def decode_event_key(raw_key: str) -> str:
+    """S3 notifications URL-encode keys (spaces as '+'), as AWS does."""
+    return unquote_plus(raw_key)
+
+
+@dataclass
+class DataBucket:
+    """Reads and writes of documents in the data bucket (rasters go through GDAL instead)."""
+
+    settings: Settings
+    client: Any = None
+
+    def __post_init__(self) -> None:
+        if self.client is None:
+            self.client = aws.client("s3", self.settings)
+
+    @property
+    def name(self) -> str:
+        return self.settings.data_bucket
+
+    def put_json(self, key: str, document: dict[str, Any]) -> None:
+        body = json.dumps(document, separators=(",", ":")).encode()
+        self.put_bytes(key, body, "application/json")
+
+    def put_bytes(self, key: str, body: bytes, content_type: str) -> None:
+        self.client.put_object(Bucket=self.name, Key=key, Body=body, ContentType=content_type)
+
+    def get_json(self, key: str) -> dict[str, Any]:
+        return dict(json.loads(self.get_bytes(key)))
+
+    def get_bytes(self, key: str) -> bytes:
+        response = self.client.get_object(Bucket=self.name, Key=key)
+        return bytes(response["Body"].read())
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.client.head_object(Bucket=self.name, Key=key)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+        return True
+
+    def size(self, key: str) -> int:
+        return int(self.client.head_object(Bucket=self.name, Key=key)["ContentLength"])
+
+    def list_keys(self, prefix: str) -> list[str]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        keys: list[str] = []
+        for page in paginator.paginate(Bucket=self.name, Prefix=prefix):
+            keys.extend(obj["Key"] for obj in page.get("Contents", []))
+        return keys
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.name, Key=key)
+
+    def quarantine(self, key: str, reason: str, error_type: str, product: str | None) -> str:
+        """Move an upload aside with a reason a person can read; the upload itself is kept."""
+        target = QUARANTINE_PREFIX + key.removeprefix(INCOMING_PREFIX)
+        if self.exists(key):
+            self.client.copy_object(
+                Bucket=self.name, Key=target, CopySource={"Bucket": self.name, "Key": key}
+            )
+        self.put_json(
+            target + ".reason.json",
+            {
+                "key": key,
+                "quarantined_as": target,
+                "error": error_type,
+                "reason": reason,
+                "product": product,
+                "at": datetime.now(UTC).isoformat(),
+            },
+        )
+        if self.exists(key):
+            self.delete(key)
+        return target

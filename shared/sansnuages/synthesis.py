@@ -1,0 +1,624 @@
+"""Level-3A weighted-average synthesis of one tile and one resolution group (WASP method).
+
+For each pixel, the clear observations of the window (CLM bit 0 unset, EDG == 0, reflectance
+present) are averaged with weights from cloud distance, aerosol optical thickness, date and
+sensor (FORMATS.md section 2). Where no observation is clear: the first snow or water
+observation; else the cloudy observation with the lowest blue reflectance; else no data.
+
+Inputs are plain raster references, not STAC: the caller maps Items (and Landsat-8 bands onto
+their Sentinel-2 twins) to `Observation`s. Every input is read through a `WarpedVRT` onto the
+output grid, window by window, so Landsat-8 at 30 m lands on the 10/20 m grid and memory stays
+bounded whatever the tile size. The pure array functions at the top carry the method and are
+unit-tested on tiny arrays; `synthesize_group` only adds the reading and writing around them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import TypeAlias
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.enums import Resampling
+from rasterio.io import DatasetReader, DatasetWriter
+from rasterio.vrt import WarpedVRT
+from rasterio.windows import Window
+
+from sansnuages import cog
+from sansnuages.errors import NoInputs
+
+# --- constants of the method (WASP v1.0 defaults) ----------------------------------------------
+
+AOT_MAX = 0.8
+AOT_MIN_WEIGHT = 0.33
+DATE_MIN_WEIGHT = 0.5
+SENTINEL2_WEIGHT = 1.0
+LANDSAT8_WEIGHT = 0.33
+CLOUD_CELL_M = 240.0
+"""Cloud masks are reduced to cells of this size before blurring (WASP's coarse grid)."""
+CLOUD_SIGMAS_CELLS = (2.0, 10.0)
+"""Gaussian blurs of the coarse cloud fraction: 480 m and 2.4 km."""
+CLOUD_MIN_WEIGHT = 0.01
+"""Floor of W_cld: a clear pixel deep inside a cloudy area still counts, just very little,
+rather than vanishing from the average (and the output) altogether."""
+
+FLAG_NO_DATA, FLAG_CLOUD, FLAG_SNOW, FLAG_WATER, FLAG_CLEAR = 0, 1, 2, 3, 4
+FLAG_NAMES = {
+    FLAG_NO_DATA: "no_data",
+    FLAG_CLOUD: "cloud",
+    FLAG_SNOW: "snow",
+    FLAG_WATER: "water",
+    FLAG_CLEAR: "clear",
+}
+FRC_SCALE = 10000
+FRC_NODATA = -10000
+DTS_NODATA = -32768
+CLM_NOT_CLEAR_BIT = 0
+MG2_WATER_BIT = 0
+MG2_SNOW_BIT = 2
+_REFLECTANCE_NODATA_DEFAULT = -10000.0
+
+
+# --- inputs and outputs ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RasterRef:
+    path: str
+    band: int = 1
+    scale: float = 1.0
+    """Physical value = DN * scale (reflectance 1e-4 for Sentinel-2; AOT 1/200)."""
+    nodata: float | None = None
+    """Overrides the file's own nodata value when set."""
+
+
+@dataclass(frozen=True)
+class Observation:
+    product_id: str
+    platform: str
+    acquired: datetime
+    sensor_weight: float
+    """SENTINEL2_WEIGHT or LANDSAT8_WEIGHT."""
+    reflectance: dict[str, RasterRef]
+    """Sentinel-2 band name -> FRE raster; Landsat-8 bands already mapped (B8 <- B5 ...)."""
+    cloud: dict[str, RasterRef]
+    """Band -> CLM raster of that band's group (bit 0 set = not clear)."""
+    edge: dict[str, RasterRef]
+    """Band -> EDG raster (1 = outside the image)."""
+    aot: dict[str, RasterRef]
+    """Band -> ATB raster, band 2, with the AOT scale."""
+    water_snow: dict[str, RasterRef] | None = None
+    """Band -> MG2 raster (bit 0 water, bit 2 snow); optional."""
+
+
+@dataclass(frozen=True)
+class OutputGrid:
+    crs: str
+    transform: Affine
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class GroupOutputs:
+    """Destination paths (local or /vsis3/) of one group's layers."""
+
+    frc: Mapping[str, str]
+    """Band -> surface reflectance composite (int16, DN/10000, nodata -10000)."""
+    flags: str
+    weights: str
+    dates: str
+
+
+@dataclass(frozen=True)
+class GroupStats:
+    pixel_counts: dict[str, int]
+    """Pixels per flag class: no_data, cloud, snow, water, clear."""
+    contributing: tuple[str, ...]
+    """Products that gave at least one output pixel, in acquisition order."""
+
+
+# --- the method on arrays ----------------------------------------------------------------------
+
+
+def aot_weight(aot: np.ndarray) -> np.ndarray:
+    """`0.33 + 0.67 * (1 - AOT / 0.8)` below AOT 0.8, else 0.33; unknown AOT (NaN) gets 0.33."""
+    aot = np.asarray(aot, dtype=np.float32)
+    hazy = ~(aot < AOT_MAX)  # NaN lands here too: an unknown atmosphere is trusted least
+    weight = AOT_MIN_WEIGHT + (1.0 - AOT_MIN_WEIGHT) * (1.0 - np.clip(aot, 0.0, None) / AOT_MAX)
+    return np.where(hazy, AOT_MIN_WEIGHT, weight).astype(np.float32)
+
+
+def date_weight(days_from_centre: float, half_window_days: int) -> float:
+    """`1 - |dt| / half_window * (1 - 0.5)`: 1 at the centre, 0.5 at the window's edge.
+
+    WASP divides integers here, which makes the weight 1 everywhere but at the very edge;
+    this is the linear formula it intends. Outside the window the weight is 0.
+    """
+    if half_window_days <= 0:
+        raise ValueError("half_window_days must be positive")
+    distance = abs(days_from_centre)
+    if distance > half_window_days:
+        return 0.0
+    return 1.0 - distance / half_window_days * (1.0 - DATE_MIN_WEIGHT)
+
+
+def weighted_composite(
+    reflectance: np.ndarray, clear: np.ndarray, weights: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted mean over observations (axis 0) of the clear values, and the sum of weights.
+
+    Arrays are (n_obs, h, w). Returns (mean, weight_sum), each (h, w) float32; the mean is NaN
+    where no observation is clear (or every clear weight is 0).
+    """
+    use = clear & np.isfinite(reflectance) & (weights > 0)
+    w = np.where(use, weights, 0.0).astype(np.float64)
+    total = w.sum(axis=0)
+    weighted = (w * np.where(use, reflectance, 0.0)).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(total > 0, weighted / np.where(total > 0, total, 1.0), np.nan)
+    return mean.astype(np.float32), total.astype(np.float32)
+
+
+def first_index(candidates: np.ndarray) -> np.ndarray:
+    """Index along axis 0 of the first True of each pixel, -1 where there is none."""
+    if candidates.shape[0] == 0:
+        return np.full(candidates.shape[1:], -1, dtype=np.int32)
+    found = candidates.any(axis=0)
+    return np.where(found, candidates.argmax(axis=0), -1).astype(np.int32)
+
+
+def lowest_index(values: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """Index along axis 0 of the lowest candidate value of each pixel, -1 where none."""
+    if values.shape[0] == 0:
+        return np.full(values.shape[1:], -1, dtype=np.int32)
+    masked = np.where(candidates & np.isfinite(values), values, np.inf)
+    found = np.isfinite(masked).any(axis=0)
+    return np.where(found, masked.argmin(axis=0), -1).astype(np.int32)
+
+
+def take(stack: np.ndarray, index: np.ndarray, fill: float = np.nan) -> np.ndarray:
+    """`stack[index[y, x], y, x]`, or `fill` where index is -1."""
+    if stack.shape[0] == 0:
+        return np.full(index.shape, fill, dtype=np.float32)
+    picked = np.take_along_axis(stack, np.clip(index, 0, None)[np.newaxis], axis=0)[0]
+    return np.where(index >= 0, picked, fill).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class PixelState:
+    """Per observation and pixel, what the masks say (all arrays (n_obs, h, w) bool)."""
+
+    valid: np.ndarray
+    """Inside the image (EDG == 0) with every band of the group present."""
+    clear: np.ndarray
+    """Valid and CLM bit 0 unset."""
+    water: np.ndarray
+    snow: np.ndarray
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The synthesis decision of each pixel of a window."""
+
+    flags: np.ndarray
+    """uint8 (h, w), FLAG_* values."""
+    clear_land: np.ndarray
+    """(n_obs, h, w) bool: the observations averaged."""
+    fallback: np.ndarray
+    """(h, w) int: observation copied where nothing is averaged, -1 otherwise."""
+
+
+def choose(state: PixelState, blue: np.ndarray) -> Choice:
+    """Apply WASP's priority: clear land, else first snow/water, else lowest blue, else none.
+
+    Observations must be in acquisition order ("first" is the earliest). `blue` is the blue
+    reflectance (n_obs, h, w), NaN where missing.
+    """
+    clear_land = state.clear & ~state.water & ~state.snow
+    has_land = clear_land.any(axis=0)
+    wet = first_index(state.clear & (state.water | state.snow))
+    cloudy = lowest_index(blue, state.valid)
+    fallback = np.where(has_land, -1, np.where(wet >= 0, wet, cloudy)).astype(np.int32)
+    snow_pick = take(state.snow.astype(np.float32), wet, fill=0.0) > 0
+    flags = np.full(has_land.shape, FLAG_NO_DATA, dtype=np.uint8)
+    flags[(fallback >= 0) & (wet < 0)] = FLAG_CLOUD
+    flags[~has_land & (wet >= 0)] = np.where(snow_pick, FLAG_SNOW, FLAG_WATER)[
+        ~has_land & (wet >= 0)
+    ]
+    flags[has_land] = FLAG_CLEAR
+    return Choice(flags=flags, clear_land=clear_land, fallback=fallback)
+
+
+# --- cloud-distance weight ---------------------------------------------------------------------
+
+
+def gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
+    """Separable Gaussian blur (edges extended), numpy only: the coarse grids are small."""
+    radius = max(1, int(math.ceil(4 * sigma)))
+    x = np.arange(-radius, radius + 1, dtype=np.float64)
+    kernel = np.exp(-0.5 * (x / sigma) ** 2)
+    kernel /= kernel.sum()
+    out = image.astype(np.float64)
+    for axis in (0, 1):
+        pad = [(0, 0), (0, 0)]
+        pad[axis] = (radius, radius)
+        padded = np.pad(out, pad, mode="edge")
+        out = np.apply_along_axis(lambda v: np.convolve(v, kernel, mode="valid"), axis, padded)
+    return out.astype(np.float32)
+
+
+def cloud_weight_coarse(cloud_fraction: np.ndarray, cell_m: float = CLOUD_CELL_M) -> np.ndarray:
+    """`W_cld = (1 - Gs) * (1 - Gl)` on the coarse grid (Gaussians of 480 m and 2.4 km)."""
+    scale = CLOUD_CELL_M / cell_m
+    small, large = (gaussian_blur(cloud_fraction, s * scale) for s in CLOUD_SIGMAS_CELLS)
+    weight = (1.0 - small) * (1.0 - large)
+    return np.clip(weight, CLOUD_MIN_WEIGHT, 1.0).astype(np.float32)
+
+
+def upsample(coarse: np.ndarray, factor: int, rows: slice, cols: slice) -> np.ndarray:
+    """Bilinear values of a coarse grid (cells of `factor` pixels) at the centres of a window."""
+
+    def axis(s: slice, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        pos = (np.arange(s.start, s.stop, dtype=np.float64) + 0.5) / factor - 0.5
+        pos = np.clip(pos, 0, n - 1)
+        low = np.floor(pos).astype(np.intp)
+        return low, np.minimum(low + 1, n - 1), pos - low
+
+    y0, y1, fy = axis(rows, coarse.shape[0])
+    x0, x1, fx = axis(cols, coarse.shape[1])
+    fy, fx = fy[:, None], fx[None, :]
+    top = coarse[y0][:, x0] * (1 - fx) + coarse[y0][:, x1] * fx
+    bottom = coarse[y1][:, x0] * (1 - fx) + coarse[y1][:, x1] * fx
+    return (top * (1 - fy) + bottom * fy).astype(np.float32)
+
+
+# --- reading onto the output grid --------------------------------------------------------------
+
+
+Readable: TypeAlias = DatasetReader | WarpedVRT
+
+
+class GridReader:
+    """Reads raster references onto the output grid by windows; keeps datasets open."""
+
+    def __init__(self, grid: OutputGrid, stack: contextlib.ExitStack) -> None:
+        self._grid = grid
+        self._stack = stack
+        self._sources: dict[str, DatasetReader] = {}
+        self._views: dict[tuple[str, str, float | None], tuple[Readable, float | None]] = {}
+
+    def read(
+        self, ref: RasterRef, window: Window, resampling: Resampling, fill: float | None
+    ) -> tuple[np.ndarray, float | None]:
+        """Raw values of `ref` in `window` and its nodata value.
+
+        Outside the source image, pixels hold the nodata value, or `fill` when the source has
+        none (masks: EDG reads 1 there, "no data").
+        """
+        view, nodata = self._view(ref, resampling, fill)
+        return view.read(ref.band, window=window), nodata
+
+    def _source(self, path: str) -> DatasetReader:
+        if path not in self._sources:
+            self._sources[path] = self._stack.enter_context(rasterio.open(path))
+        return self._sources[path]
+
+    def _view(
+        self, ref: RasterRef, resampling: Resampling, fill: float | None
+    ) -> tuple[Readable, float | None]:
+        """The source itself when it is on the grid already (no warping cost), else a VRT."""
+        key = (ref.path, resampling.name, ref.nodata)
+        if key not in self._views:
+            src = self._source(ref.path)
+            src_nodata = ref.nodata if ref.nodata is not None else src.nodata
+            if self._on_grid(src):
+                self._views[key] = (src, src_nodata)
+            else:
+                vrt = self._stack.enter_context(
+                    WarpedVRT(
+                        src,
+                        crs=self._grid.crs,
+                        transform=self._grid.transform,
+                        width=self._grid.width,
+                        height=self._grid.height,
+                        resampling=resampling,
+                        src_nodata=src_nodata,
+                        nodata=src_nodata if src_nodata is not None else fill,
+                    )
+                )
+                self._views[key] = (vrt, vrt.nodata)
+        return self._views[key]
+
+    def _on_grid(self, src: DatasetReader) -> bool:
+        grid = self._grid
+        return bool(
+            src.crs == rasterio.crs.CRS.from_user_input(grid.crs)
+            and src.transform.almost_equals(grid.transform)
+            and (src.width, src.height) == (grid.width, grid.height)
+        )
+
+
+@dataclass
+class _Window:
+    """What the reader gathered for one window, ready for the array functions."""
+
+    reflectance: dict[str, np.ndarray]
+    """Band -> (n_obs, h, w) float32 reflectance, NaN where missing."""
+    blue: np.ndarray
+    aot: np.ndarray
+    state: PixelState
+
+
+def _bits(values: np.ndarray, bit: int) -> np.ndarray:
+    return (values.astype(np.int64) >> bit) & 1 == 1
+
+
+def _reflectance(
+    reader: GridReader, ref: RasterRef | None, window: Window, resampling: Resampling
+) -> np.ndarray:
+    shape = (int(window.height), int(window.width))
+    if ref is None:
+        return np.full(shape, np.nan, dtype=np.float32)
+    raw, nodata = reader.read(ref, window, resampling, _REFLECTANCE_NODATA_DEFAULT)
+    values = raw.astype(np.float32) * np.float32(ref.scale)
+    missing = raw == nodata if nodata is not None else np.zeros(shape, bool)
+    return np.where(missing, np.nan, values).astype(np.float32)
+
+
+@dataclass
+class _ObservationWindow:
+    reflectance: dict[str, np.ndarray]
+    blue: np.ndarray
+    aot: np.ndarray
+    valid: np.ndarray
+    cloudy: np.ndarray
+    water: np.ndarray
+    snow: np.ndarray
+
+
+def _read_observation(
+    reader: GridReader, obs: Observation, bands: Sequence[str], window: Window
+) -> _ObservationWindow:
+    """Reflectance and masks of one observation in one window (bands it lacks are NaN)."""
+    present = [b for b in bands if b in obs.reflectance]
+    first = present[0]
+    shape = (int(window.height), int(window.width))
+    bilinear, nearest = Resampling.bilinear, Resampling.nearest
+    refl = {b: _reflectance(reader, obs.reflectance.get(b), window, bilinear) for b in bands}
+    blue_ref = obs.reflectance.get("B2", obs.reflectance[first])
+    blue = refl["B2"] if "B2" in refl else _reflectance(reader, blue_ref, window, bilinear)
+    edge, _ = reader.read(obs.edge[first], window, nearest, 1)
+    clm, _ = reader.read(obs.cloud[first], window, nearest, 1)
+    valid = edge == 0
+    for band in present:
+        valid &= np.isfinite(refl[band])
+    aot_ref = obs.aot[first]
+    aot_raw, aot_nodata = reader.read(aot_ref, window, nearest, 0)
+    aot = aot_raw.astype(np.float32) * np.float32(aot_ref.scale)
+    if aot_nodata is not None:
+        aot[aot_raw == aot_nodata] = np.nan
+    water = snow = np.zeros(shape, dtype=bool)
+    if obs.water_snow and first in obs.water_snow:
+        mg2, _ = reader.read(obs.water_snow[first], window, nearest, 0)
+        water, snow = _bits(mg2, MG2_WATER_BIT), _bits(mg2, MG2_SNOW_BIT)
+    cloudy = _bits(clm, CLM_NOT_CLEAR_BIT)
+    return _ObservationWindow(refl, blue, aot, valid, cloudy, water, snow)
+
+
+def _gather(
+    reader: GridReader, observations: Sequence[Observation], bands: Sequence[str], window: Window
+) -> _Window:
+    parts = [_read_observation(reader, obs, bands, window) for obs in observations]
+    valid = np.stack([p.valid for p in parts])
+    state = PixelState(
+        valid=valid,
+        clear=valid & ~np.stack([p.cloudy for p in parts]),
+        water=np.stack([p.water for p in parts]),
+        snow=np.stack([p.snow for p in parts]),
+    )
+    return _Window(
+        reflectance={b: np.stack([p.reflectance[b] for p in parts]) for b in bands},
+        blue=np.stack([p.blue for p in parts]),
+        aot=np.stack([p.aot for p in parts]),
+        state=state,
+    )
+
+
+# --- the cloud-distance pass -------------------------------------------------------------------
+
+
+def _windows(grid: OutputGrid, block_size: int) -> Iterator[Window]:
+    for row in range(0, grid.height, block_size):
+        for col in range(0, grid.width, block_size):
+            height = min(block_size, grid.height - row)
+            width = min(block_size, grid.width - col)
+            yield Window(col, row, width, height)
+
+
+def _cloud_factor(grid: OutputGrid) -> int:
+    return max(1, round(CLOUD_CELL_M / abs(grid.transform.a)))
+
+
+def _coarse_cloud_weights(
+    reader: GridReader,
+    observations: Sequence[Observation],
+    bands: Sequence[str],
+    grid: OutputGrid,
+    block_size: int,
+) -> list[np.ndarray]:
+    """Per observation, W_cld on the coarse grid: the cloudy fraction of each 240 m cell
+    (among pixels inside the image), blurred. Only masks are read; memory is a few coarse
+    grids of about 460 x 460 cells per observation for a full tile.
+    """
+    factor = _cloud_factor(grid)
+    shape = (math.ceil(grid.height / factor), math.ceil(grid.width / factor))
+    cells = shape[0] * shape[1]
+    sums = [np.zeros(cells) for _ in observations]
+    counts = [np.zeros(cells) for _ in observations]
+    for window in _windows(grid, block_size):
+        rows = np.arange(window.row_off, window.row_off + window.height) // factor
+        cols = np.arange(window.col_off, window.col_off + window.width) // factor
+        index = (rows[:, None] * shape[1] + cols[None, :]).ravel()
+        for i, obs in enumerate(observations):
+            first = next(b for b in bands if b in obs.reflectance)
+            edge, _ = reader.read(obs.edge[first], window, Resampling.nearest, 1)
+            clm, _ = reader.read(obs.cloud[first], window, Resampling.nearest, 1)
+            inside = (edge == 0).ravel()
+            cloudy = _bits(clm, CLM_NOT_CLEAR_BIT).ravel() & inside
+            sums[i] += np.bincount(index, weights=cloudy, minlength=cells)
+            counts[i] += np.bincount(index, weights=inside, minlength=cells)
+    weights = []
+    for total, count in zip(sums, counts, strict=True):
+        fraction = np.where(count > 0, total / np.maximum(count, 1), 0.0).reshape(shape)
+        weights.append(cloud_weight_coarse(fraction, cell_m=factor * abs(grid.transform.a)))
+    return weights
+
+
+# --- the synthesis of one group ----------------------------------------------------------------
+
+
+@dataclass
+class _Tally:
+    counts: dict[int, int] = field(default_factory=lambda: dict.fromkeys(FLAG_NAMES, 0))
+    used: set[int] = field(default_factory=set)
+
+    def add(self, choice: Choice) -> None:
+        values, numbers = np.unique(choice.flags, return_counts=True)
+        for value, number in zip(values.tolist(), numbers.tolist(), strict=True):
+            self.counts[int(value)] += int(number)
+        self.used.update(np.flatnonzero(choice.clear_land.any(axis=(1, 2))).tolist())
+        self.used.update(np.unique(choice.fallback[choice.fallback >= 0]).tolist())
+
+
+def synthesize_group(
+    observations: Sequence[Observation],
+    bands: tuple[str, ...],
+    grid: OutputGrid,
+    centre: date,
+    half_window_days: int,
+    outputs: GroupOutputs,
+    block_size: int = 512,
+) -> GroupStats:
+    """Composite one resolution group of one tile and write its layers as COGs.
+
+    FRC per band: int16 reflectance x 10000 (nodata -10000). FLG: uint8 flag of each pixel.
+    WGT: int16 sum of the weights of the averaged observations x 1000 (0 where nothing was
+    averaged). DTS: int16 weighted mean acquisition date in days relative to `centre` (negative
+    before it; nodata -32768); relative days, unlike WASP's day-of-year, stay right across New
+    Year. Where a single observation is copied (snow, water, cloud), DTS is its date.
+
+    Observations outside the window, or without any band of the group, are ignored. A band
+    an observation lacks (Landsat-8 has no B5, B6, B7) simply gets no contribution from it.
+    Raises NoInputs when no observation is usable.
+    """
+    usable = _usable(observations, bands, centre, half_window_days)
+    if not usable:
+        raise NoInputs(
+            f"no observation of bands {bands} within {half_window_days} days of {centre}"
+        )
+    days = [(obs.acquired.date() - centre).days for obs in usable]
+    static = np.array(
+        [
+            date_weight(d, half_window_days) * o.sensor_weight
+            for d, o in zip(days, usable, strict=True)
+        ],
+        dtype=np.float32,
+    )
+    tally = _Tally()
+    with contextlib.ExitStack() as stack:
+        reader = GridReader(grid, stack)
+        coarse = _coarse_cloud_weights(reader, usable, bands, grid, block_size)
+        writers = _open_outputs(stack, outputs, bands, grid)
+        for window in _windows(grid, block_size):
+            data = _gather(reader, usable, bands, window)
+            w_cld = _window_cloud_weights(coarse, grid, window)
+            weights = aot_weight(data.aot) * w_cld * static[:, None, None]
+            choice = choose(data.state, data.blue)
+            _write_window(writers, window, data, choice, weights, np.array(days, np.float32))
+            tally.add(choice)
+    return GroupStats(
+        pixel_counts={FLAG_NAMES[k]: v for k, v in tally.counts.items()},
+        contributing=tuple(usable[i].product_id for i in sorted(tally.used)),
+    )
+
+
+def _usable(
+    observations: Sequence[Observation], bands: Sequence[str], centre: date, half_window: int
+) -> list[Observation]:
+    """Observations in the window with a band of the group, earliest first (deterministic)."""
+    keep = [
+        o
+        for o in observations
+        if abs((o.acquired.date() - centre).days) <= half_window
+        and any(b in o.reflectance for b in bands)
+    ]
+    return sorted(keep, key=lambda o: (o.acquired, o.product_id))
+
+
+def _window_cloud_weights(coarse: list[np.ndarray], grid: OutputGrid, window: Window) -> np.ndarray:
+    factor = _cloud_factor(grid)
+    rows = slice(int(window.row_off), int(window.row_off + window.height))
+    cols = slice(int(window.col_off), int(window.col_off + window.width))
+    return np.stack([upsample(c, factor, rows, cols) for c in coarse])
+
+
+def _open_outputs(
+    stack: contextlib.ExitStack, outputs: GroupOutputs, bands: Sequence[str], grid: OutputGrid
+) -> dict[str, DatasetWriter]:
+    missing = [b for b in bands if b not in outputs.frc]
+    if missing:
+        raise ValueError(f"no output path for bands {missing}")
+
+    def open_one(path: str, dtype: str, nodata: float | None, resampling: str) -> DatasetWriter:
+        writer = cog.cog_writer(
+            path,
+            width=grid.width,
+            height=grid.height,
+            count=1,
+            dtype=dtype,
+            crs=grid.crs,
+            transform=grid.transform,
+            nodata=nodata,
+            overview_resampling=resampling,
+        )
+        return stack.enter_context(writer)
+
+    writers = {b: open_one(outputs.frc[b], "int16", FRC_NODATA, "AVERAGE") for b in bands}
+    writers["FLG"] = open_one(outputs.flags, "uint8", FLAG_NO_DATA, "NEAREST")
+    writers["WGT"] = open_one(outputs.weights, "int16", None, "NEAREST")
+    writers["DTS"] = open_one(outputs.dates, "int16", DTS_NODATA, "NEAREST")
+    return writers
+
+
+def _write_window(
+    writers: Mapping[str, DatasetWriter],
+    window: Window,
+    data: _Window,
+    choice: Choice,
+    weights: np.ndarray,
+    days: np.ndarray,
+) -> None:
+    for band, stack in data.reflectance.items():
+        mean, _ = weighted_composite(stack, choice.clear_land, weights)
+        value = np.where(np.isnan(mean), take(stack, choice.fallback), mean)
+        writers[band].write(_to_int16(value * FRC_SCALE, FRC_NODATA), 1, window=window)
+    day_stack = np.broadcast_to(days[:, None, None], weights.shape)
+    mean_day, total = weighted_composite(day_stack, choice.clear_land, weights)
+    mean_day = np.where(np.isnan(mean_day), take(day_stack, choice.fallback), mean_day)
+    writers["FLG"].write(choice.flags, 1, window=window)
+    writers["WGT"].write(
+        np.clip(np.rint(total * 1000), 0, 32767).astype(np.int16), 1, window=window
+    )
+    writers["DTS"].write(_to_int16(mean_day, DTS_NODATA), 1, window=window)
+
+
+def _to_int16(values: np.ndarray, nodata: int) -> np.ndarray:
+    """Round to int16, NaN -> nodata; valid values never collide with nodata."""
+    rounded = np.clip(np.rint(np.nan_to_num(values, nan=nodata)), nodata + 1, 32767)
+    return np.where(np.isnan(values), nodata, rounded).astype(np.int16)

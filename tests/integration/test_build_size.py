@@ -1,0 +1,100 @@
+"""What `sam build` produced fits in Lambda and is built for the Lambda runtime.
+
+Lambda refuses a function whose code plus layers exceed 250 MB unzipped; the raster stack alone
+takes most of it. These tests read `.aws-sam/build` (made by scripts/sam.sh) and fail, rather than
+skip, when it is missing: a skipped size check is how an undeployable build gets merged.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sansnuages.local.template import parse_template
+
+ROOT = Path(__file__).resolve().parents[2]
+BUILD = ROOT / ".aws-sam" / "build"
+LAMBDA_UNZIPPED_LIMIT = 262_144_000  # 250 MB, code and all layers of one function
+PYTHON_TAG = "cpython-313-x86_64-linux-gnu"
+
+
+@pytest.fixture(scope="module")
+def built() -> dict[str, Any]:
+    template = BUILD / "template.yaml"
+    if not template.is_file():
+        pytest.fail(f"{template} is missing: run scripts/sam.sh (sam build) before the tests")
+    return parse_template(template.read_text())
+
+
+def tree_size(folder: Path) -> int:
+    """Bytes of the regular files under `folder`, as they count once unzipped in Lambda."""
+    total = 0
+    for directory, _, files in os.walk(folder):
+        for name in files:
+            path = Path(directory, name)
+            if path.is_file() and not path.is_symlink():
+                total += path.stat().st_size
+    return total
+
+
+def of_type(template: dict[str, Any], rtype: str) -> dict[str, dict[str, Any]]:
+    return {k: r for k, r in template["Resources"].items() if r["Type"] == rtype}
+
+
+def function_sizes(built: dict[str, Any]) -> dict[str, int]:
+    layers = {
+        logical_id: BUILD / layer["Properties"]["ContentUri"]
+        for logical_id, layer in of_type(built, "AWS::Serverless::LayerVersion").items()
+    }
+    sizes = {}
+    for logical_id, function in of_type(built, "AWS::Serverless::Function").items():
+        props = function["Properties"]
+        folders = [BUILD / props["CodeUri"]] + [layers[ref["Ref"]] for ref in props["Layers"]]
+        for folder in folders:
+            assert folder.is_dir(), f"{logical_id}: {folder} was not built"
+        sizes[logical_id] = sum(tree_size(folder) for folder in folders)
+    return sizes
+
+
+def test_every_function_of_the_template_was_built(built: dict[str, Any]) -> None:
+    source = parse_template((ROOT / "template.yaml").read_text())
+    for rtype in ("AWS::Serverless::Function", "AWS::Serverless::LayerVersion"):
+        assert set(of_type(built, rtype)) == set(of_type(source, rtype)), (
+            f"{rtype}: the build is stale, run scripts/sam.sh"
+        )
+
+
+def test_every_function_with_its_layers_fits_in_lambda(built: dict[str, Any]) -> None:
+    sizes = function_sizes(built)
+    report = ", ".join(f"{name} {size / 1e6:.1f} MB" for name, size in sorted(sizes.items()))
+    print(f"unzipped sizes: {report}")
+    assert len(sizes) == 5
+    too_big = {name: size for name, size in sizes.items() if size >= LAMBDA_UNZIPPED_LIMIT}
+    assert too_big == {}, f"over Lambda's 250 MB: {report}"
+    # The raster stack is most of it: a tiny total means the layers were not installed.
+    assert sizes["CompositeFunction"] > 100_000_000
+
+
+def test_layers_hold_python313_builds_of_the_pinned_versions(built: dict[str, Any]) -> None:
+    python = BUILD / "RasterLayer" / "python"
+    assert (python / "rasterio-1.4.4.dist-info").is_dir()
+    assert (python / "numpy-2.4.6.dist-info").is_dir()
+    extensions = [p.name for p in (python / "rasterio").glob("*.so")]
+    assert extensions and all(PYTHON_TAG in name for name in extensions), extensions
+    common = BUILD / "CommonLayer" / "python"
+    assert (common / "botocore-1.43.117.dist-info").is_dir()
+    assert (common / "aiobotocore").is_dir() and (common / "pystac").is_dir()
+    assert (BUILD / "CoreLayer" / "python" / "sansnuages" / "settings.py").is_file()
+
+
+def test_layers_are_stripped_of_tests_and_caches(built: dict[str, Any]) -> None:
+    for layer in ("RasterLayer", "CommonLayer", "CoreLayer"):
+        root = BUILD / layer / "python"
+        leftovers = [
+            path
+            for pattern in ("**/__pycache__", "**/tests", "**/*.pyi")
+            for path in root.glob(pattern)
+        ]
+        assert leftovers == [], leftovers[:5]

@@ -1,0 +1,186 @@
+"""The whole event chain on the embedded local AWS, with the real handlers in worker processes:
+upload -> S3 notification -> ingest -> schedule -> plan -> composites -> mosaic -> STAC search."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import rasterio
+from pystac_client import Client
+
+from sansnuages.catalog import Catalog
+from sansnuages.cli import main as cli
+from sansnuages.jobs import JobState, JobStore, TileState
+from sansnuages.local.client import RuntimeClient
+from sansnuages.local.runtime import LocalRuntime, state_file
+from sansnuages.simulate import simulate_month
+from sansnuages.storage import DataBucket
+
+ROOT = Path(__file__).resolve().parents[2]
+TILES = ["31UES", "31UFS"]
+RESOLUTION = 1098.0
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("local")
+
+
+@pytest.fixture(scope="module")
+def runtime(workdir: Path) -> Iterator[LocalRuntime]:
+    runtime = LocalRuntime(ROOT / "template.yaml", workdir, concurrency=2).start()
+    yield runtime
+    runtime.stop()
+
+
+@pytest.fixture(scope="module")
+def products(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    return simulate_month(TILES, 2018, 7, tmp_path_factory.mktemp("products"), resolution=RESOLUTION, seed=7)
+
+
+def _without_member(source: Path, suffix: str) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(source) as original, zipfile.ZipFile(buffer, "w") as copy:
+        for info in original.infolist():
+            if not info.filename.endswith(suffix):
+                copy.writestr(info, original.read(info))
+    return buffer.getvalue()
+
+
+def _not_muscate() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("holiday/photo.txt", "not a satellite product")
+    return buffer.getvalue()
+
+
+def _wait(condition, timeout: float = 240.0, what: str = "condition") -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _l2a_count(catalog: Catalog) -> int:
+    page = catalog.search(["sentinel2-l2a", "landsat8-l2a"], None, None, None, 1000, None)
+    return len(page.items)
+
+
+@pytest.fixture(scope="module")
+def ingested(runtime: LocalRuntime, products: list[Path]) -> dict[str, object]:
+    settings = RuntimeClient(runtime.facts()).settings()
+    bucket = DataBucket(settings)
+    broken = _without_member(products[1], "_FRE_B3.tif")
+    for path in products:
+        bucket.client.upload_file(str(path), bucket.name, f"incoming/{path.name}")
+    # the same product again, under another name, and the first one notified twice
+    bucket.client.upload_file(str(products[0]), bucket.name, f"incoming/again/{products[0].name}")
+    bucket.put_bytes("incoming/notes.zip", b"this is not a zip", "application/zip")
+    bucket.put_bytes("incoming/holiday.zip", _not_muscate(), "application/zip")
+    bucket.put_bytes("incoming/missing band.zip", broken, "application/zip")
+    catalog = Catalog(settings.catalog_table, settings=settings)
+    _wait(lambda: _l2a_count(catalog) == len(products), what="every product indexed")
+    _wait(lambda: len(_reasons(bucket)) == 3, what="three quarantined uploads")
+    _wait(lambda: not [k for k in bucket.list_keys("incoming/") if k.endswith(".zip")], what="drop zone emptied")
+    return {"settings": settings, "bucket": bucket, "catalog": catalog}
+
+
+def _reasons(bucket: DataBucket) -> dict[str, dict[str, object]]:
+    keys = [k for k in bucket.list_keys("quarantine/") if k.endswith(".reason.json")]
+    return {k: bucket.get_json(k) for k in keys}
+
+
+def test_every_product_is_indexed_once(ingested: dict[str, object], products: list[Path]) -> None:
+    catalog = ingested["catalog"]
+    assert isinstance(catalog, Catalog)
+    page = catalog.search(["sentinel2-l2a", "landsat8-l2a"], None, None, None, 1000, None)
+    ids = [item["id"] for item in page.items]
+    assert len(ids) == len(set(ids)) == len(products)
+    assert {path.stem for path in products} == set(ids)
+
+
+def test_bad_uploads_are_quarantined_with_a_reason(ingested: dict[str, object]) -> None:
+    bucket = ingested["bucket"]
+    assert isinstance(bucket, DataBucket)
+    reasons = _reasons(bucket)
+    by_key = {str(r["key"]): r for r in reasons.values()}
+    assert set(by_key) == {"incoming/notes.zip", "incoming/holiday.zip", "incoming/missing band.zip"}
+    assert by_key["incoming/notes.zip"]["error"] == "NotAZip"
+    assert by_key["incoming/holiday.zip"]["error"] == "NotAMuscateProduct"
+    assert by_key["incoming/missing band.zip"]["error"] == "MissingBand"
+    assert "B3" in str(by_key["incoming/missing band.zip"]["reason"])
+    for reason in by_key.values():  # the upload itself is kept beside its reason
+        assert bucket.exists(str(reason["quarantined_as"]))
+
+
+def test_ingest_dead_letter_queue_stays_empty(ingested: dict[str, object], runtime: LocalRuntime) -> None:
+    status = runtime.status()["queues"]
+    assert status["IngestDeadLetterQueue"]["visible"] == 0
+    assert status["IngestQueue"]["visible"] == 0
+
+
+@pytest.fixture(scope="module")
+def job(ingested: dict[str, object], runtime: LocalRuntime):  # type: ignore[no-untyped-def]
+    schedule = next(s for s in runtime.schedules if s.function == "PlanFunction")
+    from datetime import UTC, datetime
+
+    result = runtime.fire_schedule(schedule, datetime(2018, 8, 10, 3, tzinfo=UTC))
+    assert result.ok, result.error_message
+    assert result.payload["tiles"] == TILES
+    store = JobStore(ingested["settings"])  # type: ignore[arg-type]
+    job_id = result.payload["job_id"]
+    _wait(lambda: store.get(job_id).finished, timeout=300, what="the job to finish")  # type: ignore[union-attr]
+    return store.get(job_id)
+
+
+def test_the_monthly_job_runs_every_tile_and_the_mosaic(job) -> None:  # type: ignore[no-untyped-def]
+    assert job.month == "2018-07"
+    assert job.state == JobState.DONE, job.reason
+    assert [t.state for t in job.tiles] == [TileState.DONE, TileState.DONE]
+    assert job.mosaic_item
+
+
+def test_pystac_client_finds_every_stage(job, runtime: LocalRuntime) -> None:  # type: ignore[no-untyped-def]
+    client = Client.open(runtime.facts()["stac_api_url"])
+    assert {c.id for c in client.get_collections()} >= {"sentinel2-l2a", "sentinel2-l3a", "mosaics"}
+    l3a = list(client.search(collections=["sentinel2-l3a"], datetime="2018-07").items())
+    assert sorted(i.properties["grid:code"] for i in l3a) == [f"MGRS-{t}" for t in TILES]
+    assert all(i.properties["start_datetime"].startswith("2018-06-22") for i in l3a)
+    l2a = client.search(collections=["sentinel2-l2a"], bbox=[3.0, 50.5, 4.0, 51.0], datetime="2018-07-01/2018-07-31", limit=3)
+    pages = list(l2a.pages())
+    items = [i for p in pages for i in p.items]
+    assert len(pages) > 1 and len({i.id for i in items}) == len(items) > 3
+    assert all(i.datetime and i.datetime.month == 7 for i in items)
+    mosaics = list(client.search(collections=["mosaics"]).items())
+    assert len(mosaics) == 1 and mosaics[0].properties["sansnuages:tiles"] == TILES
+
+
+def test_the_mosaic_has_true_colour_inside_the_area(job, ingested: dict[str, object]) -> None:  # type: ignore[no-untyped-def]
+    bucket = ingested["bucket"]
+    settings = ingested["settings"]
+    item = bucket.get_json(job.mosaic_item)  # type: ignore[attr-defined]
+    path = item["assets"]["visual"]["href"].replace("s3://", "/vsis3/", 1)
+    with rasterio.Env(**settings.gdal_options()), rasterio.open(path) as mosaic:  # type: ignore[attr-defined]
+        assert mosaic.count == 3 and mosaic.dtypes[0] == "uint8"
+        assert mosaic.crs.to_epsg() == 3035
+        data = mosaic.read()
+    valid = (data > 0).all(axis=0)
+    assert 0.05 < valid.mean() < 1.0  # part of the area is covered by the two tiles, not all of it
+    assert data[:, valid].min() >= 1
+
+
+def test_the_cli_reports_the_job(job, workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.chdir(workdir)
+    assert state_file(workdir).exists()
+    assert json.loads(state_file(workdir).read_text())["data_bucket"]
+    assert cli(["jobs", job.job_id]) == 0
+    output = capsys.readouterr().out
+    assert "done" in output and "31UES" in output and "31UFS" in output
