@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import boto3
 
@@ -10,8 +10,12 @@ from .settings import Settings
 
 
 def client(service: str, settings: Settings) -> Any:
-    return boto3.client(service, region_name=settings.region, endpoint_url=settings.endpoint_url)
+    return cast(Any, boto3.client)(
+        service, region_name=settings.region, endpoint_url=settings.endpoint_url
+    )
 
 
 def resource(service: str, settings: Settings) -> Any:
-    return boto3.resource(service, region_name=settings.region, endpoint_url=settings.endpoint_url)
+    return cast(Any, boto3.resource)(
+        service, region_name=settings.region, endpoint_url=settings.endpoint_url
+    )

@@ -232,7 +232,7 @@ def _jobs(args: argparse.Namespace) -> int:
     from .progress import describe_job
 
     store = JobStore(RuntimeClient.connect(Path.cwd()).settings())
-    selected = [store.get(args.job_id)] if args.job_id else store.list()
+    selected = [store.get(args.job_id)] if args.job_id else store.all()
     if not any(selected):
         print("no job" if not args.job_id else f"no job {args.job_id}")
         return 1 if args.job_id else 0

@@ -10,6 +10,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
+import pystac
 import rasterio
 from affine import Affine
 from aws_lambda_powertools import Logger
@@ -23,6 +24,7 @@ from .errors import NoInputs
 from .jobs import JobStore, TileState
 from .period import SynthesisPeriod
 from .plan import L2A_COLLECTIONS
+from .publish import publish_item
 from .settings import Settings
 from .storage import DataBucket
 from .synthesis import (
@@ -273,8 +275,7 @@ class TileCompositor:
                 flag_counts = dict(stats.pixel_counts)
             rasters.extend(self._asset(layer, prefix, product_id, grid_) for layer in layers)
         item = self._item(task, product_id, items, rasters, dict(flag_counts))
-        self.bucket.put_json(item_key, item)
-        self.catalog.put_item(item)
+        publish_item(self.bucket, self.catalog, item, item_key)
         return item_key
 
     def _path(self, prefix: str, product_id: str, name: str) -> str:
@@ -306,7 +307,7 @@ class TileCompositor:
         inputs: list[dict[str, Any]],
         rasters: list[stac_items.RasterAsset],
         flag_counts: dict[str, int],
-    ) -> dict[str, Any]:
+    ) -> pystac.Item:
         footprint = unary_union([shape(item["geometry"]) for item in inputs])
         total = sum(flag_counts.values()) or 1
         facts = stac_items.ItemFacts(
@@ -319,9 +320,9 @@ class TileCompositor:
             end=task.period.end,
             properties={
                 "grid:code": f"MGRS-{task.tile}",
-                "platform": "sentinel-2"
-                if all("sentinel" in i["properties"].get("platform", "") for i in inputs)
-                else "sentinel-2, landsat-8",
+                "sansnuages:platforms": sorted(
+                    {i["properties"].get("platform", "") for i in inputs}
+                ),
                 "sansnuages:job": task.job_id,
                 "sansnuages:inputs": len(inputs),
                 **{
@@ -335,7 +336,7 @@ class TileCompositor:
         ]
         item = stac_items.build_item(facts, rasters, derived_from=derived)
         stac_items.set_processing(item, level="L3A", version="1.0")
-        return item.to_dict(include_self_link=False)
+        return item
 
     def fan_in(self, job_id: str) -> None:
         """The last tile to finish enqueues the mosaic (exactly once, whatever the deliveries)."""

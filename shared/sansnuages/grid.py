@@ -11,6 +11,7 @@ nothing beyond rasterio (for lon/lat <-> UTM) and shapely.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -191,7 +192,12 @@ def _central_meridian(zone: int) -> float:
 
 def tile(name: str) -> Tile:
     """The tile called `name` ("31TCJ", a leading "T" is accepted)."""
-    match = TILE_NAME.match(name.strip().upper())
+    return _tile(name.strip().upper())
+
+
+@functools.lru_cache(maxsize=4096)
+def _tile(name: str) -> Tile:
+    match = TILE_NAME.match(name)
     if match is None:
         raise ValueError(f"{name!r} is not a Sentinel-2 tile name such as 31TCJ")
     zone, band = int(match["zone"]), match["band"]

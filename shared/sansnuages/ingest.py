@@ -27,6 +27,7 @@ from shapely.ops import unary_union
 from . import cog, errors, stac_items, storage
 from .catalog import Catalog
 from .muscate import MuscateMetadata, ProductLayout, parse_metadata
+from .publish import publish_item
 from .settings import Settings
 from .storage import DataBucket
 
@@ -79,9 +80,9 @@ class Ingestor:
         try:
             with self._open_zip(key) as archive:
                 layout = ProductLayout.from_members(archive.namelist())
-                product_id = layout.product_name
+                product_id = layout.product_id
                 _check_sizes(archive)
-                meta = parse_metadata(_read_member(archive, layout.metadata_member))
+                meta = parse_metadata(_read_member(archive, layout.metadata))
                 return self._ingest_product(key, archive, layout, meta)
         except errors.InvalidProduct as error:
             reason = str(error)
@@ -99,16 +100,16 @@ class Ingestor:
         handle = fs.open(f"{self.bucket.name}/{key}", "rb", block_size=2 * 1024**2)
         try:
             return zipfile.ZipFile(handle)
-        except (zipfile.BadZipFile, EOFError, OSError) as error:
+        except (zipfile.BadZipFile, EOFError, OSError, ValueError) as error:
             handle.close()
             raise errors.NotAZip(f"{key} is not a readable zip archive: {error}") from error
 
     def _ingest_product(
         self, key: str, archive: zipfile.ZipFile, layout: ProductLayout, meta: MuscateMetadata
     ) -> IngestResult:
-        if meta.product_id != layout.product_name:
+        if meta.product_id != layout.product_id:
             raise errors.InconsistentMetadata(
-                f"metadata names product {meta.product_id} but the archive holds {layout.product_name}"
+                f"metadata names product {meta.product_id} but the archive holds {layout.product_id}"
             )
         collection = stac_items.collection_for(meta.platform)
         prefix = storage.l2a_prefix(collection, meta.tile, meta.acquired, meta.product_id)
@@ -119,9 +120,7 @@ class Ingestor:
         rasters = self._convert_rasters(key, layout, meta, prefix)
         files = self._copy_files(archive, layout, prefix)
         item = self._build_item(meta, collection, prefix, rasters, files)
-        self._ensure_collection(collection)
-        self.bucket.put_json(item_key, item.to_dict(include_self_link=False))
-        self.catalog.put_item(item.to_dict(include_self_link=False))
+        publish_item(self.bucket, self.catalog, item, item_key)
         self._archive_upload(key, prefix, meta.product_id)
         logger.info("ingested product", extra={"product": meta.product_id, "item": item_key})
         return IngestResult(key, Outcome.INGESTED, meta.product_id, item_key)
@@ -160,20 +159,20 @@ class Ingestor:
     def _copy_files(
         self, archive: zipfile.ZipFile, layout: ProductLayout, prefix: str
     ) -> list[stac_items.FileAsset]:
-        files = [
+        files: list[tuple[str, str, str, tuple[str, ...], str]] = [
             (
                 "metadata",
-                layout.metadata_member,
+                layout.metadata,
                 "application/xml",
                 ("metadata",),
                 "MUSCATE metadata",
             )
         ]
-        if layout.quicklook_member:
+        if layout.quicklook:
             files.append(
                 (
                     "thumbnail",
-                    layout.quicklook_member,
+                    layout.quicklook,
                     "image/jpeg",
                     ("thumbnail", "overview"),
                     "Quicklook",
@@ -217,14 +216,6 @@ class Ingestor:
         item = stac_items.build_item(facts, rasters, [*files, archive], platform=meta.platform)
         stac_items.describe_l2a(item, meta, meta.cloud_percent)
         return item
-
-    def _ensure_collection(self, collection_id: str) -> None:
-        try:
-            self.catalog.get_collection(collection_id)
-        except errors.NotFound:
-            document = stac_items.make_collection(collection_id).to_dict(include_self_link=False)
-            self.catalog.put_collection(document)
-            self.bucket.put_json(storage.collection_key(collection_id), document)
 
     def _archive_upload(self, key: str, prefix: str, product_id: str) -> None:
         """Keep the original beside its Item, then clear it from the drop zone."""
@@ -321,7 +312,7 @@ def footprint(edge_path: str, settings: Settings) -> dict[str, Any]:
         factor = max(1, int(np.ceil(max(dataset.width, dataset.height) / FOOTPRINT_MAX_PIXELS)))
         out_shape = (dataset.height // factor, dataset.width // factor)
         edge = dataset.read(1, out_shape=out_shape, resampling=Resampling.nearest)
-        transform = dataset.transform * dataset.transform.scale(
+        transform = dataset.transform @ dataset.transform.scale(
             dataset.width / out_shape[1], dataset.height / out_shape[0]
         )
         crs = dataset.crs

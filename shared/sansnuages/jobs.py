@@ -233,7 +233,7 @@ class JobStore:
             created=head.get("created", {}).get("S", ""),
         )
 
-    def list(self) -> list[Job]:
+    def all(self) -> list[Job]:
         ids = [record["sk"]["S"] for record in self._query(JOB_LIST_PK)]
         return [job for job in (self.get(job_id) for job_id in ids) if job is not None]
 

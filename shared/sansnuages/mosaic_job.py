@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pystac
 import rasterio
 from aws_lambda_powertools import Logger
 from shapely.geometry import mapping
@@ -18,6 +19,7 @@ from .errors import NoInputs
 from .jobs import JobState, JobStore
 from .mosaic import MosaicInput, build_mosaic, write_preview_png
 from .period import SynthesisPeriod
+from .publish import publish_item
 from .settings import Settings
 from .storage import DataBucket
 
@@ -128,8 +130,7 @@ class Mosaicker:
             area, period, product_id, prefix, items, result, cog_key, png_key, resolution
         )
         item_key = f"{prefix}{product_id}.json"
-        self.bucket.put_json(item_key, item)
-        self.catalog.put_item(item)
+        publish_item(self.bucket, self.catalog, item, item_key)
         logger.info("mosaic written", extra={"job": job_id, "item": item_key, "tiles": len(items)})
         return item_key
 
@@ -144,7 +145,7 @@ class Mosaicker:
         cog_key: str,
         png_key: str,
         resolution: float,
-    ) -> dict[str, Any]:
+    ) -> pystac.Item:
         epsg = int(result.crs.split(":")[1])
         left, bottom, right, top = result.bounds
         visual = stac_items.RasterAsset(
@@ -170,7 +171,7 @@ class Mosaicker:
         facts = stac_items.ItemFacts(
             id=product_id,
             collection=MOSAIC_COLLECTION,
-            geometry=mapping(area.geometry),
+            geometry=mapping(area.geometry.simplify(0.01, preserve_topology=True)),
             bbox=list(area.geometry.bounds),
             datetime=period.centre_datetime,
             start=period.start,
@@ -185,5 +186,4 @@ class Mosaicker:
         derived = [
             i["assets"]["FRC_B4"]["href"].rsplit("/", 1)[0] + f"/{i['id']}.json" for i in items
         ]
-        item = stac_items.build_item(facts, [visual], [preview], derived_from=derived)
-        return item.to_dict(include_self_link=False)
+        return stac_items.build_item(facts, [visual], [preview], derived_from=derived)

@@ -719,7 +719,7 @@ def _geoposition(root: ET.Element, scene: _Scene, info: _ProductInfo) -> None:
             ("NROWS", geom.nrows),
             ("NCOLS", geom.ncols),
         ):
-            _sub(entry, tag, f"{value:g}" if isinstance(value, float) else value)
+            _sub(entry, tag, f"{value:.12g}" if isinstance(value, float) else value)
 
 
 def _geometric(root: ET.Element, scene: _Scene) -> None:
@@ -859,6 +859,15 @@ def _cloud_covers(count: int, rng: np.random.Generator) -> list[float]:
     return [float(c) for c in covers]
 
 
+def _landsat_resolution(resolution: float) -> float:
+    """`resolution` if 3x it divides the tile, else the R1-equivalent of the nearest XS size."""
+    size = s2grid.TILE_SIZE_M
+    count = max(1, round(size / (GROUP_FACTOR["XS"] * resolution)))
+    if abs(count * GROUP_FACTOR["XS"] * resolution - size) <= 1e-6:
+        return resolution
+    return size / count / GROUP_FACTOR["XS"]
+
+
 def simulate_month(
     tiles: list[str],
     year: int,
@@ -868,7 +877,13 @@ def simulate_month(
     landsat: bool = True,
     seed: int = 0,
 ) -> list[Path]:
-    """Sentinel-2A/2B every 10 days (5 days apart) and Landsat-8 every 16 over the window."""
+    """Sentinel-2A/2B every 10 days (5 days apart) and Landsat-8 every 16 over the window.
+
+    When three times `resolution` does not divide the tile (small test grids such as 1098 m),
+    Landsat-8 gets the nearest pixel size that does, rather than no Landsat at all.
+    """
+    group_geometries(tiles[0] if tiles else "31TCJ", "SENTINEL2A", resolution)
+    landsat_resolution = _landsat_resolution(resolution)
     paths = []
     for tile in tiles:
         name = s2grid.tile(tile).name
@@ -882,7 +897,7 @@ def simulate_month(
                     overpass_time(name, day, platform),
                     platform,
                     out_dir,
-                    resolution=resolution,
+                    resolution=landsat_resolution if platform == LANDSAT_PLATFORM else resolution,
                     seed=_stable_int(seed, name, day, platform),
                     cloud_cover=cover,
                     version=version,
@@ -922,7 +937,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--resolution",
         type=float,
         default=10.0,
-        help="R1 pixel size in metres, a divisor of 54900 (default 10)",
+        help="R1 pixel size in metres: a divisor of 54900, and of 36600 when Landsat-8 is "
+        "simulated (default 10)",
     )
     parser.add_argument(
         "--cloud-cover",

@@ -6,13 +6,16 @@ fields they write always agree.
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from datetime import datetime as DateTime
 from typing import Any
 
 import pystac
 from pystac.extensions.eo import Band, EOExtension
+from pystac.extensions.file import FileExtension
 from pystac.extensions.grid import GridExtension
 from pystac.extensions.projection import ProjectionExtension
 from pystac.extensions.raster import DataType, RasterBand, RasterExtension
@@ -108,8 +111,8 @@ class ItemFacts:
     bbox: list[float]
     properties: dict[str, Any] = field(default_factory=dict)
     datetime: datetime | None = None
-    start: datetime | None = None
-    end: datetime | None = None
+    start: DateTime | None = None
+    end: DateTime | None = None
 
 
 def build_item(
@@ -130,7 +133,11 @@ def build_item(
         collection=facts.collection,
     )
     for raster in rasters:
-        item.add_asset(raster.key, _raster_asset(raster, platform))
+        asset = pystac.Asset(
+            raster.href, title=raster.title, media_type=COG, roles=list(raster.roles)
+        )
+        item.add_asset(raster.key, asset)  # extensions need the asset's owner to declare schemas
+        describe_raster_asset(asset, raster, platform)
     for file in files:
         item.add_asset(
             file.key,
@@ -146,8 +153,7 @@ def build_item(
     return item
 
 
-def _raster_asset(raster: RasterAsset, platform: str | None) -> pystac.Asset:
-    asset = pystac.Asset(raster.href, title=raster.title, media_type=COG, roles=list(raster.roles))
+def describe_raster_asset(asset: pystac.Asset, raster: RasterAsset, platform: str | None) -> None:
     proj = ProjectionExtension.ext(asset, add_if_missing=True)
     proj.apply(
         code=f"EPSG:{raster.epsg}", shape=list(raster.shape), transform=list(raster.transform)
@@ -169,8 +175,7 @@ def _raster_asset(raster: RasterAsset, platform: str | None) -> pystac.Asset:
             if name in known
         ]
     if raster.size_bytes is not None:
-        asset.extra_fields["file:size"] = raster.size_bytes
-    return asset
+        FileExtension.ext(asset, add_if_missing=True).size = raster.size_bytes
 
 
 def _apply_item_projection(item: pystac.Item, rasters: list[pystac.Asset]) -> None:
@@ -213,3 +218,12 @@ def set_processing(item: pystac.Item, level: str, version: str | None) -> None:
 def tile_of(item: dict[str, Any]) -> str | None:
     code = item.get("properties", {}).get("grid:code")
     return code.removeprefix("MGRS-") if isinstance(code, str) else None
+
+
+def item_document(item: pystac.Item, item_key: str, collection_key: str) -> dict[str, Any]:
+    """The Item as stored on S3: links relative to its key, so the bucket browses as a catalog."""
+    folder = posixpath.dirname(item_key)
+    relative = posixpath.relpath(collection_key, folder)
+    item.add_link(pystac.Link("collection", relative, media_type=pystac.MediaType.JSON))
+    item.add_link(pystac.Link("parent", relative, media_type=pystac.MediaType.JSON))
+    return item.to_dict(include_self_link=False, transform_hrefs=False)

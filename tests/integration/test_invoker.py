@@ -6,7 +6,7 @@ import pytest
 
 from sansnuages.local.invoker import FunctionConfig, FunctionPool
 
-HANDLERS = '''
+HANDLERS = """
 import os, time
 
 def handler(event, context):
@@ -21,7 +21,7 @@ def handler(event, context):
         raise ValueError("asked to fail")
     return {"pid": os.getpid(), "remaining": context.get_remaining_time_in_millis(),
             "memory": context.memory_limit_in_mb, "env": os.environ.get("MY_SETTING")}
-'''
+"""
 
 
 @pytest.fixture()

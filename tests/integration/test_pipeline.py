@@ -41,7 +41,9 @@ def runtime(workdir: Path) -> Iterator[LocalRuntime]:
 
 @pytest.fixture(scope="module")
 def products(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    return simulate_month(TILES, 2018, 7, tmp_path_factory.mktemp("products"), resolution=RESOLUTION, seed=7)
+    return simulate_month(
+        TILES, 2018, 7, tmp_path_factory.mktemp("products"), resolution=RESOLUTION, seed=7
+    )
 
 
 def _without_member(source: Path, suffix: str) -> bytes:
@@ -89,7 +91,10 @@ def ingested(runtime: LocalRuntime, products: list[Path]) -> dict[str, object]:
     catalog = Catalog(settings.catalog_table, settings=settings)
     _wait(lambda: _l2a_count(catalog) == len(products), what="every product indexed")
     _wait(lambda: len(_reasons(bucket)) == 3, what="three quarantined uploads")
-    _wait(lambda: not [k for k in bucket.list_keys("incoming/") if k.endswith(".zip")], what="drop zone emptied")
+    _wait(
+        lambda: not [k for k in bucket.list_keys("incoming/") if k.endswith(".zip")],
+        what="drop zone emptied",
+    )
     return {"settings": settings, "bucket": bucket, "catalog": catalog}
 
 
@@ -112,7 +117,11 @@ def test_bad_uploads_are_quarantined_with_a_reason(ingested: dict[str, object]) 
     assert isinstance(bucket, DataBucket)
     reasons = _reasons(bucket)
     by_key = {str(r["key"]): r for r in reasons.values()}
-    assert set(by_key) == {"incoming/notes.zip", "incoming/holiday.zip", "incoming/missing band.zip"}
+    assert set(by_key) == {
+        "incoming/notes.zip",
+        "incoming/holiday.zip",
+        "incoming/missing band.zip",
+    }
     assert by_key["incoming/notes.zip"]["error"] == "NotAZip"
     assert by_key["incoming/holiday.zip"]["error"] == "NotAMuscateProduct"
     assert by_key["incoming/missing band.zip"]["error"] == "MissingBand"
@@ -121,7 +130,9 @@ def test_bad_uploads_are_quarantined_with_a_reason(ingested: dict[str, object]) 
         assert bucket.exists(str(reason["quarantined_as"]))
 
 
-def test_ingest_dead_letter_queue_stays_empty(ingested: dict[str, object], runtime: LocalRuntime) -> None:
+def test_ingest_dead_letter_queue_stays_empty(
+    ingested: dict[str, object], runtime: LocalRuntime
+) -> None:
     status = runtime.status()["queues"]
     assert status["IngestDeadLetterQueue"]["visible"] == 0
     assert status["IngestQueue"]["visible"] == 0
@@ -154,7 +165,12 @@ def test_pystac_client_finds_every_stage(job, runtime: LocalRuntime) -> None:  #
     l3a = list(client.search(collections=["sentinel2-l3a"], datetime="2018-07").items())
     assert sorted(i.properties["grid:code"] for i in l3a) == [f"MGRS-{t}" for t in TILES]
     assert all(i.properties["start_datetime"].startswith("2018-06-22") for i in l3a)
-    l2a = client.search(collections=["sentinel2-l2a"], bbox=[3.0, 50.5, 4.0, 51.0], datetime="2018-07-01/2018-07-31", limit=3)
+    l2a = client.search(
+        collections=["sentinel2-l2a"],
+        bbox=[3.0, 50.5, 4.0, 51.0],
+        datetime="2018-07-01/2018-07-31",
+        limit=3,
+    )
     pages = list(l2a.pages())
     items = [i for p in pages for i in p.items]
     assert len(pages) > 1 and len({i.id for i in items}) == len(items) > 3
@@ -177,7 +193,9 @@ def test_the_mosaic_has_true_colour_inside_the_area(job, ingested: dict[str, obj
     assert data[:, valid].min() >= 1
 
 
-def test_the_cli_reports_the_job(job, workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+def test_the_cli_reports_the_job(
+    job, workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.chdir(workdir)
     assert state_file(workdir).exists()
     assert json.loads(state_file(workdir).read_text())["data_bucket"]

@@ -227,6 +227,10 @@ def test_bad_arguments(tmp_path):
         simulate.simulate_product("31TCJ", WHEN, "SENTINEL2A", tmp_path, SMALL, cloud_cover=1.5)
     with pytest.raises(ValueError, match="south"):
         simulate.simulate_product("33HUC", WHEN, "SENTINEL2A", tmp_path, SMALL)
+    with pytest.raises(ValueError, match="version"):
+        simulate.simulate_product("31TCJ", WHEN, "SENTINEL2A", tmp_path, SMALL, version="1.8")
+    with pytest.raises(ValueError, match="flag"):
+        simulate.simulate_product("31TCJ", WHEN, "SENTINEL2A", tmp_path, SMALL, flag="X")
 
 
 def test_month_plan(tmp_path):
@@ -245,6 +249,16 @@ def test_month_plan(tmp_path):
     assert 2 <= len(by_platform["LANDSAT8-OLITIRS-XS"]) <= 3
     covers = [metadata_of(p).cloud_percent for p in paths]
     assert min(covers) < 10 and max(covers) > 80
+
+
+def test_month_on_a_grid_too_fine_for_landsat_still_has_landsat(tmp_path):
+    paths = simulate.simulate_month(["31TCJ"], 2018, 2, tmp_path, resolution=5490.0, seed=1)
+    landsat = [p for p in paths if p.name.startswith("LANDSAT8")]
+    assert landsat
+    xs = metadata_of(landsat[0]).groups["XS"]
+    assert xs.ncols == 7 and xs.ncols * xs.xdim == pytest.approx(109800.0, abs=1e-3)
+    with pytest.raises(ValueError, match="divide"):
+        simulate.simulate_month(["31TCJ"], 2018, 2, tmp_path, resolution=7.0)
 
 
 def cli(*argv: str) -> argparse.Namespace:

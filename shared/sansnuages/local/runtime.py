@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
 import boto3
@@ -22,14 +22,13 @@ import boto3
 from .http_front import HttpFront
 from .invoker import FunctionConfig, FunctionPool, Invocation
 from .moto_process import LOCAL_CREDENTIALS, MotoServer
-from .provision import provision
+from .provision import local_environment, provision
 from .pump import QueueBinding, QueuePoller
 from .scheduler import LocalSchedule, Scheduler, schedule_event
 from .template import Stack, load_stack
 
 log = logging.getLogger("sansnuages.local")
 
-ACCOUNT = "123456789012"
 REGION = "us-east-1"
 STATE_DIR = ".sansnuages"
 
@@ -76,9 +75,7 @@ class LocalRuntime:
                 handler=function.handler,
                 memory_mb=function.memory_mb,
                 timeout_s=function.timeout_s,
-                environment=self._environment(
-                    function.environment, function.logical_id, function.memory_mb
-                ),
+                environment=local_environment(self.stack, function, self.moto.url),
                 log_file=logs / f"{function.logical_id}.log",
             )
             self.pools[function.logical_id] = FunctionPool(config, self.concurrency)
@@ -92,36 +89,20 @@ class LocalRuntime:
         self._start_control()
         self._write_state()
 
-    def _environment(self, environment: dict[str, str], name: str, memory: int) -> dict[str, str]:
-        assert self.moto is not None
-        return {
-            **environment,
-            **LOCAL_CREDENTIALS,
-            "AWS_ENDPOINT_URL": self.moto.url,
-            "AWS_REGION": REGION,
-            "AWS_DEFAULT_REGION": REGION,
-            "AWS_LAMBDA_FUNCTION_NAME": name,
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(memory),
-            "POWERTOOLS_METRICS_NAMESPACE": environment.get(
-                "POWERTOOLS_METRICS_NAMESPACE", "sansnuages"
-            ),
-        }
-
     def client(self, service: str) -> Any:
         assert self.moto is not None
-        return boto3.client(
-            service, endpoint_url=self.moto.url, region_name=REGION, **_credentials()
-        )
+        return cast(Any, boto3.client)(service, endpoint_url=self.moto.url, region_name=REGION)
 
     def _start_pollers(self) -> None:
         assert self.stack is not None and self.moto is not None
-        queues = {q.logical_id: q for q in self.stack.queues}
         for source in self.stack.event_sources:
-            queue = queues[source.queue_logical_id]
+            if not source.enabled:
+                continue
+            queue = self.stack.queue(source.queue_logical_id)
             binding = QueueBinding(
                 function=source.function_logical_id,
-                queue_url=f"{self.moto.url}/{ACCOUNT}/{queue.name}",
-                queue_arn=f"arn:aws:sqs:{REGION}:{ACCOUNT}:{queue.name}",
+                queue_url=queue.url,
+                queue_arn=queue.arn,
                 batch_size=source.batch_size,
                 batching_window_s=source.batching_window_s,
                 report_batch_item_failures=source.report_batch_item_failures,
@@ -221,8 +202,7 @@ class LocalRuntime:
         sqs = self.client("sqs")
         queues = {}
         for queue in self.stack.queues:
-            url = f"{self.moto.url if self.moto else ''}/{ACCOUNT}/{queue.name}"
-            attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])[
+            attributes = sqs.get_queue_attributes(QueueUrl=queue.url, AttributeNames=["All"])[
                 "Attributes"
             ]
             queues[queue.logical_id] = {
@@ -272,13 +252,6 @@ class LocalRuntime:
         path = state_file(self.workdir)
         if path.exists():
             path.unlink()
-
-
-def _credentials() -> dict[str, str]:
-    return {
-        "aws_access_key_id": LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        "aws_secret_access_key": LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-    }
 
 
 def _as_dict(result: Invocation) -> dict[str, Any]:
