@@ -74,6 +74,21 @@ def _is_conditional_failure(error: ClientError) -> bool:
     return code in ("ConditionalCheckFailedException", "TransactionCanceledException")
 
 
+def _set_expression(
+    fixed: dict[str, str], optional: dict[str, str | None], values: dict[str, Any]
+) -> tuple[str, dict[str, str]]:
+    """A SET expression of `state` plus the optional attributes given (names escaped, since
+    words such as `item` are reserved in DynamoDB expressions)."""
+    names = {"#s": "state"}
+    parts = [f"{name} = {value}" for name, value in fixed.items()]
+    for attribute, value in optional.items():
+        if value is not None:
+            names[f"#{attribute}"] = attribute
+            values[f":{attribute}"] = {"S": value}
+            parts.append(f"#{attribute} = :{attribute}")
+    return "SET " + ", ".join(parts), names
+
+
 class JobStore:
     """Job and tile states in the jobs table (keys `pk`, `sk`)."""
 
@@ -133,11 +148,7 @@ class JobStore:
         """Move a pending tile to done or failed and count it; False if it had already finished."""
         pk = {"S": f"job#{job_id}"}
         values: dict[str, Any] = {":new": {"S": state}, ":pending": {"S": TileState.PENDING}}
-        update = "SET #s = :new"
-        for name, value in (("reason", reason), ("item", item)):
-            if value is not None:
-                update += f", {name} = :{name}"
-                values[f":{name}"] = {"S": value}
+        update, names = _set_expression({"#s": ":new"}, {"reason": reason, "item": item}, values)
         try:
             self.client.transact_write_items(
                 TransactItems=[
@@ -147,7 +158,7 @@ class JobStore:
                             "Key": {"pk": pk, "sk": {"S": f"tile#{tile}"}},
                             "UpdateExpression": update,
                             "ConditionExpression": "#s = :pending",
-                            "ExpressionAttributeNames": {"#s": "state"},
+                            "ExpressionAttributeNames": names,
                             "ExpressionAttributeValues": values,
                         }
                     },
@@ -192,16 +203,12 @@ class JobStore:
         self, job_id: str, state: JobState, item: str | None = None, reason: str | None = None
     ) -> None:
         values: dict[str, Any] = {":s": {"S": state}}
-        update = "SET #s = :s"
-        for name, value in (("mosaic_item", item), ("reason", reason)):
-            if value is not None:
-                update += f", {name} = :{name}"
-                values[f":{name}"] = {"S": value}
+        update, names = _set_expression({"#s": ":s"}, {"mosaic_item": item, "reason": reason}, values)
         self.client.update_item(
             TableName=self.table,
             Key={"pk": {"S": f"job#{job_id}"}, "sk": {"S": "job"}},
             UpdateExpression=update,
-            ExpressionAttributeNames={"#s": "state"},
+            ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,
         )
 
