@@ -203,7 +203,9 @@ class JobStore:
         self, job_id: str, state: JobState, item: str | None = None, reason: str | None = None
     ) -> None:
         values: dict[str, Any] = {":s": {"S": state}}
-        update, names = _set_expression({"#s": ":s"}, {"mosaic_item": item, "reason": reason}, values)
+        update, names = _set_expression(
+            {"#s": ":s"}, {"mosaic_item": item, "reason": reason}, values
+        )
         self.client.update_item(
             TableName=self.table,
             Key={"pk": {"S": f"job#{job_id}"}, "sk": {"S": "job"}},

@@ -117,13 +117,15 @@ def build_mosaic(
     out_path: str,
     crs: str = "EPSG:3035",
     resolution: float = 100.0,
-    stretch: tuple[float, float] = (0, 2000),
+    stretch: tuple[float, float] = (0.0, 0.2),
     block_size: int = 512,
 ) -> MosaicResult:
     """Mosaic `inputs` over `area_lonlat` into a 3-band uint8 RGB COG at `out_path`.
 
     The grid covers the area's part that the tiles cover, in `crs`, snapped to `resolution`.
     Pixels outside the area, or without data, are 0. Raises NoInputs when nothing overlaps.
+    `stretch` is the reflectance range mapped to 1..255 (0-0.2: DN 0-2000 of the L3A products,
+    the range of the Theia true-colour chain); each input's scale turns its DN into reflectance.
     """
     if not inputs:
         raise NoInputs("no tile to mosaic")
@@ -233,14 +235,14 @@ def _distances(sources: Sequence[_Source], affine: Affine, shape_hw: tuple[int, 
 def _read_rgb(
     reader: GridReader, item: MosaicInput, window: Window
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(3, h, w) float DN (NaN = missing) and the pixels where all three bands have data."""
+    """(3, h, w) reflectance (NaN = missing) and the pixels where all three bands have data."""
     bands = []
     for ref in (item.red, item.green, item.blue):
         raw, nodata = reader.read(ref, window, Resampling.bilinear, -10000)
-        dn = raw.astype(np.float32) * np.float32(ref.scale)
+        reflectance = raw.astype(np.float32) * np.float32(ref.scale)
         if nodata is not None:
-            dn[raw == nodata] = np.nan
-        bands.append(dn)
+            reflectance[raw == nodata] = np.nan
+        bands.append(reflectance)
     rgb = np.stack(bands)
     ok = np.asarray(np.isfinite(rgb).all(axis=0))
     if item.flags is not None:

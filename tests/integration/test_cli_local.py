@@ -17,12 +17,18 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "sansnuages", *args], cwd=cwd, capture_output=True, text=True, timeout=180
+        [sys.executable, "-m", "sansnuages", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
 
 
 def test_detached_runtime_serves_then_stops_without_leftovers(tmp_path: Path) -> None:
-    started = run_cli("local", "up", "--detach", "--template", str(ROOT / "template.yaml"), cwd=tmp_path)
+    started = run_cli(
+        "local", "up", "--detach", "--template", str(ROOT / "template.yaml"), cwd=tmp_path
+    )
     assert started.returncode == 0, started.stdout + started.stderr
     facts = json.loads((tmp_path / ".sansnuages" / "local.json").read_text())
     runtime = psutil.Process(facts["pid"])
@@ -38,7 +44,9 @@ def test_detached_runtime_serves_then_stops_without_leftovers(tmp_path: Path) ->
         assert facts["data_bucket"] in [b["Name"] for b in s3.list_buckets()["Buckets"]]
         with urllib.request.urlopen(facts["stac_api_url"], timeout=60) as response:
             landing = json.load(response)
-        assert landing["type"] == "Catalog" and any(link["rel"] == "search" for link in landing["links"])
+        assert landing["type"] == "Catalog" and any(
+            link["rel"] == "search" for link in landing["links"]
+        )
         family += runtime.children(recursive=True)
         assert len(family) >= 3  # the runtime, moto and the API function's worker
     finally:

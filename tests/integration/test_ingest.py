@@ -29,7 +29,9 @@ def ingestor(function_settings: Settings) -> Ingestor:
 
 @pytest.fixture(scope="module")
 def product(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return simulate_product("31UFS", WHEN, "SENTINEL2B", tmp_path_factory.mktemp("p"), resolution=1098, seed=3)
+    return simulate_product(
+        "31UFS", WHEN, "SENTINEL2B", tmp_path_factory.mktemp("p"), resolution=1098, seed=3
+    )
 
 
 def upload(ingestor: Ingestor, body: bytes, name: str) -> str:
@@ -38,7 +40,9 @@ def upload(ingestor: Ingestor, body: bytes, name: str) -> str:
     return key
 
 
-def test_a_product_becomes_cogs_an_item_and_an_index_record(ingestor: Ingestor, product: Path) -> None:
+def test_a_product_becomes_cogs_an_item_and_an_index_record(
+    ingestor: Ingestor, product: Path
+) -> None:
     key = upload(ingestor, product.read_bytes(), product.name)
     result = ingestor.ingest(key)
     assert result.outcome == Outcome.INGESTED and result.item_key
@@ -96,7 +100,11 @@ def _bad_uploads(product: Path) -> dict[str, tuple[bytes, str]]:
     name = product.stem
 
     def bad_xml(member: str, data: bytes):  # type: ignore[no-untyped-def]
-        return (member, b"<Muscate_Metadata_Document><broken") if member.endswith("_MTD_ALL.xml") else (member, data)
+        return (
+            (member, b"<Muscate_Metadata_Document><broken")
+            if member.endswith("_MTD_ALL.xml")
+            else (member, data)
+        )
 
     def escape(member: str, data: bytes):  # type: ignore[no-untyped-def]
         return ("../" + member, data) if member.endswith("_FRE_B2.tif") else (member, data)
@@ -109,8 +117,14 @@ def _bad_uploads(product: Path) -> dict[str, tuple[bytes, str]]:
     return {
         "not-a-zip.zip": (b"GIF89a not a zip", "NotAZip"),
         "truncated.zip": (whole[: len(whole) // 2], "NotAZip"),
-        "unknown.zip": (_rewrite(product, lambda m, d: ("photos/" + m.replace("/", "_") + ".jpg", d)), "NotAMuscateProduct"),
-        "missing-band.zip": (_rewrite(product, lambda m, d: None if m.endswith("_FRE_B8.tif") else (m, d)), "MissingBand"),
+        "unknown.zip": (
+            _rewrite(product, lambda m, d: ("photos/" + m.replace("/", "_") + ".jpg", d)),
+            "NotAMuscateProduct",
+        ),
+        "missing-band.zip": (
+            _rewrite(product, lambda m, d: None if m.endswith("_FRE_B8.tif") else (m, d)),
+            "MissingBand",
+        ),
         "malformed-metadata.zip": (_rewrite(product, bad_xml), "InconsistentMetadata"),
         "escaping-paths.zip": (_rewrite(product, escape), "UnsafeArchive"),
         "contradicting-metadata.zip": (_rewrite(product, wrong_size), "InconsistentMetadata"),
@@ -118,7 +132,9 @@ def _bad_uploads(product: Path) -> dict[str, tuple[bytes, str]]:
     }
 
 
-def test_bad_uploads_are_quarantined_with_a_reason_and_kept(ingestor: Ingestor, product: Path) -> None:
+def test_bad_uploads_are_quarantined_with_a_reason_and_kept(
+    ingestor: Ingestor, product: Path
+) -> None:
     for file_name, (body, error) in _bad_uploads(product).items():
         key = upload(ingestor, body, file_name)
         result = ingestor.ingest(key)

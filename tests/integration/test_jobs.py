@@ -32,7 +32,9 @@ def test_a_tile_finishes_once_whatever_the_deliveries(function_settings: Setting
     assert job.tiles[0].state == TileState.DONE and job.tiles[0].item == "l3a/x.json"
 
 
-def test_the_mosaic_is_claimed_once_and_only_when_no_tile_is_pending(function_settings: Settings) -> None:
+def test_the_mosaic_is_claimed_once_and_only_when_no_tile_is_pending(
+    function_settings: Settings,
+) -> None:
     store = JobStore(function_settings)
     store.create("2018-07", "Belgium", "BEL", ["31UES", "31UFS"])
     store.finish_tile("2018-07-BEL", "31UES", TileState.DONE, item="a")

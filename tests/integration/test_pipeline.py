@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 import rasterio
+from rasterio.warp import transform
 from pystac_client import Client
 
+from sansnuages import grid
 from sansnuages.catalog import Catalog
 from sansnuages.cli import main as cli
 from sansnuages.jobs import JobState, JobStore, TileState
@@ -188,9 +190,25 @@ def test_the_mosaic_has_true_colour_inside_the_area(job, ingested: dict[str, obj
         assert mosaic.count == 3 and mosaic.dtypes[0] == "uint8"
         assert mosaic.crs.to_epsg() == 3035
         data = mosaic.read()
-    valid = (data > 0).all(axis=0)
-    assert 0.05 < valid.mean() < 1.0  # part of the area is covered by the two tiles, not all of it
-    assert data[:, valid].min() >= 1
+        valid = (data > 0).all(axis=0)
+        assert 0.05 < valid.mean() < 1.0  # the two tiles cover part of the area, not all of it
+        assert data[:, valid].min() >= 1
+        # true colour at the centre of a tile is its synthesis, stretched from DN 0-2000 to 1-255
+        lon, lat = grid.tile("31UES").centre_lonlat
+        (x,), (y,) = transform("EPSG:4326", mosaic.crs, [lon], [lat])
+        pixel = [int(v) for v in next(mosaic.sample([(x, y)]))]
+    tile_item = bucket.get_json(job.tiles[0].item)  # type: ignore[attr-defined]
+    expected = []
+    with rasterio.Env(**settings.gdal_options()):  # type: ignore[attr-defined]
+        for band in ("FRC_B4", "FRC_B3", "FRC_B2"):
+            with rasterio.open(
+                tile_item["assets"][band]["href"].replace("s3://", "/vsis3/", 1)
+            ) as frc:
+                (ux,), (uy,) = transform("EPSG:4326", frc.crs, [lon], [lat])
+                dn = float(next(frc.sample([(ux, uy)]))[0])
+            expected.append(1 + min(max(dn, 0), 2000) / 2000 * 254)
+    assert pixel == pytest.approx(expected, abs=6), (pixel, expected)
+    assert len(set(data[0, valid].tolist())) > 20  # a real image, not a constant
 
 
 def test_the_cli_reports_the_job(

@@ -60,7 +60,8 @@ def _tile(tmp: Path, name: str, spec: dict[str, Any], flags: bool = False) -> Mo
                 spec["crs"],
                 affine,
                 -10000,
-            )
+            ),
+            scale=1e-4,
         )
         for band, dn in zip(("B4", "B3", "B2"), spec["rgb"], strict=True)
     ]
