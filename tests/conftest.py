@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from pystac import StacIO
 from pystac.stac_io import DefaultStacIO
+
 from sansnuages.local.moto_process import LOCAL_CREDENTIALS, MotoServer
 from sansnuages.local.provision import local_environment, provision
 from sansnuages.local.template import Stack, load_stack

@@ -1,6 +1,7 @@
 """API: the STAC API over the catalog index (API Gateway HTTP API, payload format 2.0)."""
 
 from aws_lambda_powertools import Logger
+
 from sansnuages.catalog import Catalog
 from sansnuages.settings import Settings
 from sansnuages.stac_api import make_resolver

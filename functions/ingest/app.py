@@ -11,6 +11,7 @@ from aws_lambda_powertools.utilities.batch import (
 )
 from aws_lambda_powertools.utilities.data_classes import S3Event
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
 from sansnuages.ingest import Ingestor
 from sansnuages.settings import Settings
 from sansnuages.storage import decode_event_key

@@ -9,6 +9,7 @@ from aws_lambda_powertools.utilities.batch import (
     process_partial_response,
 )
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
 from sansnuages.mosaic_job import Mosaicker
 from sansnuages.settings import Settings
 

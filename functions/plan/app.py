@@ -1,6 +1,7 @@
 """Plan: the monthly schedule (or a manual request) -> one composite message per tile."""
 
 from aws_lambda_powertools import Logger
+
 from sansnuages.plan import JobRequest, plan_job
 from sansnuages.settings import Settings
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from sansnuages.local.template import parse_template
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 import rasterio
-from rasterio.warp import transform
 from pystac_client import Client
+from rasterio.warp import transform
 
 from sansnuages import grid
 from sansnuages.catalog import Catalog

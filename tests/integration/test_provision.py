@@ -9,6 +9,7 @@ from urllib.parse import unquote_plus
 
 import boto3
 import pytest
+
 from sansnuages.local.moto_process import MotoServer
 from sansnuages.local.provision import local_environment, provision
 from sansnuages.local.template import Stack, load_stack, parse_template

@@ -18,6 +18,7 @@ import pystac
 import pytest
 from pystac.extensions.grid import GridExtension
 from pystac_client import Client
+
 from sansnuages import errors
 from sansnuages.catalog import Catalog
 from sansnuages.local.http_front import HttpFront

@@ -6,9 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
+from shapely.geometry import Point
+
 from sansnuages.areas import area_geometry
 from sansnuages.errors import UnknownArea
-from shapely.geometry import Point
 
 BRUSSELS = Point(4.35, 50.85)
 PARIS = Point(2.35, 48.86)

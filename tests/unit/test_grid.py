@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from sansnuages import grid
 from shapely.geometry import Point, shape
+
+from sansnuages import grid
 
 BELGIUM = {
     "type": "Polygon",

@@ -12,6 +12,9 @@ import rasterio
 from affine import Affine
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.warp import transform
+from shapely import contains_xy
+from shapely.geometry import Polygon
+
 from sansnuages.errors import NoInputs
 from sansnuages.mosaic import (
     MosaicInput,
@@ -21,8 +24,6 @@ from sansnuages.mosaic import (
     write_preview_png,
 )
 from sansnuages.synthesis import RasterRef
-from shapely import contains_xy
-from shapely.geometry import Polygon
 
 MOSAIC_CRS = "EPSG:3035"
 RES = 200.0

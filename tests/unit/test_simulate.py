@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+
 from sansnuages import grid, muscate, simulate
 from sansnuages.muscate import GroupGeometry
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
+
 from sansnuages.errors import NoInputs
 from sansnuages.synthesis import (
     FLAG_CLEAR,
