@@ -194,6 +194,8 @@ class FunctionPool:
             self._idle.put(worker)
         self.invocations = 0
         self.errors = 0
+        self.busy_s = 0.0
+        self.peak_rss_mb = 0.0
         self._lock = threading.Lock()
 
     def invoke(self, event: Any) -> Invocation:
@@ -208,6 +210,8 @@ class FunctionPool:
         with self._lock:
             self.invocations += 1
             self.errors += 0 if result.ok else 1
+            self.busy_s += result.duration_s
+            self.peak_rss_mb = max(self.peak_rss_mb, result.max_rss_mb)
         return result
 
     def stop(self) -> None:

@@ -210,7 +210,12 @@ class LocalRuntime:
                 "in_flight": int(attributes.get("ApproximateNumberOfMessagesNotVisible", 0)),
             }
         functions = {
-            name: {"invocations": p.invocations, "errors": p.errors}
+            name: {
+                "invocations": p.invocations,
+                "errors": p.errors,
+                "busy_s": round(p.busy_s, 2),
+                "peak_rss_mb": round(p.peak_rss_mb, 1),
+            }
             for name, p in self.pools.items()
         }
         busy = any(p.busy for p in self.pollers)
