@@ -79,6 +79,17 @@ def _add_local(commands: Any) -> None:
         formatter_class=_formatter,
     )
     down.set_defaults(func=_local_down)
+    fire = actions.add_parser(
+        "fire",
+        help="fire one of the template's schedules now, as at a given time",
+        description="Fire a schedule of template.yaml on the running local runtime (moto never fires\n"
+        "them); --time pretends it is that moment, so the monthly job picks its month from it.",
+        epilog="example:\n  sansnuages local fire --time 2018-08-10T03:00:00Z",
+        formatter_class=_formatter,
+    )
+    fire.add_argument("--schedule", default=None, help="schedule name (default: the only one)")
+    fire.add_argument("--time", default=None, help="ISO 8601 time to fire as (default: now)")
+    fire.set_defaults(func=_local_fire)
 
 
 def _local_up(args: argparse.Namespace) -> int:
@@ -139,6 +150,20 @@ def _local_down(args: argparse.Namespace) -> int:
         time.sleep(0.1)
     os.killpg(pid, signal.SIGKILL)
     state.unlink(missing_ok=True)
+    return 0
+
+
+def _local_fire(args: argparse.Namespace) -> int:
+    from .local.client import RuntimeClient
+    from .progress import job_from_invocation
+
+    client = RuntimeClient.connect(Path.cwd())
+    schedules = client.status()["schedules"]
+    name = args.schedule or (schedules[0] if len(schedules) == 1 else None)
+    if name not in schedules:
+        print(f"name a schedule with --schedule: one of {', '.join(schedules)}", file=sys.stderr)
+        return 2
+    job_from_invocation(client.fire_schedule(name, args.time))
     return 0
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import pystac
@@ -155,8 +156,6 @@ def _ref(item: dict[str, Any], key: str, band: int = 1) -> RasterRef:
 
 
 def observation_from_item(item: dict[str, Any]) -> Observation:
-    from datetime import datetime
-
     platform = item["properties"].get("platform", "")
     landsat = is_landsat(platform)
     reflectance, cloud, edge, aot = {}, {}, {}, {}

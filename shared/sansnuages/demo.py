@@ -12,6 +12,7 @@ from . import areas, grid
 from .catalog import Catalog
 from .jobs import JobState
 from .local.runtime import LocalRuntime
+from .local.scheduler import next_fire
 from .period import SynthesisPeriod
 from .plan import L2A_COLLECTIONS
 from .progress import describe_job, wait_for_job
@@ -81,9 +82,11 @@ def run_demo(args: argparse.Namespace) -> int:
                 bucket.client.upload_file(str(path), bucket.name, f"incoming/{path.name}")
         wait_for_ingest(runtime, catalog, bucket, len(products))
         schedule = next(s for s in runtime.schedules if s.function == "PlanFunction")
-        fired = _fire_time(period)
-        print(f"firing schedule {schedule.name} as at {fired}")
-        result = runtime.fire_schedule(schedule, _parse(fired))
+        fired = next_fire(schedule.expression, period.end)  # its first run after the window
+        print(
+            f"firing schedule {schedule.name} ({schedule.expression}) as at {fired:%Y-%m-%d %H:%M}"
+        )
+        result = runtime.fire_schedule(schedule, fired)
         if not result.ok:
             print(f"planning failed: {result.error_type}: {result.error_message}")
             return 1
@@ -107,18 +110,6 @@ def _settings(runtime: LocalRuntime) -> Any:
     from .local.client import RuntimeClient
 
     return RuntimeClient(runtime.facts()).settings()
-
-
-def _fire_time(period: SynthesisPeriod) -> str:
-    """The monthly schedule runs on the 10th of the following month."""
-    year, month = (period.year, period.month + 1) if period.month < 12 else (period.year + 1, 1)
-    return f"{year:04d}-{month:02d}-10T03:00:00+00:00"
-
-
-def _parse(text: str) -> Any:
-    from datetime import datetime
-
-    return datetime.fromisoformat(text)
 
 
 def _show_search(api_url: str, area: areas.Area, period: SynthesisPeriod) -> None:

@@ -8,6 +8,8 @@ person can find it: archived beside its Item, or in `quarantine/` with a reason.
 from __future__ import annotations
 
 import enum
+import os
+import tempfile
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -139,21 +141,27 @@ class Ingestor:
     def _convert_one(
         self, meta: MuscateMetadata, asset_key: str, src: str, dst_key: str
     ) -> stac_items.RasterAsset:
+        """Read from the zip on S3, write the COG to local scratch space, upload it whole.
+
+        The local copy (Lambda's ephemeral storage) lets boto3 upload in parallel parts and
+        tells the file size without another request.
+        """
         with rasterio.Env(**self.settings.gdal_options()):
             try:
                 dataset = rasterio.open(src)
             except rasterio.errors.RasterioIOError as error:
                 raise errors.InvalidProduct(f"{asset_key}: unreadable raster ({error})") from error
-            with dataset:
+            with dataset, tempfile.TemporaryDirectory() as scratch:
                 _check_against_metadata(asset_key, dataset, meta)
-                cog.copy_as_cog(
-                    dataset, storage.vsi_path(self.bucket.name, dst_key), nodata=dataset.nodata
-                )
+                local = os.path.join(scratch, "cog.tif")
+                cog.copy_as_cog(dataset, local, nodata=dataset.nodata)
                 facts = _raster_facts(asset_key, dataset, meta)
+                size = os.path.getsize(local)
+                self.bucket.client.upload_file(
+                    local, self.bucket.name, dst_key, ExtraArgs={"ContentType": stac_items.COG}
+                )
         return stac_items.RasterAsset(
-            **facts,
-            href=storage.s3_href(self.bucket.name, dst_key),
-            size_bytes=self.bucket.size(dst_key),
+            **facts, href=storage.s3_href(self.bucket.name, dst_key), size_bytes=size
         )
 
     def _copy_files(

@@ -63,6 +63,7 @@ def test_every_command_says_what_it_does_with_an_example(tmp_path: Path) -> None
         ["local"],
         ["local", "up"],
         ["local", "down"],
+        ["local", "fire"],
         ["simulate"],
         ["demo"],
         ["month"],

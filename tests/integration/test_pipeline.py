@@ -142,14 +142,13 @@ def test_ingest_dead_letter_queue_stays_empty(
 
 @pytest.fixture(scope="module")
 def job(ingested: dict[str, object], runtime: LocalRuntime):  # type: ignore[no-untyped-def]
-    schedule = next(s for s in runtime.schedules if s.function == "PlanFunction")
-    from datetime import UTC, datetime
-
-    result = runtime.fire_schedule(schedule, datetime(2018, 8, 10, 3, tzinfo=UTC))
-    assert result.ok, result.error_message
-    assert result.payload["tiles"] == TILES
+    """The monthly schedule, fired through the control endpoint as on 10 August 2018."""
+    (schedule,) = runtime.status()["schedules"]
+    result = RuntimeClient(runtime.facts()).fire_schedule(schedule, "2018-08-10T03:00:00+00:00")
+    assert result["ok"], result["error_message"]
+    assert result["payload"]["tiles"] == TILES
     store = JobStore(ingested["settings"])  # type: ignore[arg-type]
-    job_id = result.payload["job_id"]
+    job_id = result["payload"]["job_id"]
     _wait(lambda: store.get(job_id).finished, timeout=300, what="the job to finish")  # type: ignore[union-attr]
     return store.get(job_id)
 
@@ -220,3 +219,36 @@ def test_the_cli_reports_the_job(
     assert cli(["jobs", job.job_id]) == 0
     output = capsys.readouterr().out
     assert "done" in output and "31UES" in output and "31UFS" in output
+
+
+def test_a_month_started_by_hand_runs_again_to_completion(  # type: ignore[no-untyped-def]
+    job, workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(workdir)
+    assert cli(["month", "2018-07", "--area", "BEL"]) == 0
+    output = capsys.readouterr().out
+    assert "2018-07-BEL" in output and "done" in output
+    assert "31UES" in output and "31UFS" in output
+
+
+def test_a_poison_message_ends_in_the_dead_letter_queue_after_the_retries(
+    runtime: LocalRuntime,
+) -> None:
+    assert runtime.stack is not None
+    queue = runtime.stack.queue("CompositeQueue")
+    dead_letters = runtime.stack.queue(queue.dead_letter or "")
+    sqs = runtime.client("sqs")
+    sqs.send_message(QueueUrl=queue.url, MessageBody=json.dumps({"not": "a tile task"}))
+
+    def in_dead_letter_queue() -> list[dict[str, object]]:
+        response = sqs.receive_message(
+            QueueUrl=dead_letters.url, AttributeNames=["All"], WaitTimeSeconds=1
+        )
+        return list(response.get("Messages", []))
+
+    found: list[dict[str, object]] = []
+    _wait(lambda: bool(found.extend(in_dead_letter_queue()) or found), timeout=120, what="the DLQ")
+    (message,) = found
+    assert json.loads(str(message["Body"])) == {"not": "a tile task"}
+    receives = int(message["Attributes"]["ApproximateReceiveCount"])  # type: ignore[index]
+    assert receives >= queue.max_receive_count  # type: ignore[operator]

@@ -7,6 +7,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from ..settings import Settings
 from .runtime import state_file
@@ -41,7 +42,7 @@ class RuntimeClient:
         return self._post(f"/invoke/{function}", event)
 
     def fire_schedule(self, schedule: str, time: str | None = None) -> dict[str, Any]:
-        query = f"?time={time}" if time else ""
+        query = f"?time={quote(time)}" if time else ""
         return self._post(f"/schedules/{schedule}/fire{query}", {})
 
     def status(self) -> dict[str, Any]:

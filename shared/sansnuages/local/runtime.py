@@ -219,7 +219,8 @@ class LocalRuntime:
             for name, p in self.pools.items()
         }
         busy = any(p.busy for p in self.pollers)
-        return {"queues": queues, "functions": functions, "busy": busy}
+        schedules = [schedule.name for schedule in self.schedules]
+        return {"queues": queues, "functions": functions, "busy": busy, "schedules": schedules}
 
     def facts(self) -> dict[str, Any]:
         assert self.stack is not None and self.moto is not None
