@@ -159,7 +159,7 @@ def _local_fire(args: argparse.Namespace) -> int:
 
     client = RuntimeClient.connect(Path.cwd())
     schedules = client.status()["schedules"]
-    name = args.schedule or (schedules[0] if len(schedules) == 1 else None)
+    name = args.schedule or (schedules[0] if len(schedules) == 1 else "")
     if name not in schedules:
         print(f"name a schedule with --schedule: one of {', '.join(schedules)}", file=sys.stderr)
         return 2
