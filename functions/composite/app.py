@@ -1,6 +1,7 @@
 """Composite: one message per tile of a monthly job -> Level-3A synthesis, Item, fan-in."""
 
 import json
+import os
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import (
@@ -10,18 +11,20 @@ from aws_lambda_powertools.utilities.batch import (
 )
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from sansnuages.composite import TileCompositor, TileTask
+from sansnuages.composite import TileCompositor, TileTask, is_last_attempt
 from sansnuages.settings import Settings
 
 logger = Logger()
 processor = BatchProcessor(event_type=EventType.SQS)
 compositor = TileCompositor.from_settings(Settings.from_env())
+MAX_RECEIVE_COUNT = os.environ.get("COMPOSITE_MAX_RECEIVE_COUNT")
 
 
 def record_handler(record: SQSRecord) -> None:
     task = TileTask.from_message(json.loads(record.body))
     logger.append_keys(job=task.job_id, tile=task.tile)
-    compositor.run(task)
+    last = is_last_attempt(record.attributes.approximate_receive_count, MAX_RECEIVE_COUNT)
+    compositor.run(task, last_attempt=last)
 
 
 @logger.inject_lambda_context

@@ -33,7 +33,13 @@ def record_handler(record: SQSRecord) -> None:
         )
         logger.info(
             "upload handled",
-            extra={"key": result.key, "outcome": result.outcome, "product": result.product_id},
+            extra={
+                "key": result.key,
+                "outcome": result.outcome,
+                "product": result.product_id,
+                "error": result.error,
+                "reason": result.reason,
+            },
         )
 
 

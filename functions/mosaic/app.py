@@ -1,4 +1,4 @@
-"""Mosaic: a job whose tiles have all finished -> the area's mosaic COG, preview and Item."""
+"""Mosaic: a finished job -> the area's mosaic (COG, or a part of a large one), preview, Item."""
 
 import json
 
@@ -20,8 +20,8 @@ mosaicker = Mosaicker.from_settings(Settings.from_env())
 
 def record_handler(record: SQSRecord) -> None:
     body = json.loads(record.body)
-    logger.append_keys(job=body["job_id"])
-    mosaicker.run(body["job_id"], body.get("resolution"))
+    logger.append_keys(job=body.get("job_id"), part=body.get("part"))
+    mosaicker.handle(body)
 
 
 @logger.inject_lambda_context

@@ -147,3 +147,52 @@ def _feature_name(document: Any) -> str | None:
 def _slug(text: str) -> str:
     slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
     return slug or "area"
+
+
+EUROPE_CRS = "EPSG:3035"
+_EUROPE_LONLAT = (-35.0, 25.0, 45.0, 85.0)
+"""Where EPSG:3035 (ETRS89 / LAEA Europe) is meant to be used, (west, south, east, north)."""
+WIDE_CRS = "EPSG:6933"
+PART_GAP_DEGREES = 3.0
+"""Polygons closer than this form one part: Corsica stays with France, Guiana does not."""
+
+
+@dataclass(frozen=True)
+class AreaPart:
+    """A piece of an area mosaicked on its own grid (mainland France, French Guiana, ...)."""
+
+    index: int
+    """0 for the largest part; the order of decreasing size."""
+    geometry: BaseGeometry
+    """Longitude/latitude."""
+    crs: str
+
+
+def area_parts(area: Area, crs: str | None = None) -> list[AreaPart]:
+    """The far-apart pieces of `area`, largest first, each with its CRS.
+
+    Polygons are grouped when their buffers by PART_GAP_DEGREES / 2 touch. The CRS is `crs`
+    when given, else `default_crs` of the piece.
+    """
+    polygons = list(shapely.get_parts(area.geometry))
+    grown = [p.buffer(PART_GAP_DEGREES / 2) for p in polygons]
+    clusters = shapely.get_parts(shapely.union_all(grown))
+    pieces = [
+        shapely.union_all([p for p, g in zip(polygons, grown, strict=True) if c.intersects(g)])
+        for c in clusters
+    ]
+    pieces.sort(key=lambda g: (-g.area, g.bounds))
+    return [AreaPart(i, g, crs or default_crs(g)) for i, g in enumerate(pieces)]
+
+
+def default_crs(geometry: BaseGeometry) -> str:
+    """EPSG:3035 (equal-area) in Europe; elsewhere the WGS 84 UTM zone of the centre, or the
+    global equal-area EASE-Grid 2.0 (EPSG:6933) for a piece wider than two UTM zones."""
+    lon, lat = geometry.centroid.x, geometry.centroid.y
+    west, south, east, north = _EUROPE_LONLAT
+    if west <= lon <= east and south <= lat <= north:
+        return EUROPE_CRS
+    if geometry.bounds[2] - geometry.bounds[0] > 12.0:
+        return WIDE_CRS
+    zone = min(60, max(1, int((lon + 180) // 6) + 1))
+    return f"EPSG:{32600 + zone if lat >= 0 else 32700 + zone}"

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import heapq
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -36,14 +37,17 @@ COLLECTION_PK = "collection"
 GSI_NAME = "by_id"
 TILE_PROPERTY = "grid:code"
 MAX_SUMMARY_ATTEMPTS = 8
-FILTERED_BATCH = 100
-"""Records read per query when results are filtered after reading (bbox, properties)."""
+MAX_BATCH = 1000
+"""Most records one query of a stream asks for (DynamoDB also stops at 1 MB)."""
+MAX_TILE_STREAMS = 12
+"""A bbox touching at most this many tiles reads their tile partitions instead of the months."""
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 
 Bbox = tuple[float, float, float, float]
 DatetimeRange = tuple[datetime | None, datetime | None]
+Matcher = Callable[[Mapping[str, Any]], bool]
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,8 @@ class SearchPage:
     items: list[dict[str, Any]]
     next_token: str | None
     records_read: int
+    tokens: list[str] = field(default_factory=list)
+    """The token that resumes after each returned item, so a caller can cut a page short."""
 
 
 @dataclass(frozen=True)
@@ -63,36 +69,109 @@ class Partition:
 
 
 @dataclass(frozen=True)
+class Stream:
+    """Partitions of one collection whose records, read one after the other, stay sorted."""
+
+    collection: str
+    partitions: tuple[Partition, ...]
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a page ended: the last (sort key, collection) returned, in the merge order."""
+
+    sk: str
+    collection: str
+
+    def token(self, descending: bool) -> str:
+        return encode_token({"sk": self.sk, "c": self.collection, "o": "d" if descending else "a"})
+
+    def before(self, key: tuple[str, str, str], descending: bool) -> bool:
+        """Whether a record comes after this position in the merge order (not yet returned)."""
+        here = (self.sk, self.collection)
+        return key[:2] < here if descending else key[:2] > here
+
+    @classmethod
+    def from_token(cls, position: Mapping[str, str], descending: bool) -> Position:
+        sk, collection = position.get("sk"), position.get("c")
+        if sk is None or collection is None:
+            raise errors.InvalidRequest("paging token does not belong to this search")
+        if position.get("o", "a") != ("d" if descending else "a"):
+            raise errors.InvalidRequest("paging token was made for the other sort order")
+        return cls(sk, collection)
+
+
+@dataclass(frozen=True)
 class Query:
     """A normalised search, shared by the partition and the id access paths."""
 
     bbox: Bbox | None = None
     datetime_range: DatetimeRange | None = None
     filters: Mapping[str, object] = field(default_factory=dict)
+    match: Matcher | None = None
+    descending: bool = False
 
     @property
     def filtered(self) -> bool:
-        return self.bbox is not None or bool(self.filters)
+        """Whether records read may be rejected after reading (then queries grow larger)."""
+        return self.bbox is not None or bool(self.filters) or self.match is not None
+
+    def accepts(self, item: Mapping[str, Any]) -> bool:
+        return matches(item, self) and (self.match is None or self.match(item))
 
 
 @dataclass(frozen=True)
 class Summary:
-    """What a collection record knows about its items: partitions and extent."""
+    """What a collection record knows about its items: partitions, extent and tiles."""
 
     months: frozenset[str] = frozenset()
     bbox: Bbox | None = None
     start: str | None = None
     end: str | None = None
     version: int | None = None
+    tiles: Mapping[str, Bbox] = field(default_factory=dict)
+    """The extent of each tile's items, so that a small bbox reads only its tiles' partitions."""
+    untiled: bool = False
+    """Some items have no tile: only the monthly partitions hold them all."""
 
-    def merged(self, month: str, bbox: Bbox | None, start: str, end: str) -> Summary:
+    def merged(
+        self, month: str, bbox: Bbox | None, start: str, end: str, tile: str | None = None
+    ) -> Summary:
+        tiles = dict(self.tiles)
+        if tile is not None and bbox is not None:
+            tiles[tile] = _bbox_union(tiles.get(tile), bbox)  # type: ignore[assignment]
         return replace(
             self,
             months=self.months | {month},
             bbox=_bbox_union(self.bbox, bbox),
             start=min(start, self.start) if self.start else start,
             end=max(end, self.end) if self.end else end,
+            tiles=tiles,
+            untiled=self.untiled or tile is None or bbox is None,
         )
+
+    def union(self, other: Summary) -> Summary:
+        tiles = dict(self.tiles)
+        for code, extent in other.tiles.items():
+            tiles[code] = _bbox_union(tiles.get(code), extent)  # type: ignore[assignment]
+        starts = [t for t in (self.start, other.start) if t]
+        ends = [t for t in (self.end, other.end) if t]
+        return replace(
+            self,
+            months=self.months | other.months,
+            bbox=_bbox_union(self.bbox, other.bbox),
+            start=min(starts) if starts else None,
+            end=max(ends) if ends else None,
+            tiles=tiles,
+            untiled=self.untiled or other.untiled,
+        )
+
+    def tiles_touching(self, box: Bbox) -> list[str] | None:
+        """The tiles whose items may intersect `box`, or None when the months must be read."""
+        if self.untiled:
+            return None
+        touched = sorted(t for t, extent in self.tiles.items() if bbox_intersects(extent, box))
+        return touched if len(touched) <= MAX_TILE_STREAMS else None
 
 
 # --- pure helpers -------------------------------------------------------------------------
@@ -197,6 +276,44 @@ def months_in_range(months: frozenset[str], low: str | None, high: str | None) -
     )
 
 
+def resume_bounds(query: Query, position: Position | None) -> tuple[str | None, str | None]:
+    """Sort key bounds of a search, narrowed to what follows the paging position."""
+    low, high = sort_key_bounds(query.datetime_range)
+    if position is None:
+        return low, high
+    if query.descending:
+        return low, position.sk if high is None else min(high, position.sk)
+    return position.sk if low is None else max(low, position.sk), high
+
+
+def stream_keys(
+    collection_id: str, summary: Summary, query: Query, low: str | None, high: str | None
+) -> list[list[str]]:
+    """Partition keys of one collection's streams: one per tile, or the months in order."""
+    tile = query.filters.get(TILE_PROPERTY)
+    if isinstance(tile, str):
+        return [[f"tile#{collection_id}#{tile}"]] if summary.months else []
+    touched = summary.tiles_touching(query.bbox) if query.bbox is not None else None
+    if touched is not None:
+        return [[f"tile#{collection_id}#{t}"] for t in touched]
+    months = months_in_range(summary.months, low, high)
+    if not months:
+        return []
+    ordered = reversed(months) if query.descending else months
+    return [[f"item#{collection_id}#{m}" for m in ordered]]
+
+
+def first_batch(limit: int, streams: int) -> int:
+    """Records the first query of each stream asks for: the page's share, plus one to peek."""
+    if streams <= 1:
+        return limit + 1
+    return max(2, -(-(limit + 1) // streams))
+
+
+def _order(key: tuple[str, str, str]) -> tuple[str, str]:
+    return key[0], key[1]
+
+
 def matches(item: Mapping[str, Any], query: Query) -> bool:
     """Post-filter checks on a decoded Item: bbox intersection and property equalities."""
     if query.bbox is not None:
@@ -225,12 +342,19 @@ def _summary_from_record(record: Mapping[str, Any]) -> Summary:
     names = ("xmin", "ymin", "xmax", "ymax")
     bbox = tuple(float(record[n]) for n in names) if all(n in record for n in names) else None
     version = record.get("version")
+    tiles = {
+        code: tuple(float(v) for v in extent)
+        for code, extent in (record.get("tiles") or {}).items()
+    }
     return Summary(
         months=frozenset(record.get("months") or ()),
         bbox=bbox,  # type: ignore[arg-type]
         start=record.get("tmin"),
         end=record.get("tmax"),
         version=int(version) if version is not None else None,
+        tiles=tiles,  # type: ignore[arg-type]
+        # A record written before tiles were summarised cannot vouch for its tiles.
+        untiled=bool(record.get("untiled")) or ("months" in record and "tiles" not in record),
     )
 
 
@@ -307,8 +431,37 @@ class Catalog:
             written = {(r["pk"], r["sk"]) for r in records}
             self._delete_records(previous, keep=written)
         self._update_summary(
-            collection_id, month_of(sort_key), item_bbox(item), iso(start), iso(end)
+            collection_id, month_of(sort_key), item_bbox(item), iso(start), iso(end), tile
         )
+
+    def put_items(self, items: Sequence[Mapping[str, Any]]) -> None:
+        """Bulk-index Items not indexed before (a backfill): batched writes, one summary update
+        per collection. An Item that may already be indexed under another datetime goes through
+        `put_item`, which also removes its old records."""
+        summaries: dict[str, Summary] = {}
+        records: list[dict[str, Any]] = []
+        for item in items:
+            collection_id, item_id = item.get("collection"), item.get("id")
+            if not collection_id or not item_id:
+                raise errors.InvalidRequest("an indexed item needs an id and a collection")
+            start, end = item_interval(item)
+            sort_key = item_sort_key(start, item_id)
+            tile = (item.get("properties") or {}).get(TILE_PROPERTY)
+            records.extend(self._item_records(item, sort_key, tile))
+            summaries[collection_id] = summaries.get(collection_id, Summary()).merged(
+                month_of(sort_key), item_bbox(item), iso(start), iso(end), tile
+            )
+        for start_index in range(0, len(records), 25):
+            batch = [
+                {"PutRequest": {"Item": _to_attrs(r)}}
+                for r in records[start_index : start_index + 25]
+            ]
+            request: dict[str, Any] = {self.table: batch}
+            while request:
+                response = self.client.batch_write_item(RequestItems=request)
+                request = response.get("UnprocessedItems") or {}
+        for collection_id, summary in summaries.items():
+            self._merge_summary(collection_id, summary)
 
     def get_item(self, collection_id: str, item_id: str) -> dict[str, Any]:
         record = self._find(collection_id, item_id)
@@ -333,18 +486,29 @@ class Catalog:
         limit: int,
         token: str | None,
         filters: dict[str, object] | None = None,
+        *,
+        match: Matcher | None = None,
+        descending: bool = False,
     ) -> SearchPage:
+        """One page of Items in (datetime, id, collection) order, ascending unless `descending`.
+
+        `filters` are property equalities (``grid:code`` picks the tile partitions); `match` is a
+        predicate on the decoded Item for what the index cannot answer (a CQL2 filter).
+        """
         if limit < 1:
             raise errors.InvalidRequest("limit must be a positive integer")
         query = Query(
             bbox=normalise_bbox(bbox) if bbox is not None else None,
             datetime_range=datetime_range,
             filters=dict(filters or {}),
+            match=match,
+            descending=descending,
         )
         position = decode_token(token) if token else None
         if ids:
             return self._search_ids(collections, ids, query, limit, position)
-        return self._search_partitions(collections, query, limit, position)
+        resume = Position.from_token(position, descending) if position is not None else None
+        return self._search_streams(collections, query, limit, resume)
 
     # --- internals ----------------------------------------------------------------------
 
@@ -395,14 +559,23 @@ class Catalog:
                 self.client.delete_item(TableName=self.table, Key=_to_attrs({"pk": pk, "sk": sk}))
 
     def _update_summary(
-        self, collection_id: str, month: str, bbox: Bbox | None, start: str, end: str
+        self,
+        collection_id: str,
+        month: str,
+        bbox: Bbox | None,
+        start: str,
+        end: str,
+        tile: str | None,
     ) -> None:
         """Grow the collection's months and extent with an optimistic, conditional update."""
+        self._merge_summary(collection_id, Summary().merged(month, bbox, start, end, tile))
+
+    def _merge_summary(self, collection_id: str, addition: Summary) -> None:
         key = _to_attrs({"pk": COLLECTION_PK, "sk": collection_id})
         for _ in range(MAX_SUMMARY_ATTEMPTS):
             response = self.client.get_item(TableName=self.table, Key=key, ConsistentRead=True)
             current = _summary_from_record(_from_attrs(response.get("Item") or {}))
-            wanted = current.merged(month, bbox, start, end)
+            wanted = current.union(addition)
             if wanted == current:
                 return
             try:
@@ -431,76 +604,88 @@ class Catalog:
                 return records
             kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
-    def _known_months(self) -> dict[str, frozenset[str]]:
-        records = self._query_all(COLLECTION_PK, projection="sk, months")
-        return {r["sk"]: frozenset(r.get("months") or ()) for r in records}
+    def _summaries(self, collections: list[str] | None) -> tuple[dict[str, Summary], int]:
+        """The summaries of the searched collections, and how many records that read."""
+        if collections is None:
+            records = self._query_all(COLLECTION_PK)
+        else:
+            records = self._get_many(COLLECTION_PK, sorted(set(collections)))
+        return {r["sk"]: _summary_from_record(r) for r in records}, len(records)
 
-    def _plan(self, collections: list[str] | None, query: Query) -> tuple[list[Partition], int]:
-        """The ordered range queries a search runs, and the records read to decide them."""
-        known = self._known_months()
-        wanted = sorted(set(collections)) if collections is not None else sorted(known)
-        low, high = sort_key_bounds(query.datetime_range)
-        tile = query.filters.get(TILE_PROPERTY)
-        partitions: list[Partition] = []
-        for collection_id in wanted:
-            if collection_id not in known:
-                continue
-            if isinstance(tile, str):
-                partitions.append(Partition(f"tile#{collection_id}#{tile}", low, high))
-                continue
-            for month in months_in_range(known[collection_id], low, high):
-                partitions.append(Partition(f"item#{collection_id}#{month}", low, high))
-        return partitions, len(known)
+    def _get_many(self, pk: str, sort_keys: list[str]) -> list[dict[str, Any]]:
+        records: list[dict[str, Any]] = []
+        for start in range(0, len(sort_keys), 100):
+            keys = [_to_attrs({"pk": pk, "sk": sk}) for sk in sort_keys[start : start + 100]]
+            request: dict[str, Any] = {self.table: {"Keys": keys}}
+            while request:
+                response = self.client.batch_get_item(RequestItems=request)
+                records.extend(_from_attrs(a) for a in response["Responses"].get(self.table, []))
+                request = response.get("UnprocessedKeys") or {}
+        return records
 
-    def _search_partitions(
+    def _plan(
+        self, collections: list[str] | None, query: Query, position: Position | None
+    ) -> tuple[list[Stream], int]:
+        """The streams a search merges (each one sorted), and the records read to decide them."""
+        summaries, read = self._summaries(collections)
+        low, high = resume_bounds(query, position)
+        streams: list[Stream] = []
+        for collection_id in sorted(summaries):
+            summary = summaries[collection_id]
+            for pks in stream_keys(collection_id, summary, query, low, high):
+                partitions = tuple(Partition(pk, low, high) for pk in pks)
+                streams.append(Stream(collection_id, partitions))
+        return streams, read
+
+    def _search_streams(
         self,
         collections: list[str] | None,
         query: Query,
         limit: int,
-        position: Mapping[str, str] | None,
+        position: Position | None,
     ) -> SearchPage:
-        partitions, read = self._plan(collections, query)
-        start_index, after = _resume(partitions, position)
+        streams, read = self._plan(collections, query, position)
+        counter = [read]
+        batch = first_batch(limit, len(streams))
+        cap = MAX_BATCH if query.filtered else limit + 1
+        iterators = [self._stream(s, query.descending, batch, cap, counter) for s in streams]
+        merged = heapq.merge(*iterators, key=_order, reverse=query.descending)
         items: list[dict[str, Any]] = []
-        batch = FILTERED_BATCH if query.filtered else None
-        for index in range(start_index, len(partitions)):
-            partition = partitions[index]
-            records = self._records(
-                partition, after if index == start_index else None, batch, limit
-            )
-            for record, scanned in records:
-                read += scanned
-                if record is None:
-                    continue
-                item = json.loads(record["item"])
-                if not matches(item, query):
-                    continue
-                if len(items) == limit:
-                    last = items[-1]
-                    token = encode_token({"pk": last["_pk"], "sk": last["_sk"]})
-                    return SearchPage(_strip(items), token, read)
-                items.append({**item, "_pk": partition.pk, "_sk": record["sk"]})
-        return SearchPage(_strip(items), None, read)
+        tokens: list[str] = []
+        for key in merged:
+            if position is not None and not position.before(key, query.descending):
+                continue
+            if len(items) == limit:
+                return SearchPage(items, tokens[-1], counter[0], tokens)
+            item = json.loads(key[2])
+            if query.accepts(item):
+                items.append(item)
+                tokens.append(Position(key[0], key[1]).token(query.descending))
+        return SearchPage(items, None, counter[0], tokens)
 
-    def _records(
-        self, partition: Partition, after: str | None, batch: int | None, limit: int
-    ) -> Iterator[tuple[dict[str, Any] | None, int]]:
-        """The records of one partition in sort key order, each with the records it cost.
+    def _stream(
+        self, stream: Stream, descending: bool, batch: int, cap: int, counter: list[int]
+    ) -> Iterator[tuple[str, str, str]]:
+        """(sort key, collection, item JSON) of a stream's partitions, in order.
 
-        Without post-filters a query asks for one record more than the page needs, so the search
-        knows whether a next page exists without reading further.
+        The first query asks for about the page's share of the stream, so that a search merging
+        several streams reads little more than it returns; each further query asks for twice as
+        many, so that a search whose post-filter rejects most records still pages quickly.
         """
-        kwargs = _range_query(self.table, partition, after)
-        while True:
-            kwargs["Limit"] = batch or limit + 1
-            response = self.client.query(**kwargs)
-            found = response.get("Items", [])
-            yield None, int(response.get("ScannedCount", len(found)))
-            for attrs in found:
-                yield _from_attrs(attrs), 0
-            if "LastEvaluatedKey" not in response:
-                return
-            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        for partition in stream.partitions:
+            kwargs = _range_query(self.table, partition, None)
+            kwargs["ScanIndexForward"] = not descending
+            while True:
+                kwargs["Limit"] = batch
+                response = self.client.query(**kwargs)
+                found = response.get("Items", [])
+                counter[0] += int(response.get("ScannedCount", len(found)))
+                for attrs in found:
+                    yield attrs["sk"]["S"], stream.collection, attrs["item"]["S"]
+                batch = min(batch * 2, cap)
+                if "LastEvaluatedKey" not in response:
+                    break
+                kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
     def _search_ids(
         self,
@@ -510,47 +695,33 @@ class Catalog:
         limit: int,
         position: Mapping[str, str] | None,
     ) -> SearchPage:
+        """Items by id: one GSI lookup each, in (collection, id) order."""
         read = 0
         if collections is None:
-            collections = sorted(self._known_months())
-            read += len(collections)
-        keys = sorted({(c, i) for c in collections for i in ids})
+            summaries, read = self._summaries(None)
+            collections = sorted(summaries)
+        keys = sorted({(c, i) for c in collections for i in ids}, reverse=query.descending)
         after = position.get("key") if position else None
         if position is not None and after is None:
             raise errors.InvalidRequest("paging token does not belong to an id search")
         items: list[dict[str, Any]] = []
+        tokens: list[str] = []
         for collection_id, item_id in keys:
             key = f"{collection_id}/{item_id}"
-            if after is not None and key <= after:
+            if after is not None and (key >= after if query.descending else key <= after):
                 continue
             record = self._find(collection_id, item_id)
             read += 1
             if record is None:
                 continue
             item = json.loads(record["item"])
-            if not (matches(item, query) and in_time_range(item, query.datetime_range)):
+            if not (query.accepts(item) and in_time_range(item, query.datetime_range)):
                 continue
             if len(items) == limit:
-                last = items[-1]
-                token = encode_token({"key": f"{last['collection']}/{last['id']}"})
-                return SearchPage(items, token, read)
+                return SearchPage(items, tokens[-1], read, tokens)
             items.append(item)
-        return SearchPage(items, None, read)
-
-
-def _resume(
-    partitions: list[Partition], position: Mapping[str, str] | None
-) -> tuple[int, str | None]:
-    """Where a paging token points: the partition index and the last sort key returned."""
-    if position is None:
-        return 0, None
-    pk, sk = position.get("pk"), position.get("sk")
-    if pk is None or sk is None:
-        raise errors.InvalidRequest("paging token does not belong to this search")
-    for index, partition in enumerate(partitions):
-        if partition.pk == pk:
-            return index, sk
-    raise errors.InvalidRequest("paging token does not belong to this search")
+            tokens.append(encode_token({"key": key}))
+        return SearchPage(items, None, read, tokens)
 
 
 def _range_query(table: str, partition: Partition, after: str | None) -> dict[str, Any]:
@@ -589,6 +760,14 @@ def _summary_update(current: Summary, wanted: Summary) -> dict[str, Any]:
         if text is not None:
             sets.append(f"{name} = :{name}")
             values[f":{name}"] = {"S": text}
+    if wanted.tiles != current.tiles:
+        sets.append("tiles = :tiles")
+        values[":tiles"] = _serializer.serialize(
+            {code: [_decimal(v) for v in extent] for code, extent in wanted.tiles.items()}
+        )
+    if wanted.untiled:  # also when only inferred from a record written before tiles existed
+        sets.append("untiled = :untiled")
+        values[":untiled"] = {"BOOL": True}
     if current.version is None:
         condition = "attribute_not_exists(#v)"
     else:
@@ -605,10 +784,6 @@ def _summary_update(current: Summary, wanted: Summary) -> dict[str, Any]:
         "ExpressionAttributeNames": names,
         "ExpressionAttributeValues": values,
     }
-
-
-def _strip(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{k: v for k, v in item.items() if k not in ("_pk", "_sk")} for item in items]
 
 
 def _compact(document: Mapping[str, Any]) -> str:

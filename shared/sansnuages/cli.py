@@ -40,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo(commands)
     _add_month(commands)
     _add_jobs(commands)
+    _add_reindex(commands)
+    _add_redrive(commands)
     return parser
 
 
@@ -248,6 +250,7 @@ def _add_jobs(commands: Any) -> None:
         formatter_class=_formatter,
     )
     jobs.add_argument("job_id", nargs="?", help="a job to show in detail")
+    jobs.add_argument("--json", action="store_true", help="print the status as JSON")
     jobs.set_defaults(func=_jobs)
 
 
@@ -261,9 +264,74 @@ def _jobs(args: argparse.Namespace) -> int:
     if not any(selected):
         print("no job" if not args.job_id else f"no job {args.job_id}")
         return 1 if args.job_id else 0
+    if args.json:
+        from .jobs import job_status
+
+        print(json.dumps([job_status(job) for job in selected if job is not None], indent=2))
+        return 0
     for job in selected:
         if job is not None:
             print(describe_job(job, detail=bool(args.job_id)))
+    return 0
+
+
+def _add_redrive(commands: Any) -> None:
+    redrive = commands.add_parser(
+        "redrive",
+        help="send dead tile messages back to the composite queue",
+        description="Move the composite dead-letter queue's messages back to the composite queue,\n"
+        "reopening their tiles (failed -> pending) so that their jobs finish again.",
+        epilog="examples:\n  sansnuages redrive\n  sansnuages redrive --limit 1",
+        formatter_class=_formatter,
+    )
+    redrive.add_argument("--limit", type=int, default=None, help="at most this many messages")
+    redrive.set_defaults(func=_redrive)
+
+
+def _redrive(args: argparse.Namespace) -> int:
+    from .local.client import RuntimeClient
+    from .redrive import redrive_composites
+
+    report = redrive_composites(RuntimeClient.connect(Path.cwd()).settings(), limit=args.limit)
+    reopened = ", ".join(report.reopened) or "none"
+    print(f"{report.moved} message(s) re-driven; tiles reopened: {reopened}")
+    if report.unreadable:
+        print(f"{report.unreadable} message(s) named no tile")
+    return 0
+
+
+def _add_reindex(commands: Any) -> None:
+    reindex = commands.add_parser(
+        "reindex",
+        help="rebuild the catalog index from the STAC JSON files on S3",
+        description="Put every Collection and Item file of the data bucket back in the catalog index\n"
+        "and remove index records whose file is gone (the files are the source of truth).",
+        epilog="examples:\n  sansnuages reindex            # the running local runtime\n"
+        "  sansnuages reindex --from-env # DATA_BUCKET, CATALOG_TABLE (on AWS)",
+        formatter_class=_formatter,
+    )
+    reindex.add_argument(
+        "--from-env", action="store_true", help="read the settings from the environment"
+    )
+    reindex.set_defaults(func=_reindex)
+
+
+def _reindex(args: argparse.Namespace) -> int:
+    from .catalog import Catalog
+    from .local.client import RuntimeClient
+    from .reindex import reindex
+    from .settings import Settings
+    from .storage import DataBucket
+
+    if args.from_env:
+        settings = Settings.from_env()
+    else:
+        settings = RuntimeClient.connect(Path.cwd()).settings()
+    report = reindex(DataBucket(settings), Catalog(settings.catalog_table, settings=settings))
+    print(
+        f"{report.collections} collections, {report.items} items indexed, "
+        f"{report.removed} stale records removed, {len(report.skipped)} other JSON files skipped"
+    )
     return 0
 
 

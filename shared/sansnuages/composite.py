@@ -21,16 +21,26 @@ from shapely.ops import unary_union
 from . import aws, grid, stac_items, storage
 from .bands import LANDSAT8_TO_SENTINEL2, SENTINEL2_GROUPS, is_landsat
 from .catalog import Catalog
-from .errors import NoInputs
+from .errors import InvalidRequest, NoInputs
+from .gdal import gdal_env
 from .jobs import JobStore, TileState
+from .l3a_product import SynthesisFacts, l3a_product_id, metadata_xml, quicklook_jpeg
 from .period import SynthesisPeriod
 from .plan import L2A_COLLECTIONS
 from .publish import publish_item
 from .settings import Settings
 from .storage import DataBucket
 from .synthesis import (
+    AOT_MAX,
+    AOT_MIN_WEIGHT,
+    CLOUD_CELL_M,
+    DATE_MIN_WEIGHT,
     DTS_NODATA,
+    LANDSAT8_WEIGHT,
+    SENTINEL2_WEIGHT,
+    SYNTHESIS_GDAL_OPTIONS,
     GroupOutputs,
+    GroupStats,
     Observation,
     OutputGrid,
     RasterRef,
@@ -39,7 +49,15 @@ from .synthesis import (
 
 logger = Logger(child=True)
 
-SENSOR_WEIGHTS = {"sentinel-2": 1.0, "landsat": 0.33}
+SENSOR_WEIGHTS = {"sentinel-2": SENTINEL2_WEIGHT, "landsat": LANDSAT8_WEIGHT}
+METHOD_PARAMETERS = {
+    "aot_max": AOT_MAX,
+    "aot_min_weight": AOT_MIN_WEIGHT,
+    "date_min_weight": DATE_MIN_WEIGHT,
+    "cloud_cell_m": CLOUD_CELL_M,
+    "sentinel2_weight": SENTINEL2_WEIGHT,
+    "landsat8_weight": LANDSAT8_WEIGHT,
+}
 L3A_COLLECTION = "sentinel2-l3a"
 
 
@@ -56,7 +74,9 @@ class OutputLayer:
     band_names: tuple[str, ...] = ()
 
 
-def output_layers(group: str, bands: tuple[str, ...]) -> list[OutputLayer]:
+def output_layers(
+    group: str, bands: tuple[str, ...], subsets: tuple[tuple[str, ...], ...] = ()
+) -> list[OutputLayer]:
     reflectance = [
         OutputLayer(
             f"FRC_{b}",
@@ -69,24 +89,28 @@ def output_layers(group: str, bands: tuple[str, ...]) -> list[OutputLayer]:
         )
         for b in bands
     ]
-    return [
-        *reflectance,
-        OutputLayer(
-            f"FLG_{group}",
-            f"Flags {group}: 0 no data, 1 cloud, 2 snow, 3 water, 4 clear land",
-            ("data", "cloud"),
-            "uint8",
-            None,
-        ),
-        OutputLayer(f"WGT_{group}", f"Total weight x 1000 {group}", ("data",), "int16", None),
-        OutputLayer(
-            f"DTS_{group}",
-            f"Weighted mean date {group}, days from the 15th",
-            ("data",),
-            "int16",
-            DTS_NODATA,
-        ),
-    ]
+    quality = []
+    for members in ((), *subsets):
+        name = group + ("_" + "".join(members) if members else "")
+        about = f"{group} ({' '.join(members)})" if members else group
+        quality += [
+            OutputLayer(
+                f"FLG_{name}",
+                f"Flags {about}: 0 no data, 1 cloud, 2 snow, 3 water, 4 clear land",
+                ("data", "cloud"),
+                "uint8",
+                None,
+            ),
+            OutputLayer(f"WGT_{name}", f"Total weight x 1000 {about}", ("data",), "int16", None),
+            OutputLayer(
+                f"DTS_{name}",
+                f"Weighted mean date {about}, days from the 15th",
+                ("data",),
+                "int16",
+                DTS_NODATA,
+            ),
+        ]
+    return [*reflectance, *quality]
 
 
 @dataclass(frozen=True)
@@ -94,16 +118,20 @@ class TileTask:
     job_id: str
     tile: str
     period: SynthesisPeriod
+    version: int = 0
+    """Run of the month (0 first): each run writes its own product, never over another."""
 
     @classmethod
     def from_message(cls, body: dict[str, Any]) -> TileTask:
-        return cls(
-            str(body["job_id"]), str(body["tile"]), SynthesisPeriod.parse(str(body["month"]))
-        )
-
-
-def l3a_product_id(tile: str, period: SynthesisPeriod) -> str:
-    return f"SENTINEL2X_{period.year:04d}{period.month:02d}15-000000-000_L3A_T{tile}_C_V1-0"
+        try:
+            return cls(
+                str(body["job_id"]),
+                str(body["tile"]),
+                SynthesisPeriod.parse(str(body["month"])),
+                int(body.get("version") or 0),
+            )
+        except (KeyError, TypeError, ValueError) as error:
+            raise InvalidRequest(f"not a tile message: {error!r}") from error
 
 
 def tile_items(catalog: Catalog, tile: str, period: SynthesisPeriod) -> list[dict[str, Any]]:
@@ -207,6 +235,18 @@ def _grid_of(asset: dict[str, Any]) -> OutputGrid:
     return OutputGrid(asset["proj:code"], Affine(*asset["proj:transform"][:6]), width, height)
 
 
+def _percent(counts: dict[str, int]) -> dict[str, float]:
+    total = sum(counts.values()) or 1
+    return {name: round(100 * count / total, 2) for name, count in counts.items()}
+
+
+def _version(product_id: str) -> int:
+    """The run number of an L3A id (`..._V1-3` -> 3); 0 when it carries none."""
+    _, _, tail = product_id.rpartition("_V")
+    minor = tail.rpartition("-")[2]
+    return int(minor) if minor.isdigit() else 0
+
+
 @dataclass
 class TileCompositor:
     settings: Settings
@@ -223,59 +263,138 @@ class TileCompositor:
             JobStore(settings),
         )
 
-    def run(self, task: TileTask) -> str | None:
-        """Synthesise the tile and record it; returns the Item key (None if it failed for good)."""
+    def run(self, task: TileTask, last_attempt: bool = False) -> str | None:
+        """Synthesise the tile and record it; returns the Item key (None if it failed for good).
+
+        NoInputs fails the tile at once. Any other error is raised so that the queue delivers
+        the message again; on its `last_attempt` (the queue's maxReceiveCount) the tile is
+        marked failed with the error first, so the job ends instead of waiting for it.
+        """
         try:
             item_key = self.synthesise(task)
         except NoInputs as error:
-            logger.warning(
-                "tile failed", extra={"job": task.job_id, "tile": task.tile, "reason": str(error)}
-            )
-            self.jobs.finish_tile(task.job_id, task.tile, TileState.FAILED, reason=str(error))
-            self.fan_in(task.job_id)
+            self._fail(task, str(error))
             return None
+        except Exception as error:
+            if last_attempt:
+                self._fail(task, f"gave up after the last retry: {type(error).__name__}: {error}")
+            raise
         self.jobs.finish_tile(task.job_id, task.tile, TileState.DONE, item=item_key)
         self.fan_in(task.job_id)
         return item_key
 
+    def _fail(self, task: TileTask, reason: str) -> None:
+        logger.warning(
+            "tile failed", extra={"job": task.job_id, "tile": task.tile, "reason": reason}
+        )
+        self.jobs.finish_tile(task.job_id, task.tile, TileState.FAILED, reason=reason)
+        self.fan_in(task.job_id)
+
     def synthesise(self, task: TileTask) -> str:
-        product_id = l3a_product_id(task.tile, task.period)
-        prefix = storage.l3a_prefix(task.tile, task.period.year, task.period.month, product_id)
-        item_key = f"{prefix}{product_id}.json"
-        if self.bucket.exists(item_key):
-            return item_key
         items = tile_items(self.catalog, task.tile, task.period)
         if not items:
             raise NoInputs(
                 f"no L2A product of tile {task.tile} in the window of {task.period.label}"
             )
+        platforms = [i["properties"].get("platform", "") for i in items]
+        product_id = l3a_product_id(task.tile, task.period.centre, platforms, task.version)
+        prefix = storage.l3a_prefix(task.tile, task.period.year, task.period.month, product_id)
+        item_key = f"{prefix}{product_id}.json"
+        if self.bucket.exists(item_key):
+            return item_key  # a duplicate delivery: the Item is written last, so all is there
         observations = [observation_from_item(item) for item in items]
         rasters: list[stac_items.RasterAsset] = []
-        flag_counts: dict[str, int] = {}
-        for group, grid_ in output_grids(task.tile, items).items():
-            bands = SENTINEL2_GROUPS[group]
-            layers = output_layers(group, bands)
-            outputs = GroupOutputs(
-                frc={band: self._path(prefix, product_id, f"FRC_{band}") for band in bands},
-                flags=self._path(prefix, product_id, f"FLG_{group}"),
-                weights=self._path(prefix, product_id, f"WGT_{group}"),
-                dates=self._path(prefix, product_id, f"DTS_{group}"),
-            )
-            with rasterio.Env(**self.settings.gdal_options()):
-                stats = synthesize_group(
-                    observations,
-                    bands,
-                    grid_,
-                    task.period.centre,
-                    task.period.half_window_days,
-                    outputs,
-                )
-            if group == "R1":
-                flag_counts = dict(stats.pixel_counts)
-            rasters.extend(self._asset(layer, prefix, product_id, grid_) for layer in layers)
-        item = self._item(task, product_id, items, rasters, dict(flag_counts))
+        stats: dict[str, GroupStats] = {}
+        with gdal_env(self.settings), rasterio.Env(**SYNTHESIS_GDAL_OPTIONS):
+            for group, grid_ in output_grids(task.tile, items).items():
+                stats[group] = self._group(task, observations, group, grid_, prefix, product_id)
+                layers = output_layers(group, SENTINEL2_GROUPS[group], stats[group].band_subsets)
+                rasters.extend(self._asset(layer, prefix, product_id, grid_) for layer in layers)
+            files = self._side_files(task, product_id, prefix, items, stats)
+        item = self._item(task, product_id, items, rasters, stats["R1"].pixel_counts, files)
         publish_item(self.bucket, self.catalog, item, item_key)
+        self._retire_older_versions(task, product_id)
         return item_key
+
+    def _group(
+        self,
+        task: TileTask,
+        observations: list[Observation],
+        group: str,
+        grid_: OutputGrid,
+        prefix: str,
+        product_id: str,
+    ) -> GroupStats:
+        bands = SENTINEL2_GROUPS[group]
+        outputs = GroupOutputs(
+            frc={band: self._path(prefix, product_id, f"FRC_{band}") for band in bands},
+            flags=self._path(prefix, product_id, f"FLG_{group}"),
+            weights=self._path(prefix, product_id, f"WGT_{group}"),
+            dates=self._path(prefix, product_id, f"DTS_{group}"),
+        )
+        return synthesize_group(
+            observations, bands, grid_, task.period.centre, task.period.half_window_days, outputs
+        )
+
+    def _side_files(
+        self,
+        task: TileTask,
+        product_id: str,
+        prefix: str,
+        items: list[dict[str, Any]],
+        stats: dict[str, GroupStats],
+    ) -> list[stac_items.FileAsset]:
+        """The metadata document and the quicklook, stored next to the rasters."""
+        contributing = {p for group in stats.values() for p in group.contributing}
+        facts = SynthesisFacts(
+            product_id=product_id,
+            tile=task.tile,
+            centre=task.period.centre,
+            start=task.period.start.date(),
+            end=task.period.end.date(),
+            half_window_days=task.period.half_window_days,
+            inputs=[i["id"] for i in items],
+            contributing=[i["id"] for i in items if i["id"] in contributing],
+            flag_percent=_percent(stats["R1"].pixel_counts),
+            parameters=METHOD_PARAMETERS,
+        )
+        mtd_key = f"{prefix}{product_id}_MTD_ALL.xml"
+        qkl_key = f"{prefix}{product_id}_QKL_ALL.jpg"
+        self.bucket.put_bytes(mtd_key, metadata_xml(facts), "application/xml")
+        rgb = [self._path(prefix, product_id, f"FRC_{b}") for b in ("B4", "B3", "B2")]
+        self.bucket.put_bytes(qkl_key, quicklook_jpeg(rgb), "image/jpeg")
+        return [
+            stac_items.FileAsset(
+                "metadata",
+                storage.s3_href(self.bucket.name, mtd_key),
+                "application/xml",
+                ("metadata",),
+                "Synthesis metadata: period, parameters, input products",
+            ),
+            stac_items.FileAsset(
+                "thumbnail",
+                storage.s3_href(self.bucket.name, qkl_key),
+                "image/jpeg",
+                ("thumbnail", "overview"),
+                "Quicklook, true colour",
+            ),
+        ]
+
+    def _retire_older_versions(self, task: TileTask, product_id: str) -> None:
+        """Once the new version is indexed, earlier runs leave the index (their files stay at
+        their keys until purged), so a search never mixes two runs of one tile and month."""
+        page = self.catalog.search(
+            collections=[L3A_COLLECTION],
+            bbox=None,
+            datetime_range=(task.period.centre_datetime, task.period.centre_datetime),
+            ids=None,
+            limit=100,
+            token=None,
+            filters={"grid:code": f"MGRS-{task.tile}"},
+        )
+        for old in page.items:
+            if old["id"] != product_id and _version(old["id"]) < task.version:
+                self.catalog.delete_item(L3A_COLLECTION, old["id"])
 
     def _path(self, prefix: str, product_id: str, name: str) -> str:
         return storage.vsi_path(self.bucket.name, f"{prefix}{product_id}_{name}.tif")
@@ -306,9 +425,9 @@ class TileCompositor:
         inputs: list[dict[str, Any]],
         rasters: list[stac_items.RasterAsset],
         flag_counts: dict[str, int],
+        files: list[stac_items.FileAsset],
     ) -> pystac.Item:
         footprint = unary_union([shape(item["geometry"]) for item in inputs])
-        total = sum(flag_counts.values()) or 1
         facts = stac_items.ItemFacts(
             id=product_id,
             collection=L3A_COLLECTION,
@@ -324,17 +443,18 @@ class TileCompositor:
                 ),
                 "sansnuages:job": task.job_id,
                 "sansnuages:inputs": len(inputs),
+                "sansnuages:version": task.version,
                 **{
-                    f"sansnuages:{name}_percent": round(100 * count / total, 2)
-                    for name, count in flag_counts.items()
+                    f"sansnuages:{name}_percent": value
+                    for name, value in _percent(flag_counts).items()
                 },
             },
         )
         derived = [
             i["assets"]["metadata"]["href"].rsplit("/", 1)[0] + f"/{i['id']}.json" for i in inputs
         ]
-        item = stac_items.build_item(facts, rasters, derived_from=derived)
-        stac_items.set_processing(item, level="L3A", version="1.0")
+        item = stac_items.build_item(facts, rasters, files, derived_from=derived)
+        stac_items.set_processing(item, level="L3A", version=f"1.{task.version}")
         return item
 
     def fan_in(self, job_id: str) -> None:
@@ -344,3 +464,12 @@ class TileCompositor:
                 QueueUrl=self.settings.mosaic_queue_url, MessageBody=json.dumps({"job_id": job_id})
             )
             logger.info("mosaic enqueued", extra={"job": job_id})
+
+
+def is_last_attempt(receive_count: str | int | None, max_receive_count: str | int | None) -> bool:
+    """Whether this delivery is the queue's last before the dead-letter queue (the redrive
+    policy's maxReceiveCount, which the template also passes to the function)."""
+    try:
+        return int(receive_count or 0) >= int(max_receive_count or 0) > 0
+    except ValueError:
+        return False

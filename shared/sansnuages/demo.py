@@ -13,6 +13,7 @@ from .catalog import Catalog
 from .jobs import JobState
 from .local.runtime import LocalRuntime
 from .local.scheduler import next_fire
+from .map_routes import viewer_url
 from .period import SynthesisPeriod
 from .plan import L2A_COLLECTIONS
 from .progress import describe_job, wait_for_job
@@ -93,9 +94,13 @@ def run_demo(args: argparse.Namespace) -> int:
         job = wait_for_job(settings, result.payload["job_id"])
         print(describe_job(job, detail=True))
         _show_search(facts["stac_api_url"], area, period)
+        viewer = None
         if job.state == JobState.DONE and job.mosaic_item:
             _download_mosaic(bucket, job.mosaic_item, args.out)
+            viewer = viewer_url(facts["stac_api_url"], area.id, period.label)
         print(f"demo finished in {time.monotonic() - started:.0f} s")
+        if viewer:
+            print(f"the {area.name} mosaic of {period.label} in the map viewer: {viewer}")
         if not args.exit:
             print(f"STAC API at {facts['stac_api_url']}  (Ctrl-C to stop)", flush=True)
             from .cli import _wait_for_signal

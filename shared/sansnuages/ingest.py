@@ -3,13 +3,21 @@
 The upload is streamed from S3 (the zip's central directory through s3fs, the rasters through
 GDAL's `/vsizip//vsis3/`), never downloaded whole. Every outcome leaves the upload somewhere a
 person can find it: archived beside its Item, or in `quarantine/` with a reason.
+
+Accepted: Sentinel-2A/2B/2C and Landsat-8 L2A (any flag, any version, zip named with or
+without it, members with or without "./", ATB uint8 or uint16, DFP masks or not) and
+Let-It-Snow L2B-SNOW products. Several versions of one acquisition are all kept; their Items
+link to each other and all but the newest are marked `deprecated`.
 """
 
 from __future__ import annotations
 
 import enum
+import hashlib
 import os
+import posixpath
 import tempfile
+import warnings
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -21,25 +29,36 @@ import rasterio
 import s3fs
 from aws_lambda_powertools import Logger
 from rasterio.enums import Resampling
+from rasterio.errors import NotGeoreferencedWarning
 from rasterio.features import shapes
+from rasterio.io import MemoryFile
 from rasterio.warp import transform_geom
 from shapely.geometry import mapping, shape
 from shapely.ops import unary_union
 
-from . import cog, errors, stac_items, storage
+from . import cog, errors, snow, stac_items, storage
 from .catalog import Catalog
-from .muscate import MuscateMetadata, ProductLayout, parse_metadata
-from .publish import publish_item
+from .gdal import gdal_env
+from .muscate import MuscateMetadata, ProductLayout, ProductName, parse_metadata, vsi_member
+from .publish import publish_item, publish_version_links
 from .settings import Settings
+from .staleness import mark_stale_syntheses
 from .storage import DataBucket
 
 logger = Logger(child=True)
 
 MAX_UNCOMPRESSED_BYTES = 40 * 1024**3
+MAX_MEMBER_BYTES = 8 * 1024**3
 MAX_COMPRESSION_RATIO = 1000
 MAX_METADATA_BYTES = 64 * 1024**2
 FOOTPRINT_MAX_PIXELS = 1024
+THUMBNAIL_MAX_PIXELS = 512
 CONVERSION_THREADS = 4
+HASH_CHUNK = 8 * 1024**2
+
+
+L2A_REFLECTANCE = ("sentinel2-l2a", "landsat8-l2a")
+"""Collections whose late products make a month's syntheses stale."""
 
 
 class Outcome(enum.StrEnum):
@@ -56,6 +75,7 @@ class IngestResult:
     product_id: str | None = None
     item_key: str | None = None
     reason: str | None = None
+    error: str | None = None
 
 
 @dataclass
@@ -87,12 +107,18 @@ class Ingestor:
                 meta = parse_metadata(_read_member(archive, layout.metadata))
                 return self._ingest_product(key, archive, layout, meta)
         except errors.InvalidProduct as error:
-            reason = str(error)
-            self.bucket.quarantine(key, reason, type(error).__name__, product_id)
-            logger.warning(
-                "quarantined upload", extra={"key": key, "product": product_id, "reason": reason}
-            )
-            return IngestResult(key, Outcome.QUARANTINED, product_id=product_id, reason=reason)
+            return self._quarantine(key, error, product_id)
+
+    def _quarantine(
+        self, key: str, error: errors.InvalidProduct, product_id: str | None
+    ) -> IngestResult:
+        reason, kind = str(error), type(error).__name__
+        self.bucket.quarantine(key, reason, kind, product_id)
+        logger.warning(
+            "quarantined upload",
+            extra={"key": key, "product": product_id, "error": kind, "reason": reason},
+        )
+        return IngestResult(key, Outcome.QUARANTINED, product_id, reason=reason, error=kind)
 
     def _open_zip(self, key: str) -> zipfile.ZipFile:
         fs = s3fs.S3FileSystem(
@@ -113,105 +139,149 @@ class Ingestor:
             raise errors.InconsistentMetadata(
                 f"metadata names product {meta.product_id} but the archive holds {layout.product_id}"
             )
-        collection = stac_items.collection_for(meta.platform)
+        collection = stac_items.collection_for(meta.platform, meta.level)
         prefix = storage.l2a_prefix(collection, meta.tile, meta.acquired, meta.product_id)
         item_key = f"{prefix}{meta.product_id}.json"
         if self.bucket.exists(item_key):
             self._archive_upload(key, prefix, meta.product_id)
+            logger.info("duplicate upload", extra={"key": key, "product": meta.product_id})
             return IngestResult(key, Outcome.DUPLICATE, meta.product_id, item_key)
         rasters = self._convert_rasters(key, layout, meta, prefix)
         files = self._copy_files(archive, layout, prefix)
-        item = self._build_item(meta, collection, prefix, rasters, files)
-        publish_item(self.bucket, self.catalog, item, item_key)
+        item = self._build_item(key, layout, meta, collection, prefix, rasters, files)
+        siblings = self._versions_of(layout.name, collection, meta)
+        history = publish_version_links(
+            self.bucket, self.catalog, item, item_key, siblings, layout.name.version
+        )
+        document = publish_item(self.bucket, self.catalog, item, item_key)
+        history.publish_siblings()
+        if collection in L2A_REFLECTANCE:
+            stale = mark_stale_syntheses(self.bucket, self.catalog, document)
+            if stale:
+                logger.info(
+                    "syntheses made stale", extra={"product": meta.product_id, "stale": stale}
+                )
         self._archive_upload(key, prefix, meta.product_id)
         logger.info("ingested product", extra={"product": meta.product_id, "item": item_key})
         return IngestResult(key, Outcome.INGESTED, meta.product_id, item_key)
+
+    # --- rasters ------------------------------------------------------------------------
 
     def _convert_rasters(
         self, key: str, layout: ProductLayout, meta: MuscateMetadata, prefix: str
     ) -> list[stac_items.RasterAsset]:
         zip_path = f"/vsizip/{storage.vsi_path(self.bucket.name, key)}"
         jobs = [
-            (asset_key, f"{zip_path}/{member}", f"{prefix}{meta.product_id}_{asset_key}.tif")
+            (
+                asset_key,
+                f"{zip_path}/{vsi_member(member)}",
+                f"{prefix}{meta.product_id}_{asset_key}.tif",
+            )
             for asset_key, member in sorted(layout.rasters.items())
         ]
         with ThreadPoolExecutor(CONVERSION_THREADS) as pool:
-            return list(pool.map(lambda job: self._convert_one(meta, *job), jobs))
+            return list(pool.map(lambda job: self._convert_one(layout, meta, *job), jobs))
 
     def _convert_one(
-        self, meta: MuscateMetadata, asset_key: str, src: str, dst_key: str
+        self, layout: ProductLayout, meta: MuscateMetadata, asset_key: str, src: str, dst_key: str
     ) -> stac_items.RasterAsset:
         """Read from the zip on S3, write the COG to local scratch space, upload it whole.
 
         The local copy (Lambda's ephemeral storage) lets boto3 upload in parallel parts and
-        tells the file size without another request.
+        tells the file size and checksum without another request.
         """
-        with rasterio.Env(**self.settings.gdal_options()):
+        with gdal_env(self.settings):
             try:
                 dataset = rasterio.open(src)
             except rasterio.errors.RasterioIOError as error:
                 raise errors.InvalidProduct(f"{asset_key}: unreadable raster ({error})") from error
             with dataset, tempfile.TemporaryDirectory() as scratch:
                 _check_against_metadata(asset_key, dataset, meta)
+                nodata = _nodata(asset_key, dataset, layout)
                 local = os.path.join(scratch, "cog.tif")
-                cog.copy_as_cog(dataset, local, nodata=dataset.nodata)
-                facts = _raster_facts(asset_key, dataset, meta)
-                size = os.path.getsize(local)
+                cog.copy_as_cog(dataset, local, nodata=nodata, **_cog_overrides(asset_key))
+                facts = _raster_facts(asset_key, dataset, meta, nodata)
+                size, checksum = os.path.getsize(local), _file_multihash(local)
                 self.bucket.client.upload_file(
                     local, self.bucket.name, dst_key, ExtraArgs={"ContentType": stac_items.COG}
                 )
         return stac_items.RasterAsset(
-            **facts, href=storage.s3_href(self.bucket.name, dst_key), size_bytes=size
+            **facts,
+            href=storage.s3_href(self.bucket.name, dst_key),
+            size_bytes=size,
+            checksum=checksum,
         )
+
+    # --- other files ----------------------------------------------------------------------
 
     def _copy_files(
         self, archive: zipfile.ZipFile, layout: ProductLayout, prefix: str
     ) -> list[stac_items.FileAsset]:
         files: list[tuple[str, str, str, tuple[str, ...], str]] = [
-            (
-                "metadata",
-                layout.metadata,
-                "application/xml",
-                ("metadata",),
-                "MUSCATE metadata",
-            )
+            ("metadata", layout.metadata, "application/xml", ("metadata",), "Metadata")
         ]
         if layout.quicklook:
-            files.append(
-                (
-                    "thumbnail",
-                    layout.quicklook,
-                    "image/jpeg",
-                    ("thumbnail", "overview"),
-                    "Quicklook",
-                )
-            )
+            preview = ("thumbnail", "overview")
+            files.append(("thumbnail", layout.quicklook, "image/jpeg", preview, "Quicklook"))
         assets = []
         for asset_key, member, media_type, roles, title in files:
             target = prefix + member.rsplit("/", 1)[-1]
-            self.bucket.put_bytes(target, _read_member(archive, member), media_type)
+            body = _read_member(archive, member)
+            self.bucket.put_bytes(target, body, media_type)
+            href = storage.s3_href(self.bucket.name, target)
             assets.append(
                 stac_items.FileAsset(
-                    asset_key, storage.s3_href(self.bucket.name, target), media_type, roles, title
+                    asset_key,
+                    href,
+                    media_type,
+                    roles,
+                    title,
+                    size_bytes=len(body),
+                    checksum=stac_items.multihash_sha256(body),
                 )
             )
         return assets
 
+    def _snow_thumbnail(self, snow_map: str, prefix: str, product_id: str) -> stac_items.FileAsset:
+        """A PNG preview of the snow classes: Let-It-Snow products carry no quicklook."""
+        with gdal_env(self.settings), rasterio.open(snow_map) as dataset:
+            classes = _decimated(dataset)
+        body = _png(snow.preview(classes))
+        target = f"{prefix}{product_id}_SNW_preview.png"
+        self.bucket.put_bytes(target, body, "image/png")
+        return stac_items.FileAsset(
+            "thumbnail",
+            storage.s3_href(self.bucket.name, target),
+            "image/png",
+            ("thumbnail", "overview"),
+            "Snow map preview",
+            size_bytes=len(body),
+            checksum=stac_items.multihash_sha256(body),
+        )
+
+    # --- the Item -----------------------------------------------------------------------
+
     def _build_item(
         self,
+        key: str,
+        layout: ProductLayout,
         meta: MuscateMetadata,
         collection: str,
         prefix: str,
         rasters: list[stac_items.RasterAsset],
         files: list[stac_items.FileAsset],
     ) -> pystac.Item:
-        edge = next(r for r in sorted(rasters, key=lambda r: r.shape) if r.key.startswith("EDG_"))
-        geometry = footprint(edge.href.replace("s3://", "/vsis3/", 1), self.settings)
+        is_snow = meta.level.startswith("L2B")
+        mask = _footprint_raster(rasters, "SNW_" if is_snow else "EDG_")
+        mask_path = cog.s3_to_vsi(mask.href)
+        geometry = footprint(mask_path, self.settings, snow=is_snow, nodata=mask.nodata)
+        if is_snow and layout.quicklook is None:
+            files = [*files, self._snow_thumbnail(mask_path, prefix, meta.product_id)]
         facts = stac_items.ItemFacts(
             id=meta.product_id,
             collection=collection,
             geometry=geometry,
-            bbox=list(shape(geometry).bounds),
+            bbox=stac_items.bbox_of(geometry),
             datetime=meta.acquired,
         )
         archive = stac_items.FileAsset(
@@ -219,11 +289,36 @@ class Ingestor:
             storage.s3_href(self.bucket.name, f"{prefix}{meta.product_id}.zip"),
             "application/zip",
             ("archive",),
-            "Original MUSCATE product",
+            "Original product",
+            size_bytes=self.bucket.size(key),
         )
         item = stac_items.build_item(facts, rasters, [*files, archive], platform=meta.platform)
-        stac_items.describe_l2a(item, meta, meta.cloud_percent)
+        if is_snow:
+            stac_items.describe_snow(item, meta)
+        else:
+            stac_items.describe_l2a(item, meta, meta.cloud_percent)
         return item
+
+    def _versions_of(
+        self, name: ProductName, collection: str, meta: MuscateMetadata
+    ) -> dict[str, str]:
+        """Item keys of the other versions of this acquisition already indexed, by id."""
+        page = self.catalog.search(
+            [collection],
+            None,
+            (meta.acquired, meta.acquired),
+            None,
+            100,
+            None,
+            filters={"grid:code": f"MGRS-{meta.tile}"},
+        )
+        found = {}
+        for document in page.items:
+            other = ProductName.parse(document["id"])
+            if other.acquisition == name.acquisition and document["id"] != meta.product_id:
+                prefix = storage.l2a_prefix(collection, meta.tile, meta.acquired, document["id"])
+                found[document["id"]] = f"{prefix}{document['id']}.json"
+        return found
 
     def _archive_upload(self, key: str, prefix: str, product_id: str) -> None:
         """Keep the original beside its Item, then clear it from the drop zone."""
@@ -232,6 +327,9 @@ class Ingestor:
             return
         self.bucket.client.copy({"Bucket": self.bucket.name, "Key": key}, self.bucket.name, target)
         self.bucket.delete(key)
+
+
+# --- pure helpers -----------------------------------------------------------------------
 
 
 def _read_member(archive: zipfile.ZipFile, member: str) -> bytes:
@@ -247,11 +345,16 @@ def _read_member(archive: zipfile.ZipFile, member: str) -> bytes:
 
 
 def _check_sizes(archive: zipfile.ZipFile) -> None:
-    """Refuse zip bombs from the central directory, before anything is decompressed."""
+    """Refuse zip bombs from the central directory, before anything is decompressed: a
+    member larger than any real band, a ratio no image compresses to, or an absurd total."""
     total = 0
     for info in archive.infolist():
         total += info.file_size
         ratio = info.file_size / max(info.compress_size, 1)
+        if info.file_size > MAX_MEMBER_BYTES:
+            raise errors.UnsafeArchive(
+                f"{info.filename} declares {info.file_size} bytes uncompressed: refused as a zip bomb"
+            )
         if info.file_size > 64 * 1024**2 and ratio > MAX_COMPRESSION_RATIO:
             raise errors.UnsafeArchive(
                 f"{info.filename} expands {ratio:.0f} times: refused as a zip bomb"
@@ -278,20 +381,22 @@ def _check_against_metadata(asset_key: str, dataset: Any, meta: MuscateMetadata)
         )
 
 
-ROLES = {"FRE": ("data", "reflectance"), "SRE": ("data", "reflectance"), "ATB": ("data",)}
-TITLES = {
-    "FRE": "Flat reflectance (slope corrected)",
-    "SRE": "Surface reflectance",
-    "ATB": "Water vapour and aerosol optical thickness",
-    "CLM": "Cloud mask",
-    "MG2": "Geophysical mask",
-    "EDG": "No-data mask",
-    "SAT": "Saturation mask",
-    "DFP": "Defective pixels mask",
-}
+def _nodata(asset_key: str, dataset: Any, layout: ProductLayout) -> float | None:
+    if asset_key.startswith("SNW_"):
+        return snow.nodata_for(layout.name.version, dataset.nodata)
+    return dataset.nodata
 
 
-def _raster_facts(asset_key: str, dataset: Any, meta: MuscateMetadata) -> dict[str, Any]:
+def _cog_overrides(asset_key: str) -> dict[str, str]:
+    """Masks and classes are categorical: their overviews pick, they do not average."""
+    if asset_key.startswith(("FRE_", "SRE_", "ATB_")):
+        return {}
+    return {"OVERVIEW_RESAMPLING": "NEAREST"}
+
+
+def _raster_facts(
+    asset_key: str, dataset: Any, meta: MuscateMetadata, nodata: float | None
+) -> dict[str, Any]:
     kind, _, suffix = asset_key.partition("_")
     if kind in ("FRE", "SRE"):
         scales: tuple[float | None, ...] = (meta.reflectance_scale,)
@@ -302,37 +407,76 @@ def _raster_facts(asset_key: str, dataset: Any, meta: MuscateMetadata) -> dict[s
         scales, band_names = (None,) * dataset.count, ()
     return {
         "key": asset_key,
-        "title": f"{TITLES.get(kind, kind)} {suffix}",
-        "roles": ROLES.get(kind, ("cloud",) if kind == "CLM" else ("data", "mask")),
+        "title": f"{stac_items.TITLES.get(kind, kind)} {suffix}",
+        "roles": stac_items.roles_of(kind),
         "shape": (dataset.height, dataset.width),
         "transform": tuple(dataset.transform)[:6],
         "epsg": meta.epsg,
         "data_type": dataset.dtypes[0],
-        "nodata": dataset.nodata,
+        "nodata": nodata,
         "scales": scales,
         "band_names": band_names,
     }
 
 
-def footprint(edge_path: str, settings: Settings) -> dict[str, Any]:
-    """The valid-data area (EDG == 0) in lon/lat, not the tile square."""
-    with rasterio.Env(**settings.gdal_options()), rasterio.open(edge_path) as dataset:
-        factor = max(1, int(np.ceil(max(dataset.width, dataset.height) / FOOTPRINT_MAX_PIXELS)))
-        out_shape = (dataset.height // factor, dataset.width // factor)
-        edge = dataset.read(1, out_shape=out_shape, resampling=Resampling.nearest)
+def _png(rgba: np.ndarray) -> bytes:
+    """A PNG in memory; a preview has no georeferencing, which GDAL would warn about."""
+    profile = {"driver": "PNG", "count": rgba.shape[0], "dtype": "uint8"}
+    with warnings.catch_warnings(), rasterio.Env(GDAL_PAM_ENABLED="NO"), MemoryFile() as memory:
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with memory.open(width=rgba.shape[2], height=rgba.shape[1], **profile) as png:
+            png.write(rgba)
+        return bytes(memory.read())
+
+
+def _file_multihash(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(HASH_CHUNK):
+            digest.update(chunk)
+    return "1220" + digest.hexdigest()
+
+
+def _footprint_raster(rasters: list[stac_items.RasterAsset], prefix: str) -> stac_items.RasterAsset:
+    """The finest raster of the kind that tells valid pixels (EDG, or the snow map)."""
+    candidates = [r for r in rasters if r.key.startswith(prefix)]
+    return max(candidates, key=lambda r: r.shape)
+
+
+def _decimated(dataset: Any, max_pixels: int = THUMBNAIL_MAX_PIXELS) -> np.ndarray:
+    factor = max(1, int(np.ceil(max(dataset.width, dataset.height) / max_pixels)))
+    out_shape = (max(1, dataset.height // factor), max(1, dataset.width // factor))
+    return np.asarray(dataset.read(1, out_shape=out_shape, resampling=Resampling.nearest))
+
+
+def footprint(
+    mask_path: str, settings: Settings, snow: bool = False, nodata: float | None = None
+) -> dict[str, Any]:
+    """The valid-data area in lon/lat, not the tile square: EDG == 0 for L2A, observed
+    classes for snow maps. Split at the antimeridian when the tile crosses it."""
+    with gdal_env(settings), rasterio.open(mask_path) as dataset:
+        data = _decimated(dataset, FOOTPRINT_MAX_PIXELS)
         transform = dataset.transform @ dataset.transform.scale(
-            dataset.width / out_shape[1], dataset.height / out_shape[0]
+            dataset.width / data.shape[1], dataset.height / data.shape[0]
         )
         crs = dataset.crs
-    valid = (edge == 0).astype("uint8")
+    valid = _valid_snow(data, nodata) if snow else data == 0
+    cells = valid.astype("uint8")
     polygons = [
-        shape(geom)
-        for geom, value in shapes(valid, mask=valid.astype(bool), transform=transform)
-        if value
+        shape(geom) for geom, value in shapes(cells, mask=valid, transform=transform) if value
     ]
     if not polygons:
-        raise errors.InvalidProduct("the product has no valid pixel (EDG is 1 everywhere)")
+        raise errors.InvalidProduct("the product has no valid pixel")
     area = unary_union(polygons).simplify(abs(transform.a), preserve_topology=True)
     return dict(
         transform_geom(crs, "EPSG:4326", mapping(area), antimeridian_cutting=True, precision=6)
     )
+
+
+def _valid_snow(classes: np.ndarray, nodata: float | None) -> np.ndarray:
+    observed = snow.valid(classes)
+    return observed if nodata is None else observed & (classes != nodata)
+
+
+def relative_href(from_key: str, to_key: str) -> str:
+    return posixpath.relpath(to_key, posixpath.dirname(from_key))

@@ -52,6 +52,8 @@ class Job:
     mosaic_item: str | None = None
     reason: str | None = None
     created: str = ""
+    run: int = 1
+    """How many times the month was run over this area: the outputs' version is `run - 1`."""
 
     @property
     def finished(self) -> bool:
@@ -105,8 +107,11 @@ class JobStore:
         existing = self.get(job_id)
         if existing is not None and not existing.finished:
             return existing, False
+        run = existing.run + 1 if existing is not None else 1
         pk = f"job#{job_id}"
         now = _now()
+        if existing is not None:
+            self._delete_tiles(pk, existing.tiles)
         self.client.put_item(
             TableName=self.table,
             Item={
@@ -118,6 +123,7 @@ class JobStore:
                 "state": {"S": JobState.RUNNING},
                 "pending": {"N": str(len(tiles))},
                 "created": {"S": now},
+                "run": {"N": str(run)},
             },
         )
         for tile in tiles:
@@ -168,6 +174,47 @@ class JobStore:
                             "Key": {"pk": pk, "sk": {"S": "job"}},
                             "UpdateExpression": "ADD pending :minus_one",
                             "ExpressionAttributeValues": {":minus_one": {"N": "-1"}},
+                        }
+                    },
+                ]
+            )
+        except ClientError as error:
+            if _is_conditional_failure(error):
+                return False
+            raise
+        return True
+
+    def reopen_tile(self, job_id: str, tile: str) -> bool:
+        """Put a failed tile back to pending (its message is being re-driven) and the job back
+        to running, so that the mosaic is made again once the tile finishes. False when the
+        tile is not failed (a re-drive of a tile that has since succeeded changes nothing)."""
+        pk = {"S": f"job#{job_id}"}
+        try:
+            self.client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Update": {
+                            "TableName": self.table,
+                            "Key": {"pk": pk, "sk": {"S": f"tile#{tile}"}},
+                            "UpdateExpression": "SET #s = :pending REMOVE reason",
+                            "ConditionExpression": "#s = :failed",
+                            "ExpressionAttributeNames": {"#s": "state"},
+                            "ExpressionAttributeValues": {
+                                ":pending": {"S": TileState.PENDING},
+                                ":failed": {"S": TileState.FAILED},
+                            },
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": self.table,
+                            "Key": {"pk": pk, "sk": {"S": "job"}},
+                            "UpdateExpression": "SET #s = :running ADD pending :one",
+                            "ExpressionAttributeNames": {"#s": "state"},
+                            "ExpressionAttributeValues": {
+                                ":running": {"S": JobState.RUNNING},
+                                ":one": {"N": "1"},
+                            },
                         }
                     },
                 ]
@@ -240,11 +287,19 @@ class JobStore:
             mosaic_item=head.get("mosaic_item", {}).get("S"),
             reason=head.get("reason", {}).get("S"),
             created=head.get("created", {}).get("S", ""),
+            run=int(head.get("run", {}).get("N", "1")),
         )
 
     def all(self) -> list[Job]:
         ids = [record["sk"]["S"] for record in self._query(JOB_LIST_PK)]
         return [job for job in (self.get(job_id) for job_id in ids) if job is not None]
+
+    def _delete_tiles(self, pk: str, tiles: list[TileStatus]) -> None:
+        """A re-run may cover other tiles than the last run: forget the old tile records."""
+        for status in tiles:
+            self.client.delete_item(
+                TableName=self.table, Key={"pk": {"S": pk}, "sk": {"S": f"tile#{status.tile}"}}
+            )
 
     def _query(self, pk: str) -> list[dict[str, Any]]:
         paginator = self.client.get_paginator("query")
@@ -257,3 +312,23 @@ class JobStore:
         ):
             records.extend(page["Items"])
         return records
+
+
+def job_status(job: Job) -> dict[str, Any]:
+    """A job as a JSON document (CLI `--json`, an API route): counts, tiles and reasons."""
+    return {
+        "job_id": job.job_id,
+        "month": job.month,
+        "area": job.area,
+        "state": str(job.state),
+        "run": job.run,
+        "version": job.run - 1,
+        "created": job.created,
+        "counts": {str(state): job.count(state) for state in TileState},
+        "tiles": [
+            {"tile": t.tile, "state": str(t.state), "reason": t.reason, "item": t.item}
+            for t in job.tiles
+        ],
+        "mosaic_item": job.mosaic_item,
+        "reason": job.reason,
+    }

@@ -91,15 +91,21 @@ def nearest_valid(distances: np.ndarray, valid: np.ndarray) -> np.ndarray:
 
 
 def mosaic_grid(
-    area: BaseGeometry, footprints: Sequence[BaseGeometry], resolution: float
+    area: BaseGeometry,
+    footprints: Sequence[BaseGeometry],
+    resolution: float,
+    cell: tuple[float, float, float, float] | None = None,
 ) -> tuple[Affine, int, int]:
-    """Grid over the area where tiles exist, snapped to multiples of the resolution.
+    """Grid over the area where tiles exist (within `cell` if given), snapped to the resolution.
 
     Clipping to the tiles keeps the mosaic of a country with far-away parts (France and its
     overseas departments) from spanning an ocean of empty pixels when only some parts have data.
+    Snapping to multiples of the resolution puts every part of a mosaic on one pixel lattice.
     """
     covered = area.intersection(shapely.union_all(list(footprints)))
-    if covered.is_empty:
+    if cell is not None:
+        covered = covered.intersection(box(*cell))
+    if covered.is_empty or covered.area == 0:
         raise NoInputs("no input tile intersects the area")
     left, bottom, right, top = covered.bounds
     left = math.floor(left / resolution) * resolution
@@ -111,6 +117,15 @@ def mosaic_grid(
     return Affine(resolution, 0, left, 0, -resolution, top), width, height
 
 
+def area_in_crs(area_lonlat: BaseGeometry, crs: str) -> BaseGeometry:
+    return shape(transform_geom(LONLAT, crs, mapping(area_lonlat)))
+
+
+def footprints(inputs: Sequence[MosaicInput], crs: str) -> list[BaseGeometry]:
+    """Each input's bounding box in `crs` (densified), as the grid and the parts plan see it."""
+    return [_source(i, crs).footprint for i in inputs]
+
+
 def build_mosaic(
     inputs: Sequence[MosaicInput],
     area_lonlat: BaseGeometry,
@@ -119,6 +134,7 @@ def build_mosaic(
     resolution: float = 100.0,
     stretch: tuple[float, float] = (0.0, 0.2),
     block_size: int = 512,
+    cell: tuple[float, float, float, float] | None = None,
 ) -> MosaicResult:
     """Mosaic `inputs` over `area_lonlat` into a 3-band uint8 RGB COG at `out_path`.
 
@@ -126,13 +142,18 @@ def build_mosaic(
     Pixels outside the area, or without data, are 0. Raises NoInputs when nothing overlaps.
     `stretch` is the reflectance range mapped to 1..255 (0-0.2: DN 0-2000 of the L3A products,
     the range of the Theia true-colour chain); each input's scale turns its DN into reflectance.
+    `cell` (bounds in `crs`) restricts the grid to one part of a mosaic written in parts.
     """
     if not inputs:
         raise NoInputs("no tile to mosaic")
-    area = shape(transform_geom(LONLAT, crs, mapping(area_lonlat)))
+    area = area_in_crs(area_lonlat, crs)
     with contextlib.ExitStack() as stack:
         sources = [_source(i, crs) for i in inputs]
-        transform, width, height = mosaic_grid(area, [s.footprint for s in sources], resolution)
+        transform, width, height = mosaic_grid(
+            area, [s.footprint for s in sources], resolution, cell
+        )
+        if cell is not None:
+            sources = [s for s in sources if s.footprint.intersects(box(*cell))]
         grid = OutputGrid(crs=crs, transform=transform, width=width, height=height)
         reader = GridReader(grid, stack)
         writer = stack.enter_context(

@@ -35,6 +35,8 @@ LANDSAT8_GROUPS: dict[str, tuple[str, ...]] = {
 # Masks that a usable L2A product must have for every group, and the optional ones.
 REQUIRED_MASKS = ("CLM", "EDG")
 OPTIONAL_MASKS = ("MG2", "SAT", "DFP", "IAB")
+INGESTED_LEVELS = ("L2A", "L2B-SNOW")
+"""Levels an upload may have; others (L1C, L3A, L3B) are valid names but not ingested."""
 DEFAULT_AOT_QUANTIFICATION = 200.0
 DEFAULT_WVC_QUANTIFICATION = 20.0
 
@@ -97,6 +99,12 @@ class ProductName:
         return dt.datetime.combine(self.date, self.time, tzinfo=dt.UTC)
 
     @property
+    def acquisition(self) -> str:
+        """The name without flag and version: every version of one acquisition shares it."""
+        stamp = f"{self.date:%Y%m%d}-{self.time:%H%M%S}-{self.time.microsecond // 1000:03d}"
+        return f"{self.platform}_{stamp}_{self.level}_{self.zone}"
+
+    @property
     def product_id(self) -> str:
         stamp = f"{self.date:%Y%m%d}-{self.time:%H%M%S}-{self.time.microsecond // 1000:03d}"
         name = f"{self.platform}_{stamp}_{self.level}_{self.zone}_{self.flag}"
@@ -134,6 +142,7 @@ class MuscateMetadata:
     """What sansnuages needs from _MTD_ALL.xml, typed; angles in degrees."""
 
     product_id: str
+    level: str
     platform: str
     acquired: dt.datetime
     produced: dt.datetime | None
@@ -301,7 +310,7 @@ def _orbit(root: ET.Element) -> int | None:
     absolute = [n for n in nodes if n.get("type", "Absolute").lower() == "absolute"]
     for node in absolute or nodes:
         value = _number(node.text.strip() if node.text else None, "ORBIT_NUMBER")
-        if value is not None:
+        if value is not None and value >= 1:  # orbits count from 1; anything else is unknown
             return int(value)
     return None
 
@@ -328,10 +337,25 @@ def _special(root: ET.Element, names: tuple[str, ...], default: float) -> float:
     return default
 
 
+def _level(root: ET.Element, product_id: str) -> str:
+    """PRODUCT_LEVEL when present, else the level in the product id; snow products write
+    "L2B-SNOW" or "L2B" depending on the Let-It-Snow version."""
+    try:
+        named = ProductName.parse(product_id).level
+    except NotAMuscateProduct:
+        named = None
+    written = _text(root, "./Product_Characteristics/PRODUCT_LEVEL", False)
+    level = named or written
+    if level is None:
+        raise InconsistentMetadata(f"cannot tell the level of {product_id!r}")
+    return level
+
+
 def parse_metadata(xml: bytes) -> MuscateMetadata:
     """Read a MUSCATE _MTD_ALL.xml. Missing essentials raise InconsistentMetadata."""
     root = _parse_xml(xml)
     product_id = _required(root, "./Product_Characteristics/PRODUCT_ID")
+    level = _level(root, product_id)
     acquired = _datetime(_required(root, "./Product_Characteristics/ACQUISITION_DATE"), "date")
     assert acquired is not None
     produced_text = _text(root, "./Product_Characteristics/PRODUCTION_DATE", False)
@@ -339,6 +363,7 @@ def parse_metadata(xml: bytes) -> MuscateMetadata:
     view_zenith, view_azimuth = _view_angles(root)
     return MuscateMetadata(
         product_id=product_id,
+        level=level,
         platform=_required(root, "./Product_Characteristics/PLATFORM"),
         acquired=acquired,
         produced=_datetime(produced_text, "PRODUCTION_DATE"),
@@ -353,7 +378,10 @@ def parse_metadata(xml: bytes) -> MuscateMetadata:
         view_zenith=view_zenith,
         view_azimuth=view_azimuth,
         orbit_number=_orbit(root),
-        reflectance_scale=1.0 / _quantification(root, ("REFLECTANCE_QUANTIFICATION_VALUE",), None),
+        reflectance_scale=1.0
+        / _quantification(
+            root, ("REFLECTANCE_QUANTIFICATION_VALUE",), None if level == "L2A" else 1.0
+        ),
         reflectance_nodata=_special(root, ("nodata",), -10000.0),
         aot_scale=1.0
         / _quantification(
@@ -412,12 +440,21 @@ class ProductLayout:
         rasters = _rasters(clean, PurePosixPath(root), product_id)
         quicklook = clean.get(PurePosixPath(root, f"{product_id}_QKL_ALL.jpg"))
         layout = cls(root, name, clean[mtd], quicklook, rasters)
-        if name.level == "L2A":
-            layout.check_complete()
+        layout.check_complete()
         return layout
 
     def check_complete(self) -> None:
-        """Every FRE band and the CLM, EDG and ATB of every group must be there."""
+        """Every FRE band and the CLM, EDG and ATB of every group (L2A), or the snow map of
+        one group (L2B-SNOW), must be there; other levels are not ingested."""
+        if self.name.level not in INGESTED_LEVELS:
+            raise NotAMuscateProduct(
+                f"{self.product_id}: level {self.name.level} is not ingested "
+                f"(only {', '.join(INGESTED_LEVELS)})"
+            )
+        if self.name.level == "L2B-SNOW":
+            if not any(key.startswith("SNW_") for key in self.rasters):
+                raise MissingBand(f"{self.product_id}: no snow map (_SNW_R2.tif or _SNW_XS.tif)")
+            return
         for group, bands in self.groups.items():
             for band in bands:
                 if f"FRE_{band}" not in self.rasters:
@@ -425,6 +462,12 @@ class ProductLayout:
             for kind in (*REQUIRED_MASKS, "ATB"):
                 if f"{kind}_{group}" not in self.rasters:
                     raise MissingBand(f"{self.product_id}: {kind}_{group} is missing")
+
+
+def vsi_member(name: str) -> str:
+    """A member's path as GDAL's /vsizip/ knows it: GDAL drops a leading "./" that zipfile
+    keeps, so a path has to be normalised before GDAL can open it."""
+    return _safe_member(name).as_posix()
 
 
 def _is_mtd(filename: str) -> bool:

@@ -53,10 +53,13 @@ class SynthesisPeriod:
 
 
 def latest_closed_period(
-    now: datetime, half_window_days: int = HALF_WINDOW_DAYS
+    now: datetime, half_window_days: int = HALF_WINDOW_DAYS, lag_days: float = 0.0
 ) -> SynthesisPeriod:
-    """The most recent month whose window has closed by `now` (what a scheduled run makes)."""
+    """The most recent month whose window closed at least `lag_days` before `now` (what a
+    scheduled run makes): the lag leaves time for late products to arrive and be ingested."""
+    if lag_days < 0:
+        raise InvalidRequest(f"the schedule lag cannot be negative ({lag_days} days)")
     period = SynthesisPeriod(now.year, now.month, half_window_days)
-    while period.end >= now:
+    while period.end + timedelta(days=lag_days) >= now:
         period = period.previous()
     return period

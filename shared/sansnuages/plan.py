@@ -6,6 +6,7 @@ Called by the monthly schedule (with the time it fired) and by hand (with a mont
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -33,8 +34,9 @@ class JobRequest:
     resolution: float | None = None
 
     @classmethod
-    def from_event(cls, event: dict[str, Any]) -> JobRequest:
-        """A manual request names a month; a scheduled one gives the time it fired."""
+    def from_event(cls, event: dict[str, Any], lag_days: float = 0.0) -> JobRequest:
+        """A manual request names a month; a scheduled one gives the time it fired, and makes
+        the latest month whose window closed `lag_days` before it."""
         area = event.get("area")
         if not area or not isinstance(area, str):
             raise InvalidRequest("a job needs an 'area': a country name or code, or GeoJSON")
@@ -46,11 +48,21 @@ class JobRequest:
                 when = datetime.fromisoformat(fired.replace("Z", "+00:00"))
             except ValueError as error:
                 raise InvalidRequest(f"unreadable schedule time {fired!r}") from error
-            period = latest_closed_period(when)
+            period = latest_closed_period(when, lag_days=lag_days)
         else:
             raise InvalidRequest("a job needs a 'month' (YYYY-MM) or a 'scheduled_time'")
         resolution = event.get("resolution")
         return cls(period, area, float(resolution) if resolution else None)
+
+
+def schedule_lag_days(environ: Mapping[str, str]) -> float:
+    """`SCHEDULE_LAG_DAYS` (the template's ScheduleLagDays): days between the close of a
+    window and the run that synthesises it."""
+    text = environ.get("SCHEDULE_LAG_DAYS", "0") or "0"
+    try:
+        return float(text)
+    except ValueError as error:
+        raise InvalidRequest(f"SCHEDULE_LAG_DAYS must be a number of days, not {text!r}") from error
 
 
 def tiles_with_observations(
@@ -102,6 +114,7 @@ def send_tile_messages(job: Job, request: JobRequest, settings: Settings) -> Non
                     "job_id": job.job_id,
                     "tile": status.tile,
                     "month": job.month,
+                    "version": job.run - 1,
                     "area": job.area,
                     "resolution": request.resolution,
                 }

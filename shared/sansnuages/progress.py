@@ -36,6 +36,8 @@ def describe_job(job: Job, detail: bool = False) -> str:
         f"{job.job_id}  {job.state:<13}  tiles: {job.count(TileState.DONE)} done, "
         f"{job.count(TileState.PENDING)} pending, {job.count(TileState.FAILED)} failed"
     )
+    if job.run > 1:
+        line += f"  run {job.run}"
     if job.mosaic_item:
         line += f"  mosaic: {job.mosaic_item}"
     if job.reason:

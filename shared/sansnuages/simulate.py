@@ -16,6 +16,7 @@ import argparse
 import datetime as dt
 import math
 import re
+import shutil
 import sys
 import tempfile
 import warnings
@@ -58,6 +59,21 @@ CLOUD_TOP = np.array([0.55, 0.56, 0.57, 0.58, 0.58, 0.58, 0.58, 0.58, 0.58, 0.45
 CLM_ALL, CLM_CLOUD, CLM_MONO, CLM_THIN, CLM_SHADOW = 1, 2, 4, 16, 32
 MG2_WATER, MG2_CLOUD, MG2_SHADOW = 1, 2, 8
 CLOUD_OPACITY = 0.3  # opacity above which a cloud is flagged (thinner edges are "thinnest")
+
+
+@dataclass(frozen=True)
+class Packaging:
+    """How a product is packed, as real products differ: each field is a variant seen in the wild.
+
+    `dot_paths`: zip members and metadata file paths start with "./"; `atb_dtype`: ATB as
+    uint8 (usual) or uint16; `with_dfp`: the optional DFP defective-pixel masks are present;
+    `zip_version`: the zip's own name carries the version (the folder inside always does).
+    """
+
+    dot_paths: bool = False
+    atb_dtype: str = "uint8"
+    with_dfp: bool = False
+    zip_version: bool = True
 
 
 # --------------------------------------------------------------------------- noise
@@ -524,10 +540,18 @@ def _render_window(
 
 
 def _write_group(
-    scene: _Scene, group: str, bands: tuple[str, ...], geom: GroupGeometry, folder: Path, pid: str
+    scene: _Scene,
+    group: str,
+    bands: tuple[str, ...],
+    geom: GroupGeometry,
+    folder: Path,
+    pid: str,
+    packaging: Packaging | None = None,
 ) -> _Stats:
     """Write every raster of one group, window by window; returns cloud statistics."""
     import rasterio
+
+    packaging = packaging or Packaging()
     from rasterio.windows import Window
 
     epsg = scene.tile.epsg
@@ -539,7 +563,8 @@ def _write_group(
     }
     masks = {
         kind: folder / "MASKS" / f"{pid}_{kind}_{group}.tif"
-        for kind in ("CLM", "MG2", "EDG", "SAT")
+        for kind in ("CLM", "MG2", "EDG", "SAT", "DFP")
+        if kind != "DFP" or packaging.with_dfp
     }
     stats = _Stats()
     with rasterio.Env(GDAL_PAM_ENABLED="NO"):
@@ -547,14 +572,16 @@ def _write_group(
         out |= {
             k: rasterio.open(p, "w", **_tiff_profile(geom, epsg, "uint8")) for k, p in masks.items()
         }
-        atb_profile = _tiff_profile(geom, epsg, "uint8", count=2) | {"nodata": 0}
+        atb_profile = _tiff_profile(geom, epsg, packaging.atb_dtype, count=2) | {"nodata": 0}
         out["ATB"] = rasterio.open(folder / f"{pid}_ATB_{group}.tif", "w", **atb_profile)
         try:
             for index, (row, col, sub) in enumerate(_windows(geom)):
                 arrays, layers = _render_window(scene, group, bands, index, sub)
                 window = Window(col, row, sub.ncols, sub.nrows)
+                if "DFP" in out:
+                    arrays["DFP"] = np.zeros_like(arrays["SAT"])
                 for key, array in arrays.items():
-                    out[key].write(array, window=window)
+                    out[key].write(array.astype(out[key].dtypes[0], copy=False), window=window)
                 stats.valid += int((~layers.outside).sum())
                 stats.cloudy += int(((arrays["CLM"][0] & CLM_ALL) > 0).sum())
         finally:
@@ -612,6 +639,7 @@ class _ProductInfo:
     groups: dict[str, GroupGeometry]
     cloud_percent: float
     files: dict[str, str]  # nature -> relative paths, for Product_Organisation
+    path_prefix: str = "./"
 
 
 def _metadata_xml(scene: _Scene, info: _ProductInfo) -> bytes:
@@ -665,7 +693,7 @@ def _product_characteristics(root: ET.Element, scene: _Scene, info: _ProductInfo
 
 def _product_organisation(root: ET.Element, info: _ProductInfo) -> None:
     product = _sub(_sub(root, "Product_Organisation"), "Muscate_Product")
-    _sub(product, "QUICKLOOK", f"./{info.pid}_QKL_ALL.jpg", bands_id="B4,B3,B2")
+    _sub(product, "QUICKLOOK", f"{info.path_prefix}{info.pid}_QKL_ALL.jpg", bands_id="B4,B3,B2")
     images = _sub(product, "Image_List")
     for nature, paths in sorted(_by_nature(info.files).items()):
         image = _sub(images, "Image")
@@ -674,7 +702,8 @@ def _product_organisation(root: ET.Element, info: _ProductInfo) -> None:
         _sub(properties, "FORMAT", "image/tiff")
         files = _sub(image, "Image_File_List")
         for key, path in paths:
-            _sub(files, "IMAGE_FILE", f"./{path}", **{_id_kind(key): key.split("_", 1)[1]})
+            attrs = {_id_kind(key): key.split("_", 1)[1]}
+            _sub(files, "IMAGE_FILE", f"{info.path_prefix}{path}", **attrs)
 
 
 def _by_nature(files: dict[str, str]) -> dict[str, list[tuple[str, str]]]:
@@ -686,6 +715,7 @@ def _by_nature(files: dict[str, str]) -> dict[str, list[tuple[str, str]]]:
         "MG2": "Geophysical",
         "EDG": "Edge",
         "SAT": "Saturation",
+        "DFP": "Defective_Pixel",
     }
     grouped: dict[str, list[tuple[str, str]]] = {}
     for key, path in files.items():
@@ -767,6 +797,7 @@ def simulate_product(
     cloud_cover: float = 0.3,
     version: str = "1-8",
     flag: str = "D",
+    packaging: Packaging | None = None,
 ) -> Path:
     """Write `<PRODUCT_ID>.zip` into out_dir and return its path.
 
@@ -774,6 +805,7 @@ def simulate_product(
     one is derived from the product's identity, so the same call always writes the same data.
     """
     platform = _check_platform(platform)
+    packaging = packaging or Packaging()
     if re.fullmatch(r"\d+-\d+", version) is None:
         raise ValueError(f"version must look like 1-8, not {version!r}")
     if not 0.0 <= cloud_cover <= 1.0:
@@ -795,7 +827,7 @@ def simulate_product(
         stats = _Stats()
         for group, bands in groups_for(platform).items():
             # The last (coarsest) group gives the cloud percentage, as MUSCATE reports it.
-            stats = _write_group(scene, group, bands, geometries[group], folder, pid)
+            stats = _write_group(scene, group, bands, geometries[group], folder, pid, packaging)
         first = next(iter(geometries))
         _quicklook(folder, pid, geometries[first], 1.0 / scene.quantification)
         files = {
@@ -803,20 +835,111 @@ def simulate_product(
             for p in sorted(folder.rglob("*.tif"))
         }
         cloud = 100.0 * stats.cloudy / stats.valid if stats.valid else 100.0
-        info = _ProductInfo(pid, version, geometries, cloud, files)
+        prefix = "./" if packaging.dot_paths else ""
+        info = _ProductInfo(pid, version, geometries, cloud, files, prefix)
         (folder / f"{pid}_MTD_ALL.xml").write_bytes(_metadata_xml(scene, info))
-        return _zip_folder(folder, out_dir / f"{pid}.zip")
+        zip_name = pid if packaging.zip_version else pid.rsplit("_V", 1)[0]
+        return _zip_folder(folder, out_dir / f"{zip_name}.zip", prefix)
 
 
-def _zip_folder(folder: Path, target: Path) -> Path:
+def _zip_folder(folder: Path, target: Path, prefix: str = "") -> Path:
     """Zip with one top folder, then rename: a reader never sees a half-written zip."""
     partial = target.with_suffix(".zip.part")
     with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
         for path in sorted(folder.rglob("*")):
             if path.is_file():
-                archive.write(path, f"{folder.name}/{path.relative_to(folder).as_posix()}")
+                name = f"{folder.name}/{path.relative_to(folder).as_posix()}"
+                if not prefix:
+                    archive.write(path, name)
+                    continue
+                # zipfile normalises "./" away from arcnames; a ZipInfo keeps it as written
+                info = zipfile.ZipInfo.from_file(path, name)
+                info.filename, info.compress_type = prefix + name, zipfile.ZIP_DEFLATED
+                with path.open("rb") as src, archive.open(info, "w") as dst:
+                    shutil.copyfileobj(src, dst, 1024 * 1024)
     partial.replace(target)
     return target
+
+
+# --------------------------------------------------------------------------- snow (L2B-SNOW)
+
+SNOW, NO_SNOW, SNOW_CLOUD = 100, 0, 205
+
+
+def _snow_window(scene: _Scene, geom: GroupGeometry, snow_cover: float, nodata: int) -> np.ndarray:
+    """Let-It-Snow classes of one window: snow where a smooth field passes its threshold."""
+    layers = _layers(scene, geom)
+    field = _fbm(*_plane_xy(scene.tile.epsg, geom), (30000.0, 8000.0), 4000 + scene.seed)
+    classes = np.where(field > 1.0 - snow_cover, SNOW, NO_SNOW).astype(np.uint8)
+    classes[layers.opacity >= CLOUD_OPACITY] = SNOW_CLOUD
+    classes[layers.outside] = nodata
+    return classes
+
+
+def _snow_metadata(scene: _Scene, info: _ProductInfo, snow_percent: float) -> bytes:
+    root = ET.Element("Muscate_Metadata_Document")
+    dataset = _sub(root, "Dataset_Identification")
+    _sub(dataset, "GEOGRAPHICAL_ZONE", f"T{scene.tile.name}", type="Tile")
+    node = _sub(root, "Product_Characteristics")
+    _sub(node, "PRODUCT_ID", info.pid)
+    _sub(node, "ACQUISITION_DATE", _iso(scene.acquired))
+    _sub(node, "PRODUCTION_DATE", _iso(scene.acquired + dt.timedelta(days=1)))
+    _sub(node, "PRODUCT_VERSION", info.version.replace("-", "."))
+    _sub(node, "PRODUCT_LEVEL", "L2B-SNOW")
+    _sub(node, "PLATFORM", scene.platform)
+    _geoposition(root, scene, info)
+    _geometric(root, scene)
+    quality = _sub(_sub(root, "Quality_Informations"), "Current_Product")
+    indices = _sub(_sub(quality, "Product_Quality_List", level="N"), "Global_Index_List")
+    _sub(indices, "QUALITY_INDEX", f"{info.cloud_percent:.0f}", name="CloudPercent")
+    _sub(indices, "QUALITY_INDEX", f"{snow_percent:.0f}", name="SnowPercent")
+    ET.indent(root)
+    return ET.tostring(root, encoding="UTF-8", xml_declaration=True)
+
+
+def simulate_snow_product(
+    tile: str,
+    acquired: dt.datetime,
+    platform: str,
+    out_dir: Path,
+    resolution: float = 10.0,
+    seed: int | None = None,
+    cloud_cover: float = 0.3,
+    snow_cover: float = 0.3,
+    version: str = "1-0",
+) -> Path:
+    """A Let-It-Snow L2B-SNOW product: `<ID>_SNW_R2.tif` (Landsat-8: `_SNW_XS.tif`), uint8
+    classes 0 / 100 / 205 / no data (254, 255 from version 2 on), with its metadata; `resolution` is the R1 pixel size as in
+    `simulate_product`, so the snow map is on the R2 (or XS) grid."""
+    import rasterio
+    from rasterio.windows import Window
+
+    platform = _check_platform(platform)
+    square = s2grid.tile(tile)
+    group = "XS" if is_landsat(platform) else "R2"
+    geom = group_geometries(square.name, platform, resolution)[group]
+    acquired = acquired.replace(tzinfo=dt.UTC) if acquired.tzinfo is None else acquired
+    pid = product_id(platform, acquired, square.name, "D", version).replace("_L2A_", "_L2B-SNOW_")
+    seed = _stable_int(pid) if seed is None else seed
+    scene = _scene(square, platform, acquired.astimezone(dt.UTC), seed, cloud_cover)
+    counts = np.zeros(256, dtype=np.int64)
+    nodata = 255 if int(version.split("-")[0]) >= 2 else 254
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".simulate-") as tmp:
+        folder = Path(tmp) / pid
+        folder.mkdir(parents=True)
+        profile = _tiff_profile(geom, square.epsg, "uint8") | {"nodata": nodata}
+        with rasterio.Env(GDAL_PAM_ENABLED="NO"):
+            with rasterio.open(folder / f"{pid}_SNW_{group}.tif", "w", **profile) as dst:
+                for row, col, sub in _windows(geom):
+                    classes = _snow_window(scene, sub, snow_cover, nodata)
+                    counts += np.bincount(classes.ravel(), minlength=256)
+                    dst.write(classes[None], window=Window(col, row, sub.ncols, sub.nrows))
+        valid = max(1, int(counts.sum() - counts[nodata]))
+        info = _ProductInfo(pid, version, {group: geom}, 100.0 * counts[SNOW_CLOUD] / valid, {})
+        snow_percent = 100.0 * counts[SNOW] / valid
+        (folder / f"{pid}_MTD_ALL.xml").write_bytes(_snow_metadata(scene, info, snow_percent))
+        return _zip_folder(folder, Path(out_dir) / f"{pid}.zip")
 
 
 # --------------------------------------------------------------------------- a month
@@ -1009,6 +1132,7 @@ __all__ = [
     "run",
     "simulate_month",
     "simulate_product",
+    "simulate_snow_product",
     "solar_angles",
     "truth_reflectance",
 ]

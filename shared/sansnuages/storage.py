@@ -110,10 +110,8 @@ class DataBucket:
     def quarantine(self, key: str, reason: str, error_type: str, product: str | None) -> str:
         """Move an upload aside with a reason a person can read; the upload itself is kept."""
         target = QUARANTINE_PREFIX + key.removeprefix(INCOMING_PREFIX)
-        if self.exists(key):
-            self.client.copy_object(
-                Bucket=self.name, Key=target, CopySource={"Bucket": self.name, "Key": key}
-            )
+        if self.exists(key):  # managed copy: multipart above 5 GB, where copy_object fails
+            self.client.copy({"Bucket": self.name, "Key": key}, self.name, target)
         self.put_json(
             target + ".reason.json",
             {

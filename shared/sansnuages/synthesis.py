@@ -30,6 +30,7 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from sansnuages import cog
+from sansnuages.bands import SENTINEL2_BANDS
 from sansnuages.errors import NoInputs
 
 # --- constants of the method (WASP v1.0 defaults) ----------------------------------------------
@@ -43,9 +44,20 @@ CLOUD_CELL_M = 240.0
 """Cloud masks are reduced to cells of this size before blurring (WASP's coarse grid)."""
 CLOUD_SIGMAS_CELLS = (2.0, 10.0)
 """Gaussian blurs of the coarse cloud fraction: 480 m and 2.4 km."""
+HAZE_BLUE_SCALE = 0.02
+"""Blue reflectance above the darkest clear view of a pixel at which an observation's weight
+in the blue band falls by e (`haze_weight`); 0 turns the haze weight off (WASP v1.0 has none)."""
+ANGSTROM_EXPONENT = 1.3
+"""Aerosol scattering falls with wavelength as lambda^-1.3 (a typical continental Angstrom
+exponent): the haze weight of a band is milder in proportion (`band_haze_scale`)."""
+BLUE_UM = 0.490
 CLOUD_MIN_WEIGHT = 0.01
 """Floor of W_cld: a clear pixel deep inside a cloudy area still counts, just very little,
 rather than vanishing from the average (and the output) altogether."""
+
+SYNTHESIS_GDAL_OPTIONS: dict[str, int] = {"GDAL_CACHEMAX": 256}
+"""GDAL's block cache (MB) for a synthesis: each input block is read once per pass, so a big
+cache buys nothing and its default (5 % of RAM) would grow with the machine, not the work."""
 
 FLAG_NO_DATA, FLAG_CLOUD, FLAG_SNOW, FLAG_WATER, FLAG_CLEAR = 0, 1, 2, 3, 4
 FLAG_NAMES = {
@@ -118,9 +130,39 @@ class GroupOutputs:
 @dataclass(frozen=True)
 class GroupStats:
     pixel_counts: dict[str, int]
-    """Pixels per flag class: no_data, cloud, snow, water, clear."""
+    """Pixels per flag class: no_data, cloud, snow, water, clear (of the main band set)."""
     contributing: tuple[str, ...]
     """Products that gave at least one output pixel, in acquisition order."""
+    band_subsets: tuple[tuple[str, ...], ...] = ()
+    """Bands that got their own FLG / WGT / DTS layers (at `subset_path`) because fewer
+    sensors observe them (Sentinel-2 B5 B6 B7 have no Landsat-8 twin)."""
+
+
+def subset_path(path: str, bands: Sequence[str]) -> str:
+    """Where the FLG / WGT / DTS layer of a band subset goes: `X_FLG_R2.tif` ->
+    `X_FLG_R2_B5B6B7.tif`."""
+    stem, dot, suffix = path.rpartition(".")
+    return f"{stem}_{''.join(bands)}{dot}{suffix}" if dot else f"{path}_{''.join(bands)}"
+
+
+@dataclass(frozen=True)
+class BandSet:
+    """Bands observed by the same observations: they share one synthesis decision."""
+
+    bands: tuple[str, ...]
+    observations: tuple[int, ...]
+    """Indices of the observations that carry these bands."""
+
+
+def band_sets(observations: Sequence[Observation], bands: Sequence[str]) -> list[BandSet]:
+    """Split a group's bands by which observations have them; the set observed by the most
+    observations comes first (it gives the group's FLG / WGT / DTS layers)."""
+    by_users: dict[tuple[int, ...], list[str]] = {}
+    for band in bands:
+        users = tuple(i for i, obs in enumerate(observations) if band in obs.reflectance)
+        by_users.setdefault(users, []).append(band)
+    sets = [BandSet(tuple(b), users) for users, b in by_users.items() if users]
+    return sorted(sets, key=lambda s: (-len(s.observations), bands.index(s.bands[0])))
 
 
 # --- the method on arrays ----------------------------------------------------------------------
@@ -132,6 +174,40 @@ def aot_weight(aot: np.ndarray) -> np.ndarray:
     hazy = ~(aot < AOT_MAX)  # NaN lands here too: an unknown atmosphere is trusted least
     weight = AOT_MIN_WEIGHT + (1.0 - AOT_MIN_WEIGHT) * (1.0 - np.clip(aot, 0.0, None) / AOT_MAX)
     return np.where(hazy, AOT_MIN_WEIGHT, weight).astype(np.float32)
+
+
+def blue_excess(blue: np.ndarray, clear: np.ndarray) -> np.ndarray:
+    """Blue reflectance above the darkest clear view of each pixel, (n_obs, h, w), >= 0 (0 where
+    unknown)."""
+    if blue.shape[0] == 0:
+        return np.zeros(blue.shape, dtype=np.float32)
+    usable = clear & np.isfinite(blue)
+    darkest = np.min(np.where(usable, blue, np.inf), axis=0)
+    excess = np.clip(blue - darkest[np.newaxis], 0.0, None)
+    return np.nan_to_num(excess, nan=0.0, posinf=0.0).astype(np.float32)
+
+
+def band_haze_scale(band: str, scale: float) -> float:
+    """The haze weight's scale for `band`: the blue scale stretched by (lambda / blue)^1.3, since
+    a given excess in blue means that much less haze at longer wavelengths."""
+    info = SENTINEL2_BANDS.get(band)
+    if info is None:
+        return scale
+    return float(scale * (info.center_wavelength / BLUE_UM) ** ANGSTROM_EXPONENT)
+
+
+def haze_weight(blue: np.ndarray, clear: np.ndarray, scale: float | None = None) -> np.ndarray:
+    """`exp(-(blue - darkest clear blue of the pixel) / scale)`, 1 where blue is unknown.
+
+    Residual haze, thin cloud edges the mask misses and cloud adjacency all brighten the blue
+    band; the darkest clear view of a pixel is the least contaminated (the minimum-blue rule's
+    insight), so views much brighter than it count less, instead of being averaged in at
+    full weight. Arrays are (n_obs, h, w).
+    """
+    scale = HAZE_BLUE_SCALE if scale is None else scale
+    if scale <= 0 or blue.shape[0] == 0:
+        return np.ones(blue.shape, dtype=np.float32)
+    return np.exp(-blue_excess(blue, clear) / scale).astype(np.float32)
 
 
 def date_weight(days_from_centre: float, half_window_days: int) -> float:
@@ -345,8 +421,9 @@ class GridReader:
 
 
 @dataclass
-class _Window:
-    """What the reader gathered for one window, ready for the array functions."""
+class Stack:
+    """What the reader gathered for one window (or a whole small grid, `read_stack`), ready
+    for the array functions."""
 
     reflectance: dict[str, np.ndarray]
     """Band -> (n_obs, h, w) float32 reflectance, NaN where missing."""
@@ -413,8 +490,9 @@ def _read_observation(
 
 def _gather(
     reader: GridReader, observations: Sequence[Observation], bands: Sequence[str], window: Window
-) -> _Window:
+) -> Stack:
     parts = [_read_observation(reader, obs, bands, window) for obs in observations]
+    _merge_pieces(observations, parts)
     valid = np.stack([p.valid for p in parts])
     state = PixelState(
         valid=valid,
@@ -422,12 +500,52 @@ def _gather(
         water=np.stack([p.water for p in parts]),
         snow=np.stack([p.snow for p in parts]),
     )
-    return _Window(
+    return Stack(
         reflectance={b: np.stack([p.reflectance[b] for p in parts]) for b in bands},
         blue=np.stack([p.blue for p in parts]),
         aot=np.stack([p.aot for p in parts]),
         state=state,
     )
+
+
+def _merge_pieces(observations: Sequence[Observation], parts: list[_ObservationWindow]) -> None:
+    """Pieces of one datatake (same platform, same day) are one observation: where pieces
+    overlap, the first keeps the pixel, so the day is neither counted twice nor dated twice."""
+    covered: dict[tuple[str, date], np.ndarray] = {}
+    for obs, part in zip(observations, parts, strict=True):
+        key = (obs.platform, obs.acquired.date())
+        if key in covered:
+            part.valid &= ~covered[key]
+            covered[key] |= part.valid
+        else:
+            covered[key] = part.valid.copy()
+
+
+def read_stack(
+    observations: Sequence[Observation],
+    bands: Sequence[str],
+    grid: OutputGrid,
+    window: Window | None = None,
+) -> Stack:
+    """Every observation of a window (default: the whole grid) on the output grid, as the
+    synthesis sees it: for comparisons and tests on small grids, not for full tiles."""
+    window = window or Window(0, 0, grid.width, grid.height)
+    with contextlib.ExitStack() as stack:
+        return _gather(GridReader(grid, stack), observations, bands, window)
+
+
+def cloud_weights(
+    observations: Sequence[Observation],
+    bands: Sequence[str],
+    grid: OutputGrid,
+    block_size: int = 512,
+) -> np.ndarray:
+    """W_cld of every observation on the whole (small) grid, (n_obs, h, w)."""
+    with contextlib.ExitStack() as stack:
+        coarse = _coarse_cloud_weights(
+            GridReader(grid, stack), observations, bands, grid, block_size
+        )
+    return _window_cloud_weights(coarse, grid, Window(0, 0, grid.width, grid.height))
 
 
 # --- the cloud-distance pass -------------------------------------------------------------------
@@ -488,12 +606,14 @@ class _Tally:
     counts: dict[int, int] = field(default_factory=lambda: dict.fromkeys(FLAG_NAMES, 0))
     used: set[int] = field(default_factory=set)
 
-    def add(self, choice: Choice) -> None:
-        values, numbers = np.unique(choice.flags, return_counts=True)
-        for value, number in zip(values.tolist(), numbers.tolist(), strict=True):
-            self.counts[int(value)] += int(number)
-        self.used.update(np.flatnonzero(choice.clear_land.any(axis=(1, 2))).tolist())
-        self.used.update(np.unique(choice.fallback[choice.fallback >= 0]).tolist())
+    def add(self, choice: Choice, observations: Sequence[int], main: bool) -> None:
+        if main:
+            values, numbers = np.unique(choice.flags, return_counts=True)
+            for value, number in zip(values.tolist(), numbers.tolist(), strict=True):
+                self.counts[int(value)] += int(number)
+        averaged = np.flatnonzero(choice.clear_land.any(axis=(1, 2))).tolist()
+        copied = np.unique(choice.fallback[choice.fallback >= 0]).tolist()
+        self.used.update(observations[i] for i in averaged + copied)
 
 
 def synthesize_group(
@@ -504,8 +624,12 @@ def synthesize_group(
     half_window_days: int,
     outputs: GroupOutputs,
     block_size: int = 512,
+    haze_scale: float = HAZE_BLUE_SCALE,
 ) -> GroupStats:
     """Composite one resolution group of one tile and write its layers as COGs.
+
+    Weights are WASP's (AOT, cloud distance, date, sensor) times `haze_weight` with
+    `haze_scale` (0 gives WASP v1.0 exactly).
 
     FRC per band: int16 reflectance x 10000 (nodata -10000). FLG: uint8 flag of each pixel.
     WGT: int16 sum of the weights of the averaged observations x 1000 (0 where nothing was
@@ -513,8 +637,10 @@ def synthesize_group(
     before it; nodata -32768); relative days, unlike WASP's day-of-year, stay right across New
     Year. Where a single observation is copied (snow, water, cloud), DTS is its date.
 
-    Observations outside the window, or without any band of the group, are ignored. A band
-    an observation lacks (Landsat-8 has no B5, B6, B7) simply gets no contribution from it.
+    Observations outside the window, or without any band of the group, are ignored. Bands
+    that fewer observations carry (Landsat-8 has no B5, B6, B7) are decided on their own,
+    from the observations that have them, and get their own FLG / WGT / DTS layers
+    (`subset_path`), so that a flag always describes the value next to it.
     Raises NoInputs when no observation is usable.
     """
     usable = _usable(observations, bands, centre, half_window_days)
@@ -522,30 +648,68 @@ def synthesize_group(
         raise NoInputs(
             f"no observation of bands {bands} within {half_window_days} days of {centre}"
         )
-    days = [(obs.acquired.date() - centre).days for obs in usable]
+    days = np.array([(obs.acquired.date() - centre).days for obs in usable], np.float32)
     static = np.array(
         [
-            date_weight(d, half_window_days) * o.sensor_weight
+            date_weight(float(d), half_window_days) * o.sensor_weight
             for d, o in zip(days, usable, strict=True)
         ],
         dtype=np.float32,
     )
+    sets = band_sets(usable, bands)
     tally = _Tally()
     with contextlib.ExitStack() as stack:
         reader = GridReader(grid, stack)
         coarse = _coarse_cloud_weights(reader, usable, bands, grid, block_size)
-        writers = _open_outputs(stack, outputs, bands, grid)
+        writers = _open_outputs(stack, outputs, bands, sets[1:], grid)
         for window in _windows(grid, block_size):
             data = _gather(reader, usable, bands, window)
             w_cld = _window_cloud_weights(coarse, grid, window)
             weights = aot_weight(data.aot) * w_cld * static[:, None, None]
-            choice = choose(data.state, data.blue)
-            _write_window(writers, window, data, choice, weights, np.array(days, np.float32))
-            tally.add(choice)
+            excess = blue_excess(data.blue, data.state.clear)
+            for number, band_set in enumerate(sets):
+                choice = _decide(
+                    writers, window, data, (weights, excess, haze_scale), days, band_set, number
+                )
+                tally.add(choice, band_set.observations, main=number == 0)
     return GroupStats(
         pixel_counts={FLAG_NAMES[k]: v for k, v in tally.counts.items()},
         contributing=tuple(usable[i].product_id for i in sorted(tally.used)),
+        band_subsets=tuple(s.bands for s in sets[1:]),
     )
+
+
+def _decide(
+    writers: Mapping[str, DatasetWriter],
+    window: Window,
+    data: Stack,
+    weighting: tuple[np.ndarray, np.ndarray, float],
+    days: np.ndarray,
+    band_set: BandSet,
+    number: int,
+) -> Choice:
+    """Choose and write the pixels of one band set in one window.
+
+    `weighting` is (WASP weights, blue excess, blue haze scale): each band's weights are WASP's
+    times its haze weight; WGT and DTS use those of the set's first band.
+    """
+    index = list(band_set.observations)
+    base, excess, scale = weighting[0][index], weighting[1][index], weighting[2]
+    weights = {}
+    for band in band_set.bands:
+        band_scale = band_haze_scale(band, scale)
+        weights[band] = base * np.exp(-excess / band_scale) if band_scale > 0 else base
+    state = PixelState(
+        valid=data.state.valid[index],
+        clear=data.state.clear[index],
+        water=data.state.water[index],
+        snow=data.state.snow[index],
+    )
+    choice = choose(state, data.blue[index])
+    subset = {b: data.reflectance[b][index] for b in band_set.bands}
+    suffix = "" if number == 0 else "_" + "".join(band_set.bands)
+    _write_window(writers, window, subset, choice, weights, days[index], suffix)
+    return choice
 
 
 def _usable(
@@ -569,7 +733,11 @@ def _window_cloud_weights(coarse: list[np.ndarray], grid: OutputGrid, window: Wi
 
 
 def _open_outputs(
-    stack: contextlib.ExitStack, outputs: GroupOutputs, bands: Sequence[str], grid: OutputGrid
+    stack: contextlib.ExitStack,
+    outputs: GroupOutputs,
+    bands: Sequence[str],
+    subsets: Sequence[BandSet],
+    grid: OutputGrid,
 ) -> dict[str, DatasetWriter]:
     missing = [b for b in bands if b not in outputs.frc]
     if missing:
@@ -590,32 +758,39 @@ def _open_outputs(
         return stack.enter_context(writer)
 
     writers = {b: open_one(outputs.frc[b], "int16", FRC_NODATA, "AVERAGE") for b in bands}
-    writers["FLG"] = open_one(outputs.flags, "uint8", FLAG_NO_DATA, "NEAREST")
-    writers["WGT"] = open_one(outputs.weights, "int16", None, "NEAREST")
-    writers["DTS"] = open_one(outputs.dates, "int16", DTS_NODATA, "NEAREST")
+    for suffix, members in [("", ()), *(("_" + "".join(s.bands), s.bands) for s in subsets)]:
+
+        def path(main: str, members: tuple[str, ...] = members) -> str:
+            return subset_path(main, members) if members else main
+
+        writers["FLG" + suffix] = open_one(path(outputs.flags), "uint8", FLAG_NO_DATA, "NEAREST")
+        writers["WGT" + suffix] = open_one(path(outputs.weights), "int16", None, "NEAREST")
+        writers["DTS" + suffix] = open_one(path(outputs.dates), "int16", DTS_NODATA, "NEAREST")
     return writers
 
 
 def _write_window(
     writers: Mapping[str, DatasetWriter],
     window: Window,
-    data: _Window,
+    reflectance: Mapping[str, np.ndarray],
     choice: Choice,
-    weights: np.ndarray,
+    band_weights: Mapping[str, np.ndarray],
     days: np.ndarray,
+    suffix: str = "",
 ) -> None:
-    for band, stack in data.reflectance.items():
-        mean, _ = weighted_composite(stack, choice.clear_land, weights)
+    for band, stack in reflectance.items():
+        mean, _ = weighted_composite(stack, choice.clear_land, band_weights[band])
         value = np.where(np.isnan(mean), take(stack, choice.fallback), mean)
         writers[band].write(_to_int16(value * FRC_SCALE, FRC_NODATA), 1, window=window)
+    weights = band_weights[next(iter(reflectance))]
     day_stack = np.broadcast_to(days[:, None, None], weights.shape)
     mean_day, total = weighted_composite(day_stack, choice.clear_land, weights)
     mean_day = np.where(np.isnan(mean_day), take(day_stack, choice.fallback), mean_day)
-    writers["FLG"].write(choice.flags, 1, window=window)
-    writers["WGT"].write(
+    writers["FLG" + suffix].write(choice.flags, 1, window=window)
+    writers["WGT" + suffix].write(
         np.clip(np.rint(total * 1000), 0, 32767).astype(np.int16), 1, window=window
     )
-    writers["DTS"].write(_to_int16(mean_day, DTS_NODATA), 1, window=window)
+    writers["DTS" + suffix].write(_to_int16(mean_day, DTS_NODATA), 1, window=window)
 
 
 def _to_int16(values: np.ndarray, nodata: int) -> np.ndarray:

@@ -99,3 +99,35 @@ def test_layers_are_stripped_of_tests_and_caches(built: dict[str, Any]) -> None:
             for path in root.glob(pattern)
         ]
         assert leftovers == [], leftovers[:5]
+
+
+def test_the_pruned_botocore_of_the_common_layer_serves_every_client_the_code_makes(
+    built: dict[str, Any],
+) -> None:
+    """The common layer keeps the models of the services the code calls, and only those."""
+    import re
+    import subprocess
+    import sys
+
+    source = "\n".join(p.read_text() for p in (ROOT / "shared" / "sansnuages").rglob("*.py"))
+    services = sorted(set(re.findall(r'aws\.client\(\s*"([a-z0-9-]+)"', source)))
+    assert {"s3", "sqs", "dynamodb"} <= set(services)
+    layer = BUILD / "CommonLayer" / "python"
+    script = (
+        "import sys, botocore.session\n"
+        "assert botocore.__file__.startswith(sys.argv[1]), botocore.__file__\n"
+        "session = botocore.session.get_session()\n"
+        "for name in sys.argv[2:]:\n"
+        "    session.create_client(name, region_name='eu-west-1',\n"
+        "        aws_access_key_id='k', aws_secret_access_key='s')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(layer), *services],
+        env={**os.environ, "PYTHONPATH": str(layer)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    kept = {p.name for p in (layer / "botocore" / "data").iterdir() if p.is_dir()}
+    assert len(kept) < 10, sorted(kept)

@@ -1,9 +1,20 @@
 """Job state in the jobs table of the template: conditional transitions, exactly-once fan-in."""
 
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
 
+import pytest
+
+from sansnuages import composite
+from sansnuages.aws import client
+from sansnuages.catalog import Catalog
+from sansnuages.composite import TileCompositor, TileTask
+from sansnuages.ingest import Ingestor
 from sansnuages.jobs import JobState, JobStore, TileState
+from sansnuages.period import SynthesisPeriod
 from sansnuages.settings import Settings
+from sansnuages.simulate import simulate_product
 
 
 def test_a_job_records_its_tiles_pending(function_settings: Settings) -> None:
@@ -58,3 +69,213 @@ def test_a_finished_job_can_be_run_again(function_settings: Settings) -> None:
     store.finish("2018-07-BEL", JobState.DONE)
     job, started = store.create("2018-07", "Belgium", "BEL", ["31UES"])
     assert started and job.state == JobState.RUNNING and job.tiles[0].state == TileState.PENDING
+
+
+# --- faults: one tile's synthesis under duplicate delivery, crashes and exhausted retries -------
+
+
+TILE = "31UFS"
+JOB = "2018-07-BEL"
+
+
+@pytest.fixture(scope="module")
+def products(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    folder = tmp_path_factory.mktemp("fault-products")
+    return [
+        simulate_product(TILE, when, platform, folder, resolution=1220, seed=seed, cloud_cover=0.4)
+        for when, platform, seed in (
+            (datetime(2018, 7, 9, 10, 56, tzinfo=UTC), "SENTINEL2A", 1),
+            (datetime(2018, 7, 14, 10, 56, tzinfo=UTC), "SENTINEL2B", 2),
+            (datetime(2018, 7, 17, 10, 40, tzinfo=UTC), "LANDSAT8-OLITIRS-XS", 3),
+        )
+    ]
+
+
+@pytest.fixture()
+def compositor(function_settings: Settings, products: list[Path]) -> TileCompositor:
+    ingestor = Ingestor.from_settings(function_settings)
+    for path in products:
+        key = f"incoming/{path.name}"
+        ingestor.bucket.put_bytes(key, path.read_bytes(), "application/zip")
+        ingestor.ingest(key)
+    JobStore(function_settings).create("2018-07", "Belgium", "BEL", [TILE])
+    return TileCompositor.from_settings(function_settings)
+
+
+def _task(version: int = 0) -> TileTask:
+    return TileTask(JOB, TILE, SynthesisPeriod.parse("2018-07"), version)
+
+
+def _mosaic_messages(settings: Settings) -> int:
+    sqs = client("sqs", settings)
+    count = 0
+    while True:
+        batch = sqs.receive_message(QueueUrl=settings.mosaic_queue_url, MaxNumberOfMessages=10)
+        messages = batch.get("Messages", [])
+        if not messages:
+            return count
+        count += len(messages)
+        for message in messages:
+            sqs.delete_message(
+                QueueUrl=settings.mosaic_queue_url, ReceiptHandle=message["ReceiptHandle"]
+            )
+
+
+def _l3a_ids(settings: Settings) -> list[str]:
+    page = Catalog(settings.catalog_table, settings=settings).search(
+        ["sentinel2-l3a"], None, None, None, 100, None
+    )
+    return sorted(item["id"] for item in page.items)
+
+
+def test_a_duplicate_delivery_writes_once(
+    compositor: TileCompositor, function_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = compositor.run(_task())
+    assert first is not None
+
+    writes: list[str] = []
+    compositor.bucket.put_bytes = lambda key, *_: writes.append(key)  # type: ignore[method-assign]
+    assert compositor.run(_task()) == first
+    assert writes == []  # nothing written again
+    assert _l3a_ids(function_settings) == [first.rsplit("/", 1)[1].removesuffix(".json")]  # type: ignore[union-attr]
+    job = JobStore(function_settings).get(JOB)
+    assert job is not None and job.state == JobState.MOSAIC_QUEUED and job.pending == 0
+    assert _mosaic_messages(function_settings) == 1
+
+
+def test_a_crash_in_the_middle_of_a_tile_leaves_nothing_half_done(
+    compositor: TileCompositor, function_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = composite.synthesize_group
+    calls: list[str] = []
+
+    def dies_on_the_second_group(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(args[1][0])
+        if len(calls) == 2:
+            raise MemoryError("killed half-way")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(composite, "synthesize_group", dies_on_the_second_group)
+    with pytest.raises(MemoryError):
+        compositor.run(_task())
+    assert _l3a_ids(function_settings) == []  # the R1 COGs exist, but no Item: not published
+    job = JobStore(function_settings).get(JOB)
+    assert job is not None and job.tiles[0].state == TileState.PENDING
+    item_key = compositor.run(_task())  # the message comes back: the tile completes
+    assert item_key is not None
+    item = compositor.bucket.get_json(item_key)
+    for asset in item["assets"].values():
+        assert compositor.bucket.exists(asset["href"].split("/", 3)[3]), asset["href"]
+    assert JobStore(function_settings).get(JOB).tiles[0].state == TileState.DONE  # type: ignore[union-attr]
+
+
+def test_a_tile_that_fails_for_good_ends_failed_and_the_job_goes_on(
+    compositor: TileCompositor, function_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def always_fails(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise OSError("S3 said no")
+
+    monkeypatch.setattr(composite, "synthesize_group", always_fails)
+    for _ in range(2):
+        with pytest.raises(OSError):
+            compositor.run(_task())
+    assert JobStore(function_settings).get(JOB).tiles[0].state == TileState.PENDING  # type: ignore[union-attr]
+    with pytest.raises(OSError):  # raised again, so that the message goes to the DLQ
+        compositor.run(_task(), last_attempt=True)
+    job = JobStore(function_settings).get(JOB)
+    assert job is not None and job.tiles[0].state == TileState.FAILED
+    assert "S3 said no" in (job.tiles[0].reason or "")
+    assert job.state == JobState.MOSAIC_QUEUED  # the fan-in went on without the tile
+    assert _mosaic_messages(function_settings) == 1
+    # re-driven from the dead-letter queue, and now it works: the job runs again
+    monkeypatch.undo()
+    assert JobStore(function_settings).reopen_tile(JOB, TILE)
+    assert not JobStore(function_settings).reopen_tile(JOB, TILE)
+    assert compositor.run(_task()) is not None
+    job = JobStore(function_settings).get(JOB)
+    assert job is not None and job.tiles[0].state == TileState.DONE
+    assert job.state == JobState.MOSAIC_QUEUED and _mosaic_messages(function_settings) == 1
+
+
+def test_a_poison_message_is_refused_without_touching_the_job(function_settings: Settings) -> None:
+    from sansnuages.errors import InvalidRequest
+
+    JobStore(function_settings).create("2018-07", "Belgium", "BEL", [TILE])
+    with pytest.raises(InvalidRequest):
+        TileTask.from_message({"job_id": JOB, "tile": TILE, "month": "not a month"})
+    job = JobStore(function_settings).get(JOB)
+    assert job is not None and job.pending == 1
+
+
+def test_a_rerun_writes_a_new_version_and_keeps_the_old_one(
+    compositor: TileCompositor, function_settings: Settings
+) -> None:
+    store = JobStore(function_settings)
+    first = compositor.run(_task())
+    store.finish(JOB, JobState.DONE)
+    job, started = store.create("2018-07", "Belgium", "BEL", [TILE])
+    assert started and job.run == 2
+    second = compositor.run(_task(version=job.run - 1))
+    assert first and second and first != second and second.endswith("_V1-1.json")
+    assert _l3a_ids(function_settings) == [second.rsplit("/", 1)[1].removesuffix(".json")]
+    old = compositor.bucket.get_json(first)  # still addressable at its key
+    assert old["properties"]["sansnuages:version"] == 0
+    assert compositor.bucket.get_json(second)["properties"]["sansnuages:version"] == 1
+
+
+def test_redrive_sends_dead_letters_back_and_reopens_their_tiles(
+    function_settings: Settings,
+) -> None:
+    import json
+
+    from sansnuages.redrive import dead_letter_queue_url, redrive_composites
+
+    store = JobStore(function_settings)
+    store.create("2018-07", "Belgium", "BEL", [TILE, "31UES"])
+    store.finish_tile(JOB, TILE, TileState.FAILED, reason="gave up")
+    store.finish_tile(JOB, "31UES", TileState.DONE, item="k")
+    assert store.claim_mosaic(JOB)
+    sqs = client("sqs", function_settings)
+    dead = dead_letter_queue_url(sqs, function_settings.composite_queue_url)
+    body = json.dumps({"job_id": JOB, "tile": TILE, "month": "2018-07", "version": 0})
+    sqs.send_message(QueueUrl=dead, MessageBody=body)
+    sqs.send_message(QueueUrl=dead, MessageBody="not json")
+
+    report = redrive_composites(function_settings)
+    assert report.moved == 2 and report.reopened == [f"{JOB}/{TILE}"] and report.unreadable == 1
+    job = store.get(JOB)
+    assert job is not None and job.state == JobState.RUNNING and job.pending == 1
+    assert [t.state for t in job.tiles] == [TileState.DONE, TileState.PENDING]
+    received = sqs.receive_message(
+        QueueUrl=function_settings.composite_queue_url, MaxNumberOfMessages=10
+    )["Messages"]
+    assert sorted(m["Body"] for m in received) == sorted([body, "not json"])
+    assert redrive_composites(function_settings).moved == 0  # nothing left, nothing reopened
+
+
+def test_a_late_product_marks_the_synthesis_stale(
+    compositor: TileCompositor, function_settings: Settings, tmp_path: Path
+) -> None:
+    from sansnuages.staleness import mark_stale_syntheses
+
+    item_key = compositor.run(_task())
+    assert item_key is not None
+    late = simulate_product(
+        TILE, datetime(2018, 7, 24, 10, 56, tzinfo=UTC), "SENTINEL2A", tmp_path, 1220, seed=9
+    )
+    ingestor = Ingestor.from_settings(function_settings)
+    ingestor.bucket.put_bytes(f"incoming/{late.name}", late.read_bytes(), "application/zip")
+    before = compositor.bucket.get_json(item_key)
+    assert not before["properties"].get("sansnuages:stale")
+    result = ingestor.ingest(f"incoming/{late.name}")  # ingest marks what the product makes stale
+    product = ingestor.bucket.get_json(result.item_key or "")
+    after = compositor.bucket.get_json(item_key)
+    assert after["properties"]["sansnuages:stale"] is True
+    assert after["properties"]["sansnuages:late_inputs"] == [late.stem]
+    indexed = compositor.catalog.get_item("sentinel2-l3a", before["id"])
+    assert indexed["properties"]["sansnuages:stale"] is True
+    # an input it was made from, or the same late product again, changes nothing
+    inputs = [link["href"] for link in before["links"] if link["rel"] == "derived_from"]
+    assert len(inputs) == 3
+    assert mark_stale_syntheses(compositor.bucket, compositor.catalog, product) == []

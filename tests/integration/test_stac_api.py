@@ -329,6 +329,11 @@ def test_not_found(api: Fixture, path: str) -> None:
         "limit=ten",
         "token=not-a-token!",
         "token=eyJwayI6Im5vd2hlcmUiLCJzayI6IngifQ",  # a well-formed token for no partition here
+        "bbox=0,0,1,1&intersects=%7B%22type%22%3A%22Point%22%2C%22coordinates%22%3A%5B0%2C0%5D%7D",
+        "intersects=%7Bnot-json",
+        "filter=eo%3Acloud_cover%20%3C",
+        "filter=collection%3D%27nothing-here%27",
+        "sortby=-eo:cloud_cover",
     ],
 )
 def test_bad_get_parameters(api: Fixture, query: str) -> None:
@@ -345,7 +350,16 @@ def test_bad_get_parameters(api: Fixture, query: str) -> None:
         b'{"bbox": "0,1,2,3,4"}',
         b'{"limit": -5}',
         b'{"collections": "x", "ids": [1]}',
-        b'{"intersects": {"type": "Point", "coordinates": [1, 44]}}',
+        b'{"bbox": [0, 0, 1, 1], "intersects": {"type": "Point", "coordinates": [1, 44]}}',
+        b'{"bbox": [0, 50, 1, 40]}',
+        b'{"datetime": "2024-13-01T00:00:00Z"}',
+        b'{"filter": {"op": "=", "args": [{"property": "collection"}, "nothing-here"]}}',
+        b'{"filter": "collection = ", "filter-lang": "cql2-text"}',
+        b'{"filter": {"op": "=", "args": [1]}}',
+        b'{"sortby": [{"field": "properties.eo:cloud_cover"}]}',
+        b'{"intersects": {"type": "Polygon", "coordinates": [1, 2]}}',
+        b'{"query": {"eo:cloud_cover": {"lt": [1]}}}',
+        b'{"fields": {"include": "id"}}',
     ],
 )
 def test_bad_post_bodies(api: Fixture, payload: bytes) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from shapely.geometry import Point
 
-from sansnuages.areas import area_geometry
+from sansnuages.areas import area_geometry, area_parts
 from sansnuages.errors import UnknownArea
 
 BRUSSELS = Point(4.35, 50.85)
@@ -109,3 +109,21 @@ def test_bad_files_are_unknown_areas(tmp_path: Path) -> None:
 def test_shipped_file_stays_small() -> None:
     data = Path(__file__).resolve().parents[2] / "shared" / "sansnuages" / "data"
     assert (data / "countries.geojson").stat().st_size < 3.2e6
+
+
+def test_france_splits_into_far_apart_pieces_each_with_its_crs() -> None:
+    pieces = area_parts(area_geometry("France"))
+    assert pieces[0].geometry.contains(PARIS) and pieces[0].crs == "EPSG:3035"
+    assert pieces[0].geometry.contains(Point(9.1, 42.1))  # Corsica stays with the mainland
+    guiana = next(p for p in pieces if p.geometry.contains(CAYENNE))
+    reunion = next(p for p in pieces if p.geometry.contains(SAINT_DENIS_REUNION))
+    assert (guiana.crs, reunion.crs) == ("EPSG:32622", "EPSG:32740")  # UTM 22N, 40S
+    assert len({p.index for p in pieces}) == len(pieces) >= 5
+    assert [p.index for p in pieces] == list(range(len(pieces)))
+
+
+def test_one_piece_areas_and_crs_choices() -> None:
+    (belgium,) = area_parts(area_geometry("Belgium"))
+    assert belgium.crs == "EPSG:3035" and belgium.geometry.contains(BRUSSELS)
+    assert area_parts(area_geometry("Belgium"), crs="EPSG:31370")[0].crs == "EPSG:31370"
+    assert area_parts(area_geometry("Brazil"))[0].crs == "EPSG:6933"  # too wide for one zone

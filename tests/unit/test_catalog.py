@@ -24,11 +24,14 @@ from sansnuages.catalog import (
 from sansnuages.local.http_front import build_event, query_parameters, response_parts
 from sansnuages.stac_api import (
     MAX_LIMIT,
+    Fields,
     base_url,
+    fitting_features,
     parse_bbox,
     parse_datetime_range,
     parse_limit,
     parse_search,
+    select_fields,
 )
 
 # --- paging tokens ------------------------------------------------------------------------
@@ -209,11 +212,75 @@ def test_parse_limit() -> None:
             parse_limit(bad)
 
 
-def test_parse_search_refuses_what_it_cannot_honour() -> None:
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"bbox": "0,0,1,1", "intersects": {"type": "Point", "coordinates": [0, 0]}},
+        {"token": 12},
+        {"sortby": "eo:cloud_cover"},
+        {"sortby": "-datetime,+id"},
+        {"sortby": [{"field": "datetime", "direction": "up"}]},
+        {"fields": ["id"]},
+        {"filter": "eo:cloud_cover <"},
+        {"filter": {"op": "nonsense", "args": [1]}, "filter-lang": "cql2-json"},
+        {"filter": "id = 'a'", "filter-lang": "cql3"},
+        {"filter": "id = 'a'", "filter-crs": "EPSG:2154"},
+        {"query": {"eo:cloud_cover": {"below": 3}}},
+        {"query": "not json"},
+        {"intersects": {"type": "Circle", "coordinates": [0, 0]}},
+        {"intersects": {"type": "Polygon", "coordinates": [[[0, 0], [1, "x"]]]}},
+        {"intersects": {"type": "Point", "coordinates": [200, 0]}},
+        {"bbox": "0,0,5,1,1,0"},
+    ],
+)
+def test_parse_search_refuses_bad_input(params: dict[str, object]) -> None:
     with pytest.raises(errors.InvalidRequest):
-        parse_search({"intersects": {"type": "Point", "coordinates": [0, 0]}})
-    with pytest.raises(errors.InvalidRequest):
-        parse_search({"token": 12})
+        parse_search(params)
+
+
+def test_parse_search_reads_the_extensions() -> None:
+    params = parse_search(
+        {
+            "sortby": [{"field": "properties.datetime", "direction": "desc"}],
+            "fields": {"include": ["properties.eo:cloud_cover"], "exclude": ["assets"]},
+            "filter": "eo:cloud_cover < 10 AND collection = 'a'",
+            "query": {"platform": {"eq": "SENTINEL2A"}},
+        }
+    )
+    assert params.descending
+    assert params.fields == Fields(("properties.eo:cloud_cover",), ("assets",))
+    assert params.predicate.collections == frozenset({"a"})
+    item = {"collection": "a", "properties": {"eo:cloud_cover": 5, "platform": "SENTINEL2A"}}
+    assert params.predicate.matches(item)
+    assert not params.predicate.matches({**item, "collection": "b"})
+    assert not params.predicate.matches({"collection": "a", "properties": {}})
+    assert not parse_search({"sortby": " datetime"}).descending  # '+datetime', URL-decoded
+
+
+def test_select_fields() -> None:
+    item = {"type": "Feature", "id": "x", "links": [], "assets": {"a": 1}, "properties": {"d": 1}}
+    assert select_fields(item, Fields(("properties.d",), ())) == {
+        "type": "Feature",
+        "id": "x",
+        "links": [],
+        "properties": {"d": 1},
+    }
+    assert select_fields(item, Fields((), ("assets", "id"))) == {
+        "type": "Feature",
+        "id": "x",
+        "links": [],
+        "properties": {"d": 1},
+    }
+    assert select_fields(item, None) is item
+
+
+def test_fitting_features_keeps_at_least_one() -> None:
+    assert fitting_features(["a" * 10, "b" * 10, "c" * 10], 25) == 2
+    assert fitting_features(["a" * 100], 25) == 1
+    assert fitting_features([], 25) == 0
+
+
+def test_parse_search_keeps_plain_parameters() -> None:
     params = parse_search({"collections": "a,b", "ids": ["x"], "limit": "3", "token": "abc"})
     assert (params.collections, params.ids, params.limit, params.token) == (
         ["a", "b"],

@@ -9,12 +9,15 @@ from typing import Any
 import numpy as np
 import pytest
 import rasterio
+import rasterio.crs
+import shapely
 from affine import Affine
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.warp import transform
 from shapely import contains_xy
 from shapely.geometry import Polygon
 
+from sansnuages import mosaic, mosaic_parts
 from sansnuages.errors import NoInputs
 from sansnuages.mosaic import (
     MosaicInput,
@@ -196,3 +199,50 @@ def test_preview_png_is_small_and_transparent_outside(tmp_path: Path) -> None:
         alpha = src.read(4)
     assert alpha[0, 0] == 0  # outside the triangle
     assert alpha[height - 3, width // 2] == 255  # inside, near its base
+
+
+def test_parts_on_a_fixed_grid_match_the_single_mosaic(tmp_path: Path) -> None:
+    """Cells of 48 px: parts + VRT read back equal the one-piece mosaic, without seams."""
+    single, _ = _mosaic(tmp_path)
+    inputs = [_tile(tmp_path, "31UFR", WEST), _tile(tmp_path, "32ULA", EAST)]
+    area = mosaic.area_in_crs(AREA, MOSAIC_CRS)
+    covered = area.intersection(shapely.union_all(mosaic.footprints(inputs, MOSAIC_CRS)))
+    cells = mosaic_parts.cells_for(covered, RES, part_pixels=48)
+    assert len(cells) > 4
+    assert all(c.bounds[0] % (48 * RES) == 0 and c.bounds[1] % (48 * RES) == 0 for c in cells)
+    parts = []
+    for cell in cells:
+        path = str(tmp_path / f"{cell.name}.tif")
+        try:
+            build_mosaic(inputs, AREA, path, crs=MOSAIC_CRS, resolution=RES, cell=cell.bounds)
+        except NoInputs:
+            continue
+        parts.append(mosaic_parts.part_source(path))
+    assert max(p.width for p in parts) <= 48 and max(p.height for p in parts) <= 48
+    vrt = tmp_path / "mosaic.vrt"
+    crs_wkt = rasterio.crs.CRS.from_epsg(3035).to_wkt()
+    vrt.write_text(mosaic_parts.vrt_xml(parts, crs_wkt, str(tmp_path)))
+    with rasterio.open(single) as one, rasterio.open(vrt) as stitched:
+        assert (stitched.transform, stitched.shape) == (one.transform, one.shape)
+        assert stitched.nodata == 0 and stitched.crs.to_epsg() == 3035
+        difference = np.abs(one.read().astype(int) - stitched.read().astype(int))
+    assert difference.max() <= 1  # same pixels on both sides of every cell edge
+    overview = tmp_path / "overview.tif"
+    mosaic_parts.write_overview(str(vrt), str(overview), factor=4)
+    with rasterio.open(overview) as src, rasterio.open(single) as one:
+        assert src.transform.a == 4 * RES and src.transform.c == one.transform.c
+        assert src.width == -(-one.width // 4)
+        assert src.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
+        coarse = src.read()
+    assert (coarse[0] == WEST_BYTES[0]).any() and (coarse[0] == EAST_BYTES[0]).any()
+    assert set(np.unique(coarse[0]).tolist()) <= {0, WEST_BYTES[0], EAST_BYTES[0]}
+
+
+def test_parts_plan_and_overview_factor() -> None:
+    assert not mosaic_parts.needs_parts(8192, 8192) and mosaic_parts.needs_parts(8193, 10)
+    assert mosaic_parts.overview_factor(100_000, 90_000) == 32  # 100000 / 32 = 3125 <= 4096
+    assert mosaic_parts.overview_factor(4000, 10) == 1
+    with pytest.raises(NoInputs):
+        mosaic_parts.cells_for(Polygon(), 10.0)
+    with pytest.raises(NoInputs):
+        mosaic_parts.union_grid([])

@@ -305,3 +305,38 @@ def test_not_a_product():
     renamed = [n.replace(S2_ID, "my_product") for n in members()]
     with pytest.raises(NotAMuscateProduct):
         muscate.ProductLayout.from_members(renamed)
+
+
+SNOW_ID = "SENTINEL2A_20180228-105417-456_L2B-SNOW_T31TCH_D_V1-0"
+
+
+def test_snow_layout_needs_its_snow_map():
+    names = [f"{SNOW_ID}/{SNOW_ID}_MTD_ALL.xml", f"{SNOW_ID}/{SNOW_ID}_SNW_R2.tif"]
+    layout = muscate.ProductLayout.from_members(names)
+    assert layout.rasters == {"SNW_R2": names[1]} and layout.name.level == "L2B-SNOW"
+    with pytest.raises(MissingBand, match="snow map"):
+        muscate.ProductLayout.from_members(names[:1])
+
+
+def test_levels_that_are_not_ingested_are_refused():
+    l3a = "SENTINEL2X_20180715-000000-000_L3A_T31TCJ_C_V1-1"
+    with pytest.raises(NotAMuscateProduct, match="L3A is not ingested"):
+        muscate.ProductLayout.from_members([f"{l3a}/{l3a}_MTD_ALL.xml"])
+
+
+def test_versions_of_one_acquisition_share_their_acquisition_name():
+    old, new = (
+        muscate.ProductName.parse(S2_ID.replace("_D_V1-8", v)) for v in ("_D_V1-8", "_C_V4-0")
+    )
+    assert old.acquisition == new.acquisition == "SENTINEL2B_20180714-105626-461_L2A_T31UFS"
+    assert muscate.vsi_member(f"./{S2_ID}/MASKS/x.tif") == f"{S2_ID}/MASKS/x.tif"
+
+
+def test_snow_metadata_needs_no_reflectance_scale_and_bad_orbits_are_unknown():
+    snow = xml(SNOW_ID).replace(
+        b"<REFLECTANCE_QUANTIFICATION_VALUE>10000</REFLECTANCE_QUANTIFICATION_VALUE>", b""
+    )
+    meta = muscate.parse_metadata(snow.replace(b">7108<", b">-32010<"))
+    assert meta.level == "L2B-SNOW" and meta.orbit_number is None
+    with pytest.raises(InconsistentMetadata, match="REFLECTANCE"):
+        muscate.parse_metadata(snow.replace(SNOW_ID.encode(), S2_ID.encode()))

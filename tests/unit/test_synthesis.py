@@ -224,7 +224,7 @@ def test_clear_sentinel2_and_landsat8_give_the_weighted_mean(tmp_path: Path) -> 
     s2 = _sentinel2(tmp_path, np.zeros((SIZE, SIZE)))
     l8 = _landsat8(tmp_path, np.zeros((SIZE // 3, SIZE // 3)), scale=1e-3)
     outputs = _outputs(tmp_path)
-    stats = synthesize_group([l8, s2], ("B2", "B4"), _grid(), CENTRE, 23, outputs)
+    stats = synthesize_group([l8, s2], ("B2", "B4"), _grid(), CENTRE, 23, outputs, haze_scale=0)
 
     w_s2 = (0.33 + 0.67 * (1 - 0.2 / 0.8)) * 1.0 * 1.0
     w_l8 = (0.33 + 0.67 * (1 - 0.6 / 0.8)) * (1 - 5 / 23 * 0.5) * 0.33
@@ -252,6 +252,7 @@ def test_clouds_select_the_clear_date_or_the_lowest_blue(tmp_path: Path) -> None
         CENTRE,
         23,
         outputs,
+        haze_scale=0,
     )
     frc, flags, dates = _read(outputs.frc["B4"]), _read(outputs.flags), _read(outputs.dates)
     wgt = _read(outputs.weights)
@@ -342,3 +343,74 @@ def test_observations_outside_the_window_are_ignored(tmp_path: Path) -> None:
     with pytest.raises(NoInputs):
         synthesize_group([late], ("B2", "B4"), _grid(), CENTRE, 23, _outputs(tmp_path))
     assert not Path(_outputs(tmp_path).flags).exists()
+
+
+# --- additions: haze weight, band sets, pieces of one datatake ----------------------------------
+
+
+def test_haze_weight_favours_the_darkest_clear_view() -> None:
+    from sansnuages.synthesis import haze_weight
+
+    weight = haze_weight(_px(0.05, 0.07, 0.01), _px(1, 1, 0) > 0, scale=0.02)
+    # the cloudy 0.01 is not the reference: the darkest *clear* view is
+    assert weight[:, 0, 0].tolist() == pytest.approx([1.0, np.exp(-1.0), 1.0])
+    assert np.all(haze_weight(_px(0.05, 0.3), _px(1, 1) > 0, scale=0) == 1)
+
+
+def test_band_sets_split_bands_landsat_lacks(tmp_path: Path) -> None:
+    from sansnuages.synthesis import band_sets
+
+    s2 = _sentinel2(tmp_path, np.zeros((SIZE, SIZE)))
+    l8 = _landsat8(tmp_path, np.zeros((SIZE // 3, SIZE // 3)))
+    only_b2 = Observation(
+        "L8", "L8", l8.acquired, 0.33, {"B2": l8.reflectance["B2"]}, l8.cloud, l8.edge, l8.aot
+    )
+    sets = band_sets([s2, only_b2], ("B2", "B4"))
+    assert [(s.bands, s.observations) for s in sets] == [(("B2",), (0, 1)), (("B4",), (0,))]
+    assert [s.bands for s in band_sets([s2], ("B2", "B4"))] == [("B2", "B4")]
+
+
+def test_a_band_landsat_lacks_gets_its_own_flags(tmp_path: Path) -> None:
+    """S2 cloudy on the left half, Landsat-8 clear everywhere but without B4: B2 is clear
+    everywhere (from Landsat on the left), B4 is cloud there, and its own FLG says so."""
+    from sansnuages.synthesis import subset_path
+
+    cloud = np.zeros((SIZE, SIZE), dtype=np.uint8)
+    cloud[:, :300] = 1
+    s2 = _sentinel2(tmp_path, cloud)
+    l8 = _landsat8(tmp_path, np.zeros((SIZE // 3, SIZE // 3)))
+    l8 = Observation(
+        "L8", "L8", l8.acquired, 0.33, {"B2": l8.reflectance["B2"]}, l8.cloud, l8.edge, l8.aot
+    )
+    outputs = _outputs(tmp_path)
+    stats = synthesize_group([s2, l8], ("B2", "B4"), _grid(), CENTRE, 23, outputs)
+    assert stats.band_subsets == (("B4",),)
+    assert np.all(_read(outputs.flags) == FLAG_CLEAR)
+    assert np.all(_read(outputs.frc["B2"])[:, :290] == 800)  # Landsat's clear blue
+    b4_flags = _read(subset_path(outputs.flags, ("B4",)))
+    assert np.all(b4_flags[:, :300] == FLAG_CLOUD) and np.all(b4_flags[:, 300:] == FLAG_CLEAR)
+    assert np.all(_read(outputs.frc["B4"]) == 1000)  # only Sentinel-2 has it
+    assert np.all(_read(subset_path(outputs.weights, ("B4",)))[:, :300] == 0)
+    assert subset_path("/x/P_FLG_R2.tif", ("B5", "B6")) == "/x/P_FLG_R2_B5B6.tif"
+
+
+def test_pieces_of_one_datatake_count_once(tmp_path: Path) -> None:
+    """Two pieces of the same day overlapping everywhere: the weight is that of one view."""
+    s2 = _sentinel2(tmp_path, np.zeros((SIZE, SIZE)))
+    piece = Observation(
+        "S2-piece", s2.platform, s2.acquired, 1.0, s2.reflectance, s2.cloud, s2.edge, s2.aot
+    )
+    outputs = _outputs(tmp_path)
+    synthesize_group([s2, piece], ("B2", "B4"), _grid(), CENTRE, 23, outputs)
+    single = (0.33 + 0.67 * (1 - 0.2 / 0.8)) * 1000
+    assert np.all(np.abs(_read(outputs.weights) - single) <= 1)
+
+
+def test_dates_are_right_across_new_year(tmp_path: Path) -> None:
+    s2 = _sentinel2(tmp_path, np.zeros((SIZE, SIZE)))
+    december = Observation(
+        "S2-dec", "S2", datetime(2023, 12, 28, 10), 1.0, s2.reflectance, s2.cloud, s2.edge, s2.aot
+    )
+    outputs = _outputs(tmp_path)
+    synthesize_group([december], ("B2", "B4"), _grid(), CENTRE, 23, outputs)
+    assert np.all(_read(outputs.dates) == -18)  # 18 days before 15 January, not day 361

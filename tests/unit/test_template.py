@@ -170,7 +170,16 @@ def test_functions_get_settings_from_the_template(stack: Stack) -> None:
 
 
 def test_the_api_carries_only_the_layers_it_imports(stack: Stack) -> None:
-    assert stack.function("ApiFunction").layers == ("CommonLayer", "CoreLayer")
+    # map tiles need rasterio and rio-tiler; only the API carries the tiles layer
+    assert stack.function("ApiFunction").layers == (
+        "RasterLayer",
+        "TilesLayer",
+        "CommonLayer",
+        "CoreLayer",
+    )
+    assert all(
+        "TilesLayer" not in f.layers for f in stack.functions if f.logical_id != "ApiFunction"
+    )
     assert stack.function("CompositeFunction").layers == ("RasterLayer", "CommonLayer", "CoreLayer")
     assert {layer.logical_id: layer.content_dir for layer in stack.layers}[
         "CoreLayer"
@@ -321,7 +330,7 @@ def _pins(path: Path) -> dict[str, str]:
     return pins
 
 
-@pytest.mark.parametrize("layer", ["raster", "common"])
+@pytest.mark.parametrize("layer", ["raster", "common", "tiles"])
 def test_layers_pin_the_versions_tested_locally(layer: str) -> None:
     constraints = _pins(ROOT / "constraints.txt")
     pins = _pins(ROOT / "layers" / layer / "requirements.txt")

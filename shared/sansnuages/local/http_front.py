@@ -56,6 +56,15 @@ def is_text(content_type: str | None) -> bool:
     return bool(content_type) and any(t in str(content_type) for t in TEXT_TYPES)
 
 
+def _is_utf8(body: bytes) -> bool:
+    """API Gateway passes a body that is not valid text base64-encoded, whatever its type."""
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def build_event(
     method: str,
     target: str,
@@ -78,7 +87,7 @@ def build_event(
     host = lowered.get("host", "localhost")
     lowered.setdefault("x-forwarded-proto", "http")
     lowered.setdefault("x-forwarded-for", source_ip)
-    text = is_text(lowered.get("content-type")) or not body
+    text = (is_text(lowered.get("content-type")) and _is_utf8(body)) or not body
     raw_path = parts.path or "/"
     now = time.time()
     event: dict[str, Any] = {

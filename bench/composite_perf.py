@@ -1,0 +1,395 @@
+"""Performance of one tile's synthesis from COGs on the local S3 endpoint (a moto process).
+
+Inputs: `--s2` Sentinel-2 dates (4 bands at 10 m, 6 at 20 m, CLM / EDG / ATB per group) and
+`--l8` Landsat-8 dates (6 bands at 30 m and XS masks), COGs written with the ingest's codec.
+Each route runs in a fresh process; its wall time and peak resident memory (`os.wait4`) are
+reported side by side:
+
+- `synthesis`: `synthesize_group` for R1 and R2, outputs written as COGs to the local S3;
+- `floor`: the I/O floor: read every input the synthesis reads, window by window, and write
+  outputs of the same number, size and codec (the first input copied), no computation;
+- `xarray`: the route a user takes without this project: odc-stac lazy load of the same COGs
+  (Landsat-8 resampled to 10 / 20 m), cloud mask applied, dask median over time, COGs written
+  with odc-geo.
+
+    .venv/bin/python bench/composite_perf.py                       # full tile: long
+    .venv/bin/python bench/composite_perf.py --size 2745 --s2 6 --l8 2
+    .venv/bin/python bench/composite_perf.py --size 549 --routes synthesis,floor   # seconds
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import boto3
+import numpy as np
+import rasterio
+from affine import Affine
+
+from sansnuages import cog
+from sansnuages.bands import LANDSAT8_TO_SENTINEL2, SENTINEL2_GROUPS
+from sansnuages.local.moto_process import LOCAL_CREDENTIALS, MotoServer
+from sansnuages.settings import Settings
+from sansnuages.synthesis import SYNTHESIS_GDAL_OPTIONS
+
+TILE_M = 109800.0
+ULX, ULY, EPSG = 600000.0, 5700000.0, 32631
+CENTRE = date(2018, 7, 15)
+BUCKET = "perf"
+VARIANTS = 3
+"""Distinct input contents, cycled over the dates (generation costs time, reading does not
+care that two dates hold the same pixels)."""
+LANDSAT_BANDS = ("B2", "B3", "B4", "B5", "B6", "B7")
+COMPOSITE_MEMORY_MB = 4096
+"""MemorySize of CompositeFunction in template.yaml."""
+LAMBDA_MB_PER_VCPU = 1769
+
+
+@dataclass(frozen=True)
+class Spec:
+    endpoint: str
+    size: int
+    s2: int
+    l8: int
+    block: int
+
+    def settings(self) -> Settings:
+        return Settings(data_bucket=BUCKET, region="us-east-1", endpoint_url=self.endpoint)
+
+    def gdal(self) -> dict[str, str | int]:
+        """The same GDAL configuration for every route (the composite function's)."""
+        return {**self.settings().gdal_options(), **SYNTHESIS_GDAL_OPTIONS}
+
+
+# --- inputs ------------------------------------------------------------------------------------
+
+
+def _field(size: int, rng: np.random.Generator, low: int, high: int) -> np.ndarray:
+    """Fields of ~600 m with noise: compresses like real reflectance (about 2 to 3 times)."""
+    cells = max(1, size // 60)
+    coarse = rng.integers(low, high, (cells, cells)).astype(np.int16)
+    reps = -(-size // cells)
+    data = np.repeat(np.repeat(coarse, reps, axis=0), reps, axis=1)[:size, :size]
+    return (data + rng.integers(-40, 40, (size, size), dtype=np.int16)).astype(np.int16)
+
+
+def _clouds(size: int, rng: np.random.Generator, cover: float) -> np.ndarray:
+    cells = max(2, size // 200)
+    coarse = rng.random((cells, cells)) < cover
+    reps = -(-size // cells)
+    mask = np.repeat(np.repeat(coarse, reps, axis=0), reps, axis=1)[:size, :size]
+    return np.where(mask, 1 | 2, 0).astype(np.uint8)
+
+
+def _grid(pixels: int) -> Affine:
+    pixel = TILE_M / pixels
+    return Affine(pixel, 0, ULX, 0, -pixel, ULY)
+
+
+def _write(folder: Path, name: str, data: np.ndarray, nodata: float | None) -> Path:
+    path = folder / f"{name}.tif"
+    cog.write_cog(
+        str(path), data, crs=f"EPSG:{EPSG}", transform=_grid(data.shape[-1]), nodata=nodata
+    )
+    return path
+
+
+def make_variant(folder: Path, variant: int, size: int) -> dict[str, Path]:
+    """One date's files of each sensor; keys like `S2/FRE_B2`, `L8/CLM_XS`."""
+    rng = np.random.default_rng(variant)
+    files: dict[str, Path] = {}
+    for group, bands in SENTINEL2_GROUPS.items():
+        n = size if group == "R1" else size // 2
+        for band in bands:
+            files[f"S2/FRE_{band}"] = _write(
+                folder, f"v{variant}_S2_{band}", _field(n, rng, 200, 3500), -10000
+            )
+        files[f"S2/CLM_{group}"] = _write(
+            folder, f"v{variant}_S2_CLM_{group}", _clouds(n, rng, 0.3), None
+        )
+        files[f"S2/EDG_{group}"] = _write(
+            folder, f"v{variant}_S2_EDG_{group}", np.zeros((n, n), np.uint8), None
+        )
+        atb = np.stack(
+            [np.full((n, n), 40, np.uint8), rng.integers(10, 80, (n, n), dtype=np.uint8)]
+        )
+        files[f"S2/ATB_{group}"] = _write(folder, f"v{variant}_S2_ATB_{group}", atb, 0)
+    n = size // 3
+    for band in LANDSAT_BANDS:
+        files[f"L8/FRE_{band}"] = _write(
+            folder, f"v{variant}_L8_{band}", _field(n, rng, 200, 3500), -10000
+        )
+    files["L8/CLM_XS"] = _write(folder, f"v{variant}_L8_CLM", _clouds(n, rng, 0.3), None)
+    files["L8/EDG_XS"] = _write(folder, f"v{variant}_L8_EDG", np.zeros((n, n), np.uint8), None)
+    atb = np.stack([np.full((n, n), 40, np.uint8), rng.integers(10, 80, (n, n), dtype=np.uint8)])
+    files["L8/ATB_XS"] = _write(folder, f"v{variant}_L8_ATB", atb, 0)
+    return files
+
+
+def dates(spec: Spec) -> list[tuple[str, datetime, int]]:
+    """(sensor, acquisition, variant) of every input date, spread over the window."""
+    out = []
+    for i in range(spec.s2):
+        day = CENTRE + timedelta(days=round(-22 + 44 * i / max(1, spec.s2 - 1)))
+        out.append(("S2", datetime.combine(day, datetime.min.time(), UTC), i % VARIANTS))
+    for i in range(spec.l8):
+        day = CENTRE + timedelta(days=-16 + 16 * i)
+        out.append(("L8", datetime.combine(day, datetime.min.time(), UTC), i % VARIANTS))
+    return out
+
+
+def key_of(sensor: str, index: int, name: str) -> str:
+    return f"inputs/{sensor}{index:02d}/{name}.tif"
+
+
+def upload(spec: Spec, folder: Path) -> float:
+    s3 = boto3.client("s3", endpoint_url=spec.endpoint, region_name="us-east-1")
+    s3.create_bucket(Bucket=BUCKET)
+    variants = [make_variant(folder, v, spec.size) for v in range(VARIANTS)]
+    total = 0
+    for index, (sensor, _, variant) in enumerate(dates(spec)):
+        for name, path in variants[variant].items():
+            if name.startswith(sensor + "/"):
+                s3.upload_file(str(path), BUCKET, key_of(sensor, index, name.split("/", 1)[1]))
+                total += path.stat().st_size
+    return total / 2**20
+
+
+# --- the routes (each in its own process) ------------------------------------------------------
+
+
+def _vsi(key: str) -> str:
+    return f"/vsis3/{BUCKET}/{key}"
+
+
+def observations(spec: Spec) -> list[Any]:
+    from sansnuages.synthesis import Observation, RasterRef
+
+    result = []
+    for index, (sensor, when, _) in enumerate(dates(spec)):
+        landsat = sensor == "L8"
+        refl, cloud, edge, aot = {}, {}, {}, {}
+        for group, bands in SENTINEL2_GROUPS.items():
+            mask_group = "XS" if landsat else group
+            for band in bands:
+                source = LANDSAT8_TO_SENTINEL2.get(band) if landsat else band
+                if source is None:
+                    continue
+                refl[band] = RasterRef(_vsi(key_of(sensor, index, f"FRE_{source}")), scale=1e-4)
+                cloud[band] = RasterRef(_vsi(key_of(sensor, index, f"CLM_{mask_group}")))
+                edge[band] = RasterRef(_vsi(key_of(sensor, index, f"EDG_{mask_group}")))
+                aot[band] = RasterRef(_vsi(key_of(sensor, index, f"ATB_{mask_group}")), 2, 1 / 200)
+        weight = 0.33 if landsat else 1.0
+        result.append(Observation(f"{sensor}{index}", sensor, when, weight, refl, cloud, edge, aot))
+    return result
+
+
+def output_grid(spec: Spec, group: str) -> Any:
+    from sansnuages.synthesis import OutputGrid
+
+    n = spec.size if group == "R1" else spec.size // 2
+    return OutputGrid(f"EPSG:{EPSG}", _grid(n), n, n)
+
+
+def outputs(group: str, route: str) -> Any:
+    from sansnuages.synthesis import GroupOutputs
+
+    prefix = f"outputs/{route}"
+    return GroupOutputs(
+        frc={b: _vsi(f"{prefix}/FRC_{b}.tif") for b in SENTINEL2_GROUPS[group]},
+        flags=_vsi(f"{prefix}/FLG_{group}.tif"),
+        weights=_vsi(f"{prefix}/WGT_{group}.tif"),
+        dates=_vsi(f"{prefix}/DTS_{group}.tif"),
+    )
+
+
+def route_synthesis(spec: Spec) -> None:
+    from sansnuages.synthesis import synthesize_group
+
+    obs = observations(spec)
+    with rasterio.Env(**spec.gdal()):
+        for group, bands in SENTINEL2_GROUPS.items():
+            synthesize_group(
+                obs,
+                bands,
+                output_grid(spec, group),
+                CENTRE,
+                23,
+                outputs(group, "synthesis"),
+                block_size=spec.block,
+            )
+
+
+def route_floor(spec: Spec) -> None:
+    """Read every input file in blocks, write as many outputs of the same size and codec."""
+    s3 = boto3.client("s3", endpoint_url=spec.endpoint, region_name="us-east-1")
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="inputs/")["Contents"]]
+    with rasterio.Env(**spec.gdal()):
+        first: dict[int, str] = {}
+        for key in keys:
+            with rasterio.open(_vsi(key)) as src:
+                first.setdefault(src.width, _vsi(key))
+                for _, window in src.block_windows(1):
+                    src.read(window=window)
+        for group, bands in SENTINEL2_GROUPS.items():
+            grid = output_grid(spec, group)
+            paths = outputs(group, "floor")
+            layers = [(paths.frc[b], "int16") for b in bands]
+            layers += [(paths.flags, "uint8"), (paths.weights, "int16"), (paths.dates, "int16")]
+            with rasterio.open(first[grid.width]) as source:
+                for path, dtype in layers:
+                    with cog.cog_writer(
+                        path, width=grid.width, height=grid.height, count=1, dtype=dtype,
+                        crs=grid.crs, transform=grid.transform, nodata=None,
+                    ) as dst:  # fmt: skip
+                        for _, window in dst.block_windows(1):
+                            dst.write(source.read(1, window=window).astype(dtype), 1, window=window)
+
+
+def route_xarray(spec: Spec) -> None:
+    """odc-stac + dask median of the clear observations, then COGs through odc-geo."""
+    import dask
+    import odc.stac
+    import pystac
+
+    options = spec.gdal()
+    odc.stac.configure_rio(cloud_defaults=False, **options)
+    from odc.geo.geobox import GeoBox
+    from rasterio.warp import transform_geom
+    from shapely.geometry import box, mapping, shape
+
+    footprint = transform_geom(
+        f"EPSG:{EPSG}", "EPSG:4326", mapping(box(ULX, ULY - TILE_M, ULX + TILE_M, ULY))
+    )
+    items = []
+    for index, (sensor, when, _) in enumerate(dates(spec)):
+        item = pystac.Item(f"{sensor}{index}", footprint, list(shape(footprint).bounds), when, {})
+        for group, bands in SENTINEL2_GROUPS.items():
+            mask_group = "XS" if sensor == "L8" else group
+            n = spec.size // {"R1": 1, "R2": 2, "XS": 3}[mask_group]
+            for band in (*bands, f"CLM_{group}"):
+                source = band if sensor == "S2" else LANDSAT8_TO_SENTINEL2.get(band, None)
+                if band.startswith("CLM"):
+                    name = f"CLM_{mask_group}"
+                elif source is None:
+                    continue
+                else:
+                    name = f"FRE_{source}"
+                asset = pystac.Asset(f"s3://{BUCKET}/{key_of(sensor, index, name)}")
+                asset.extra_fields.update(
+                    {"proj:epsg": EPSG, "proj:shape": [n, n], "proj:transform": list(_grid(n))[:6]}
+                )
+                item.add_asset(band, asset)
+        items.append(item)
+    dask.config.set(scheduler="threads", num_workers=os.cpu_count())
+    for group, bands in SENTINEL2_GROUPS.items():
+        grid = output_grid(spec, group)
+        data = odc.stac.load(
+            items,
+            bands=[*bands, f"CLM_{group}"],
+            geobox=GeoBox((grid.height, grid.width), grid.transform, grid.crs),
+            chunks={"x": 2048, "y": 2048},
+            resampling="bilinear",
+            groupby="id",
+            patch_url=lambda url: url.replace("s3://", "/vsis3/", 1),
+        )
+        clear = (data[f"CLM_{group}"].fillna(1).astype("uint8") & 1) == 0
+        for band in bands:
+            values = data[band].where(clear & (data[band] != -10000))
+            median = values.median("time", skipna=True).fillna(-10000).astype("int16")
+            path = f"/tmp/perf-xarray-{os.getpid()}-{band}.tif"
+            median.odc.write_cog(
+                path, overwrite=True, nodata=-10000, compress="DEFLATE", predictor=2
+            )
+            boto3.client("s3", endpoint_url=spec.endpoint, region_name="us-east-1").upload_file(
+                path, BUCKET, f"outputs/xarray/FRC_{band}.tif"
+            )
+            os.remove(path)
+
+
+ROUTES = {"synthesis": route_synthesis, "floor": route_floor, "xarray": route_xarray}
+
+
+# --- running ------------------------------------------------------------------------------------
+
+
+def run_route(route: str, spec: Spec) -> tuple[float, float, int]:
+    """Wall seconds, peak RSS (MB) and exit status of a fresh process running `route`."""
+    env = {**os.environ, **LOCAL_CREDENTIALS}
+    command = [sys.executable, __file__, "--child", route, "--spec", json.dumps(asdict(spec))]
+    started = time.monotonic()
+    process = subprocess.Popen(command, env=env)
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return time.monotonic() - started, usage.ru_maxrss / 1024, process.returncode
+
+
+def main(argv: list[str] | None = None) -> dict[str, tuple[float, float, int]]:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--size", type=int, default=10980, help="R1 pixels per side (10980: 10 m)")
+    parser.add_argument("--s2", type=int, default=12)
+    parser.add_argument("--l8", type=int, default=3)
+    parser.add_argument("--block", type=int, default=512, help="synthesis window size")
+    parser.add_argument("--routes", default="floor,synthesis,xarray")
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--spec", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        ROUTES[args.child](Spec(**json.loads(args.spec)))
+        return {}
+    if args.size % 6:
+        parser.error("--size must be a multiple of 6 (20 m and 30 m grids divide it)")
+    os.environ.update(LOCAL_CREDENTIALS)
+    server = MotoServer.start()
+    results: dict[str, tuple[float, float, int]] = {}
+    try:
+        spec = Spec(server.url, args.size, args.s2, args.l8, args.block)
+        with tempfile.TemporaryDirectory() as folder:
+            started = time.monotonic()
+            size_mb = upload(spec, Path(folder))
+            print(
+                f"inputs: {args.s2} Sentinel-2 + {args.l8} Landsat-8 dates at {args.size} px, "
+                f"{size_mb:.0f} MB of COGs ({time.monotonic() - started:.0f} s to make)"
+            )
+        for route in args.routes.split(","):
+            results[route] = run_route(route, spec)
+            wall, rss, code = results[route]
+            print(f"{route:<10} {wall:8.1f} s  peak RSS {rss:7.0f} MB  exit {code}", flush=True)
+    finally:
+        server.stop()
+    report(results)
+    return results
+
+
+def report(results: dict[str, tuple[float, float, int]]) -> None:
+    if "synthesis" not in results:
+        return
+    wall, rss, code = results["synthesis"]
+    if code != 0:
+        return
+    if "floor" in results and results["floor"][2] == 0:
+        print(f"synthesis / I/O floor: {wall / results['floor'][0]:.2f}x")
+    if "xarray" in results and results["xarray"][2] == 0:
+        print(f"xarray route / synthesis: {results['xarray'][0] / wall:.2f}x")
+    vcpus = COMPOSITE_MEMORY_MB / LAMBDA_MB_PER_VCPU
+    cores = min(os.cpu_count() or 1, 2)
+    print(
+        f"at {COMPOSITE_MEMORY_MB} MB Lambda ({vcpus:.2f} vCPU) vs {cores} cores here: "
+        f"about {wall * cores / vcpus:.0f} s if CPU-bound"
+    )
+
+
+if __name__ == "__main__":
+    main()

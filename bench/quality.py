@@ -1,0 +1,311 @@
+"""Quality of the Level-3A synthesis against ground truth and other compositing methods.
+
+Simulates a month of one tile (Sentinel-2A/2B every 5 days, Landsat-8 every 16) at three
+cloudiness levels. The simulator knows the truth: the surface on the 15th, which the
+observations miss through phenology over the window, haze growing with AOT, clouds and
+shadows, thin cloud edges the mask does not flag and noise. The synthesis and the baselines
+(`sansnuages.baselines`) get the same inputs; per band the RMSE against the truth is taken over
+the pixels that have at least one clear view, and the share of those pixels each method leaves
+cloudy or empty is reported.
+
+    .venv/bin/python bench/quality.py                      # 150 m pixels, about 2 minutes
+    .venv/bin/python bench/quality.py --resolution 300 --levels typical   # a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from affine import Affine
+
+from sansnuages import baselines
+from sansnuages.bands import LANDSAT8_TO_SENTINEL2, SENTINEL2_GROUPS, is_landsat
+from sansnuages.muscate import parse_metadata
+from sansnuages.simulate import (
+    LANDSAT_PLATFORM,
+    group_geometries,
+    overpass_time,
+    simulate_product,
+    truth_reflectance,
+)
+from sansnuages.synthesis import (
+    FLAG_CLEAR,
+    FLAG_SNOW,
+    FLAG_WATER,
+    HAZE_BLUE_SCALE,
+    LANDSAT8_WEIGHT,
+    SENTINEL2_WEIGHT,
+    GroupOutputs,
+    Observation,
+    OutputGrid,
+    RasterRef,
+    band_sets,
+    read_stack,
+    subset_path,
+    synthesize_group,
+)
+
+LEVELS = ("light", "typical", "heavy")
+HAZE = [HAZE_BLUE_SCALE]
+METHODS = ("synthesis", "median", "bap", "geomedian", "min-blue", "recent")
+
+
+def cloud_covers(level: str, count: int, rng: np.random.Generator) -> list[float]:
+    """Per-date cloud cover: light skies, the simulator's usual mix, or a wet month."""
+    if level == "light":
+        covers = rng.uniform(0.0, 0.3, count)
+    elif level == "heavy":
+        covers = rng.uniform(0.55, 0.98, count)
+        covers[rng.integers(count)] = 0.35  # one half-clear day, as heavy months have
+    else:
+        kind = rng.random(count)
+        covers = np.where(
+            kind < 0.3,
+            rng.uniform(0.0, 0.05, count),
+            np.where(kind > 0.8, rng.uniform(0.9, 0.99, count), rng.uniform(0.1, 0.8, count)),
+        )
+    return [float(c) for c in covers]
+
+
+def acquisitions(centre: dt.date, half: int) -> list[tuple[str, dt.date]]:
+    plan = []
+    for offset in range(-half, half + 1):
+        day = centre + dt.timedelta(days=offset)
+        if offset % 10 == 2:
+            plan.append(("SENTINEL2A", day))
+        if offset % 10 == 7:
+            plan.append(("SENTINEL2B", day))
+        if offset % 16 == 5:
+            plan.append((LANDSAT_PLATFORM, day))
+    return plan
+
+
+def observation_from_zip(path: Path) -> Observation:
+    """A simulated MUSCATE zip as the synthesis' input, read in place through /vsizip/."""
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+        mtd = next(n for n in names if n.endswith("_MTD_ALL.xml"))
+        meta = parse_metadata(archive.read(mtd))
+    root = f"/vsizip/{path}/{mtd.split('/')[0]}"
+    pid = meta.product_id
+    landsat = is_landsat(meta.platform)
+    refl, cloud, edge, aot = {}, {}, {}, {}
+    for group, bands in SENTINEL2_GROUPS.items():
+        for band in bands:
+            source = LANDSAT8_TO_SENTINEL2.get(band) if landsat else band
+            if source is None:
+                continue
+            mask_group = "XS" if landsat else group
+            refl[band] = RasterRef(
+                f"{root}/{pid}_FRE_{source}.tif", scale=meta.reflectance_scale, nodata=-10000
+            )
+            cloud[band] = RasterRef(f"{root}/MASKS/{pid}_CLM_{mask_group}.tif")
+            edge[band] = RasterRef(f"{root}/MASKS/{pid}_EDG_{mask_group}.tif")
+            aot[band] = RasterRef(f"{root}/{pid}_ATB_{mask_group}.tif", 2, meta.aot_scale, 0)
+    return Observation(
+        pid,
+        meta.platform,
+        meta.acquired,
+        LANDSAT8_WEIGHT if landsat else SENTINEL2_WEIGHT,
+        refl,
+        cloud,
+        edge,
+        aot,
+    )
+
+
+@dataclass
+class Scores:
+    rmse: dict[str, dict[str, float]]
+    """method -> band -> RMSE x 10000."""
+    left: dict[str, float]
+    """method -> share (%) of pixels with a clear view left cloudy or empty."""
+    pixels: int
+
+
+def _read(path: str) -> np.ndarray:
+    with rasterio.open(path) as src:
+        return src.read(1)
+
+
+def run_group(
+    observations: list[Observation],
+    group: str,
+    grid: OutputGrid,
+    truth: Callable[[str], np.ndarray],
+    centre: dt.date,
+    half: int,
+    out: Path,
+) -> Scores:
+    bands = SENTINEL2_GROUPS[group]
+    outputs = GroupOutputs(
+        frc={b: str(out / f"FRC_{b}.tif") for b in bands},
+        flags=str(out / f"FLG_{group}.tif"),
+        weights=str(out / f"WGT_{group}.tif"),
+        dates=str(out / f"DTS_{group}.tif"),
+    )
+    synthesize_group(observations, bands, grid, centre, half, outputs, haze_scale=HAZE[0])
+    usable = sorted(observations, key=lambda o: (o.acquired, o.product_id))
+    stack = read_stack(usable, bands, grid)
+    days = np.array([(o.acquired.date() - centre).days for o in usable], np.float32)
+    results: dict[str, dict[str, np.ndarray]] = {m: {} for m in METHODS}
+    left_masks: dict[str, list[np.ndarray]] = {m: [] for m in METHODS}
+    rmse: dict[str, dict[str, float]] = {m: {} for m in METHODS}
+    main_seen = None
+    for number, subset in enumerate(band_sets(usable, bands)):
+        index = list(subset.observations)
+        stacks = {b: stack.reflectance[b][index] for b in subset.bands}
+        clear, valid = stack.state.clear[index], stack.state.valid[index]
+        seen = clear.any(axis=0)
+        main_seen = seen if number == 0 else main_seen
+        flags_path = outputs.flags if number == 0 else subset_path(outputs.flags, subset.bands)
+        flags = _read(flags_path)
+        for band in subset.bands:
+            frc = _read(outputs.frc[band]).astype(np.float32)
+            results["synthesis"][band] = np.where(frc == -10000, np.nan, frc / 10000)
+        kept = np.isin(flags, (FLAG_CLEAR, FLAG_WATER, FLAG_SNOW))
+        left_masks["synthesis"].append(seen & ~kept)
+        pixel_m = abs(grid.transform.a)
+        for method, values in {
+            "median": baselines.clear_median(stacks, clear),
+            "bap": _bap(stacks, clear, valid, days[index], pixel_m, subset.bands),
+            "geomedian": baselines.geometric_median(stacks, clear),
+            "min-blue": _min_blue(stacks, clear, stack, index),
+            "recent": baselines.most_recent_clear(stacks, clear, days[index]),
+        }.items():
+            results[method].update(values)
+            left_masks[method].append(seen & ~np.isfinite(next(iter(values.values()))))
+        for band in subset.bands:
+            expected = truth(band)
+            for method in METHODS:
+                error = results[method][band][seen] - expected[seen]
+                rmse[method][band] = float(np.sqrt(np.nanmean(error**2)) * 10000)
+    assert main_seen is not None
+    left = {
+        m: 100.0 * float(np.mean([x.sum() for x in v])) / main_seen.sum()
+        for m, v in left_masks.items()
+    }
+    return Scores(rmse, left, int(main_seen.sum()))
+
+
+def _bap(stacks, clear, valid, days, pixel_m, bands):  # type: ignore[no-untyped-def]
+    """FORCE scoring needs blue and red: groups without them score on the 10 m pair."""
+    if "B2" in bands and "B4" in bands:
+        return baselines.best_available_pixel(stacks, clear, valid, days, pixel_m)
+    proxy = dict(stacks, B2=stacks[bands[0]], B4=stacks[bands[0]] * 0)
+    picked = baselines.best_available_pixel(proxy, clear, valid, days, pixel_m)
+    return {b: picked[b] for b in bands}
+
+
+def _min_blue(stacks, clear, stack, index):  # type: ignore[no-untyped-def]
+    """Lowest blue of the clear observations; the blue of the R2 group is B2 read at 20 m."""
+    with_blue = dict(stacks, _blue=stack.blue[index])
+    picked = baselines.minimum_blue(with_blue, clear, blue="_blue")
+    return {b: picked[b] for b in stacks}
+
+
+def run_level(
+    level: str, tile: str, resolution: float, seed: int, folder: Path
+) -> dict[str, Scores]:
+    centre, half = dt.date(2018, 7, 15), 23
+    plan = acquisitions(centre, half)
+    rng = np.random.default_rng([seed, LEVELS.index(level)])
+    products = folder / level
+    paths = [
+        simulate_product(
+            tile,
+            overpass_time(tile, day, platform),
+            platform,
+            products,
+            resolution=resolution,
+            seed=seed * 1000 + i,
+            cloud_cover=cover,
+        )
+        for i, ((platform, day), cover) in enumerate(
+            zip(plan, cloud_covers(level, len(plan), rng), strict=True)
+        )
+    ]
+    observations = [observation_from_zip(p) for p in paths]
+    geometries = group_geometries(tile, "SENTINEL2A", resolution)
+    from sansnuages import grid as s2grid
+
+    epsg = s2grid.tile(tile).epsg
+    scores = {}
+    for group in SENTINEL2_GROUPS:
+        geom = geometries[group]
+        grid = OutputGrid(f"EPSG:{epsg}", Affine(*geom.transform[:6]), geom.ncols, geom.nrows)
+        out = folder / f"{level}-{group}"
+        out.mkdir()
+        scores[group] = run_group(
+            observations,
+            group,
+            grid,
+            lambda band, g=geom: truth_reflectance(tile, band, centre, g),
+            centre,
+            half,
+            out,
+        )
+    return scores
+
+
+def print_table(level: str, scores: dict[str, Scores]) -> None:
+    bands = [b for g in SENTINEL2_GROUPS for b in SENTINEL2_GROUPS[g]]
+    print(
+        f"\n### {level} (pixels with a clear view: {scores['R1'].pixels} at 10 m-equivalent grid)"
+    )
+    print("| method | " + " | ".join(bands) + " | left cloudy/empty R1 % |")
+    print("|---" * (len(bands) + 2) + "|")
+    best = {
+        b: min(scores[g].rmse[m][b] for m in METHODS)
+        for g in SENTINEL2_GROUPS
+        for b in SENTINEL2_GROUPS[g]
+    }
+    for method in METHODS:
+        cells = []
+        for group in SENTINEL2_GROUPS:
+            for band in SENTINEL2_GROUPS[group]:
+                value = scores[group].rmse[method][band]
+                cells.append(f"**{value:.0f}**" if value == best[band] else f"{value:.0f}")
+        print(f"| {method} | " + " | ".join(cells) + f" | {scores['R1'].left[method]:.2f} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--tile", default="31UFS")
+    parser.add_argument("--resolution", type=float, default=150.0, help="R1 pixel size (m)")
+    parser.add_argument("--levels", default=",".join(LEVELS))
+    parser.add_argument("--seed", type=int, default=3)
+    parser.add_argument(
+        "--haze-scale", type=float, default=HAZE_BLUE_SCALE, help="0: WASP v1.0 weights only"
+    )
+    args = parser.parse_args()
+    HAZE[0] = args.haze_scale
+    print("RMSE against the truth on the 15th, reflectance x 10000 (lower is better; best in bold)")
+    wins, cells = 0, 0
+    for level in args.levels.split(","):
+        started = time.monotonic()
+        with tempfile.TemporaryDirectory() as folder:
+            scores = run_level(level, args.tile, args.resolution, args.seed, Path(folder))
+        print_table(level, scores)
+        for group in SENTINEL2_GROUPS:
+            for band in SENTINEL2_GROUPS[group]:
+                cells += 1
+                rmse = scores[group].rmse
+                wins += rmse["synthesis"][band] <= min(rmse[m][band] for m in METHODS)
+        print(f"({time.monotonic() - started:.0f} s)")
+    print(f"\nsynthesis best in {wins} of {cells} band x level cells")
+
+
+if __name__ == "__main__":
+    main()

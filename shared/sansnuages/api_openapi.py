@@ -1,0 +1,246 @@
+"""The API's self-description: OpenAPI 3.0 document, its HTML page, queryables and sortables.
+
+The OpenAPI document describes every route and parameter the resolver serves, so that a client
+generator or a fuzzer (the test suite runs schemathesis on it) sees the real API.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+OPENAPI = "application/vnd.oai.openapi+json;version=3.0"
+SCHEMA_JSON = "application/schema+json"
+JSON_SCHEMA = "https://json-schema.org/draft/2019-09/schema"
+QUERYABLES_REL = "http://www.opengis.net/def/rel/ogc/1.0/queryables"
+SORTABLE_FIELDS = ("datetime", "id")
+
+QUERYABLES: dict[str, dict[str, Any]] = {
+    "id": {"title": "Item id", "type": "string"},
+    "collection": {"title": "Collection id", "type": "string"},
+    "geometry": {"title": "Footprint", "type": "object", "format": "geometry-any"},
+    "datetime": {"title": "Acquisition time", "type": "string", "format": "date-time"},
+    "start_datetime": {"title": "Start of a synthesis", "type": "string", "format": "date-time"},
+    "end_datetime": {"title": "End of a synthesis", "type": "string", "format": "date-time"},
+    "eo:cloud_cover": {"title": "Cloud cover (%)", "type": "number", "minimum": 0, "maximum": 100},
+    "grid:code": {"title": "Tile (e.g. MGRS-31TCJ)", "type": "string"},
+    "platform": {"title": "Platform", "type": "string"},
+    "constellation": {"title": "Constellation", "type": "string"},
+    "instruments": {"title": "Instruments", "type": "array", "items": {"type": "string"}},
+    "processing:level": {"title": "Processing level", "type": "string"},
+}
+"""Properties a filter may name; others are allowed and simply absent from most Items."""
+
+
+def queryables(href: str, title: str = "Queryables") -> dict[str, Any]:
+    return {
+        "$schema": JSON_SCHEMA,
+        "$id": href,
+        "type": "object",
+        "title": title,
+        "properties": QUERYABLES,
+        "additionalProperties": True,
+    }
+
+
+def sortables(href: str) -> dict[str, Any]:
+    return {
+        "$schema": JSON_SCHEMA,
+        "$id": href,
+        "type": "object",
+        "title": "Sortables (datetime, with id as the tiebreaker)",
+        "properties": {name: QUERYABLES[name] for name in SORTABLE_FIELDS},
+        "additionalProperties": False,
+    }
+
+
+# --- the OpenAPI document --------------------------------------------------------------------
+
+_STRING_LIST = {"type": "array", "items": {"type": "string", "minLength": 1}}
+_ERROR = {
+    "type": "object",
+    "required": ["code", "description"],
+    "properties": {"code": {"type": "string"}, "description": {"type": "string"}},
+}
+
+
+def _query(name: str, schema: dict[str, Any], description: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": schema,
+        "description": description,
+        **extra,
+    }
+
+
+_ARRAY = {"style": "form", "explode": False}
+_SEARCH_PARAMETERS = [
+    _query(
+        "bbox",
+        {"type": "array", "items": {"type": "number"}, "minItems": 4, "maxItems": 6},
+        "xmin,ymin,xmax,ymax (or 6 numbers for 3D), WGS84",
+        **_ARRAY,
+    ),
+    _query("datetime", {"type": "string"}, "RFC 3339 instant or interval, '..' for open ends"),
+    _query("limit", {"type": "integer", "minimum": 1}, "page size (default 10, clamped)"),
+    _query("ids", _STRING_LIST, "Item ids", **_ARRAY),
+    _query("collections", _STRING_LIST, "collection ids", **_ARRAY),
+    _query("intersects", {"type": "string"}, "a GeoJSON geometry, as JSON text"),
+    _query("filter", {"type": "string"}, "a CQL2 filter"),
+    _query("filter-lang", {"type": "string", "enum": ["cql2-text", "cql2-json"]}, "CQL2 form"),
+    _query("sortby", {"type": "string"}, "'-datetime' or '+datetime' (id breaks ties)"),
+    _query("fields", {"type": "string"}, "fields to include (name or +name), exclude (-name)"),
+    _query("query", {"type": "string"}, "query extension object, as JSON text"),
+    _query("token", {"type": "string"}, "paging token from a next link"),
+]
+_ITEMS_PARAMETERS = [
+    p for p in _SEARCH_PARAMETERS if p["name"] not in ("collections", "ids", "intersects")
+]
+_SEARCH_BODY = {
+    "type": "object",
+    "properties": {
+        "bbox": {"type": "array", "items": {"type": "number"}, "minItems": 4, "maxItems": 6},
+        "datetime": {"type": "string"},
+        "limit": {"type": "integer", "minimum": 1},
+        "ids": _STRING_LIST,
+        "collections": _STRING_LIST,
+        "intersects": {"type": "object"},
+        "filter": {"oneOf": [{"type": "object"}, {"type": "string"}]},
+        "filter-lang": {"type": "string", "enum": ["cql2-text", "cql2-json"]},
+        "filter-crs": {"type": "string"},
+        "sortby": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["field"],
+                "properties": {
+                    "field": {"type": "string"},
+                    "direction": {"type": "string", "enum": ["asc", "desc"]},
+                },
+            },
+        },
+        "fields": {
+            "type": "object",
+            "properties": {"include": _STRING_LIST, "exclude": _STRING_LIST},
+        },
+        "query": {"type": "object"},
+        "token": {"type": "string"},
+    },
+}
+_PATH_ID = {"type": "string", "minLength": 1}
+
+
+def _responses(media_type: str, description: str, not_found: bool = False) -> dict[str, Any]:
+    error = {"content": {"application/json": {"schema": _ERROR}}}
+    responses: dict[str, Any] = {
+        "200": {"description": description, "content": {media_type: {"schema": {}}}},
+        "400": {"description": "bad request", **error},
+    }
+    if not_found:
+        responses["404"] = {"description": "not found", **error}
+    return responses
+
+
+def _get(operation_id: str, summary: str, media_type: str, **extra: Any) -> dict[str, Any]:
+    not_found = bool(extra.pop("not_found", False))
+    return {
+        "operationId": operation_id,
+        "summary": summary,
+        "responses": _responses(media_type, summary, not_found),
+        **extra,
+    }
+
+
+def _path_parameter(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": _PATH_ID}
+
+
+def openapi_document(base: str, title: str, description: str) -> dict[str, Any]:
+    """OpenAPI 3.0 for every route of the STAC API, with `base` as its server."""
+    collection = _path_parameter("collectionId")
+    geojson, json_ = "application/geo+json", "application/json"
+    search_body = {"content": {json_: {"schema": _SEARCH_BODY}}, "required": False}
+    paths: dict[str, Any] = {
+        "/": {"get": _get("getLandingPage", "landing page", json_)},
+        "/conformance": {"get": _get("getConformance", "conformance classes", json_)},
+        "/api": {"get": _get("getOpenApi", "this document", OPENAPI)},
+        "/api.html": {"get": _get("getApiDocumentation", "API documentation", "text/html")},
+        "/queryables": {"get": _get("getQueryables", "queryables", SCHEMA_JSON)},
+        "/sortables": {"get": _get("getSortables", "sortables", SCHEMA_JSON)},
+        "/collections": {"get": _get("getCollections", "collections", json_)},
+        "/collections/{collectionId}": {
+            "get": _get(
+                "describeCollection", "a collection", json_, parameters=[collection], not_found=True
+            )
+        },
+        "/collections/{collectionId}/queryables": {
+            "get": _get(
+                "getCollectionQueryables",
+                "queryables of a collection",
+                SCHEMA_JSON,
+                parameters=[collection],
+                not_found=True,
+            )
+        },
+        "/collections/{collectionId}/items": {
+            "get": _get(
+                "getFeatures",
+                "items of a collection",
+                geojson,
+                parameters=[collection, *_ITEMS_PARAMETERS],
+                not_found=True,
+            )
+        },
+        "/collections/{collectionId}/items/{featureId}": {
+            "get": _get(
+                "getFeature",
+                "one item",
+                geojson,
+                parameters=[collection, _path_parameter("featureId")],
+                not_found=True,
+            )
+        },
+        "/search": {
+            "get": _get("getItemSearch", "item search", geojson, parameters=_SEARCH_PARAMETERS),
+            "post": {
+                "operationId": "postItemSearch",
+                "summary": "item search",
+                "requestBody": search_body,
+                "responses": _responses(geojson, "item search"),
+            },
+        },
+    }
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": title, "description": description, "version": "1.0.0"},
+        "servers": [{"url": base}],
+        "paths": paths,
+    }
+
+
+def documentation_page(base: str, title: str, description: str) -> str:
+    """The service-doc: a plain HTML page listing the routes and how to search."""
+    rows = "".join(
+        f"<tr><td><code>{html.escape(method.upper())}</code></td>"
+        f"<td><code>{html.escape(path)}</code></td>"
+        f"<td>{html.escape(operation.get('summary', ''))}</td></tr>"
+        for path, methods in openapi_document(base, title, description)["paths"].items()
+        for method, operation in methods.items()
+    )
+    safe_base = html.escape(base)
+    return (
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)} STAC API</title></head><body>"
+        f"<h1>{html.escape(title)} STAC API</h1><p>{html.escape(description)}</p>"
+        f"<p>OpenAPI document: <a href='{safe_base}/api'>{safe_base}/api</a></p>"
+        "<p>Search with pystac-client:</p><pre>"
+        "from pystac_client import Client\n"
+        f"client = Client.open('{safe_base}/')\n"
+        "search = client.search(collections=['sentinel2-l2a'], bbox=[1, 43, 2, 44],\n"
+        "                       datetime='2024-01', filter='eo:cloud_cover &lt; 20')\n"
+        "for item in search.items(): print(item.id)</pre>"
+        f"<table><tr><th>method</th><th>path</th><th>what</th></tr>{rows}</table>"
+        "</body></html>"
+    )

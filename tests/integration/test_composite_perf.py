@@ -1,0 +1,26 @@
+"""bench/composite_perf.py at a small size: the benchmark keeps running, and the synthesis
+writes what the I/O floor writes."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "composite_perf.py"
+
+
+def test_the_performance_benchmark_runs_at_a_small_size(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = importlib.util.spec_from_file_location("composite_perf", BENCH)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "composite_perf", bench)  # dataclasses look it up
+    spec.loader.exec_module(bench)
+    results = bench.main(["--size", "546", "--s2", "2", "--l8", "1", "--routes", "floor,synthesis"])
+    assert {route: code for route, (_, _, code) in results.items()} == {"floor": 0, "synthesis": 0}
+    assert all(rss > 50 for _, rss, _ in results.values())
+    assert "synthesis / I/O floor" in capsys.readouterr().out

@@ -1,0 +1,224 @@
+"""The map: tiles and TileJSON of mosaics stored on the S3 server, and the viewer in Chromium."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import urllib.error
+import urllib.request
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from rasterio.errors import NotGeoreferencedWarning
+from rasterio.features import geometry_mask
+from rasterio.warp import transform_geom
+from shapely.geometry import Polygon, mapping, shape
+
+from sansnuages import cog, storage
+from sansnuages.catalog import Catalog
+from sansnuages.local.http_front import HttpFront
+from sansnuages.map_routes import add_map_routes
+from sansnuages.publish import ensure_collection
+from sansnuages.settings import Settings
+from sansnuages.stac_api import make_resolver
+from sansnuages.storage import DataBucket
+
+AREA = Polygon([(4.0, 50.2), (5.6, 50.2), (5.6, 51.0), (4.0, 51.0)])
+CRS, RES = "EPSG:3035", 500.0
+COLOURS = {"2018-07": (200, 40, 160), "2018-08": (40, 200, 90)}
+"""One flat, unmistakable colour per month: a screenshot shows which month was drawn."""
+
+
+@dataclass(frozen=True)
+class MapApi:
+    url: str
+    settings: Settings
+
+
+def _publish_mosaic(bucket: DataBucket, catalog: Catalog, month: str) -> str:
+    """A small true-colour mosaic COG (flat colour inside AREA, 0 outside) and its Item."""
+    area = shape(transform_geom("EPSG:4326", CRS, mapping(AREA)))
+    left, bottom, right, top = (round(v / RES) * RES for v in area.bounds)
+    width, height = int((right - left) / RES), int((top - bottom) / RES)
+    affine = Affine(RES, 0, left, 0, -RES, top)
+    inside = geometry_mask([mapping(area)], (height, width), affine, invert=True)
+    rgb = np.stack([np.where(inside, c, 0) for c in COLOURS[month]]).astype("uint8")
+    item_id = f"mosaic-TST-{month}"
+    key = f"mosaics/TST/{month.replace('-', '/')}/{item_id}.tif"
+    with rasterio.Env(**bucket.settings.gdal_options()):
+        cog.write_cog(
+            storage.vsi_path(bucket.name, key),
+            rgb,
+            crs=CRS,
+            transform=affine,
+            nodata=0,
+            photometric="RGB",
+        )
+    ensure_collection(bucket, catalog, "mosaics")
+    catalog.put_item(
+        {
+            "type": "Feature",
+            "stac_version": "1.1.0",
+            "id": item_id,
+            "collection": "mosaics",
+            "geometry": mapping(AREA),
+            "bbox": list(AREA.bounds),
+            "properties": {
+                # the 46-day window of a month's synthesis starts in the month before
+                "datetime": f"{month}-15T00:00:00Z",
+                "start_datetime": f"{month[:5]}{int(month[5:]) - 1:02d}-23T00:00:00Z",
+                "end_datetime": f"{month[:5]}{int(month[5:]) + 1:02d}-07T00:00:00Z",
+                "sansnuages:area": "Testland",
+                "sansnuages:area_id": "TST",
+            },
+            "links": [],
+            "assets": {
+                "visual": {
+                    "href": storage.s3_href(bucket.name, key),
+                    "type": "image/tiff; application=geotiff; profile=cloud-optimized",
+                    "proj:transform": list(affine)[:6],
+                    "proj:shape": [height, width],
+                }
+            },
+        }
+    )
+    return item_id
+
+
+@pytest.fixture()
+def map_api(function_settings: Settings) -> Iterator[MapApi]:
+    bucket = DataBucket(function_settings)
+    catalog = Catalog(function_settings.catalog_table, settings=function_settings)
+    for month in COLOURS:
+        _publish_mosaic(bucket, catalog, month)
+    app = add_map_routes(make_resolver(catalog, function_settings), catalog, function_settings)
+    front = HttpFront(lambda event, context: app.resolve(event, context)).start()
+    yield MapApi(front.url, function_settings)
+    front.stop()
+
+
+def _png(data: bytes) -> np.ndarray:
+    """(height, width, bands) of a PNG, read with GDAL (a PNG has no georeferencing)."""
+    with warnings.catch_warnings(), rasterio.MemoryFile(data) as memory:
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with memory.open() as src:
+            return np.moveaxis(src.read(), 0, -1)
+
+
+def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=20) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+
+
+def test_tilejson_and_a_tile_over_the_mosaic(map_api: MapApi) -> None:
+    status, _, body = _get(f"{map_api.url}/map/mosaic-TST-2018-07/tilejson.json")
+    assert status == 200
+    document = json.loads(body)
+    assert document["tilejson"] == "3.0.0"
+    assert document["minzoom"] < document["maxzoom"]
+    west, south, east, north = document["bounds"]
+    assert west == pytest.approx(4.0) and north == pytest.approx(51.0)
+    # zoom 10 tile holding (4.8 E, 50.6 N), inside the area: every pixel is the July colour
+    url = document["tiles"][0].format(z=10, x=525, y=344)
+    status, headers, png = _get(url)
+    assert status == 200 and headers["Content-Type"] == "image/png"
+    assert "max-age" in headers["Cache-Control"]
+    rgba = _png(png)
+    assert rgba.shape == (256, 256, 4)
+    assert (rgba[..., 3] == 255).all()
+    assert (np.abs(rgba[..., :3].astype(int) - COLOURS["2018-07"]) <= 1).all()
+    again, _, _ = _get(url, {"If-None-Match": headers["ETag"]})
+    assert again == 304
+
+
+def test_tile_at_the_border_is_transparent_outside(map_api: MapApi) -> None:
+    # zoom 8 tile spanning the area's western edge (4.0 E): part drawn, part transparent
+    status, _, png = _get(f"{map_api.url}/map/mosaic-TST-2018-07/tiles/8/130/86.png")
+    assert status == 200
+    alpha = _png(png)[..., 3]
+    assert 0 < (alpha == 255).mean() < 1
+    assert set(np.unique(alpha).tolist()) <= {0, 255}
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/map/mosaic-TST-2018-07/tiles/10/0/0.png", 404),  # outside the mosaic
+        ("/map/mosaic-TST-2018-07/tiles/30/0/0.png", 404),  # outside the zoom range
+        ("/map/mosaic-TST-2018-07/tiles/ten/0/0.png", 400),
+        ("/map/no-such-mosaic/tilejson.json", 404),
+        ("/map/areas/XXX", 404),
+        ("/viewer/static/secrets.txt", 404),
+    ],
+)
+def test_bad_map_requests(map_api: MapApi, path: str, status: int) -> None:
+    assert _get(map_api.url + path)[0] == status
+
+
+def test_months_of_an_area(map_api: MapApi) -> None:
+    status, _, body = _get(f"{map_api.url}/map/areas/TST")
+    assert status == 200
+    document = json.loads(body)
+    assert [m["month"] for m in document["months"]] == ["2018-07", "2018-08"]
+    assert document["border"]["type"] == "Polygon"
+    status, headers, script = _get(f"{map_api.url}/viewer/static/leaflet.js")
+    assert status == 200 and b"Leaflet" in script[:2000]
+
+
+def _screenshot(url: str, folder: Path) -> np.ndarray:
+    chromium = shutil.which("chromium")
+    assert chromium, "chromium is missing: apt-get install -y chromium (make browser)"
+    out = folder / "shot.png"
+    subprocess.run(
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--no-first-run",
+            "--disable-sync",
+            f"--user-data-dir={folder / 'profile'}",
+            "--window-size=800,600",
+            "--virtual-time-budget=20000",
+            f"--screenshot={out}",
+            url,
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    return _png(out.read_bytes())[..., :3].astype(int)
+
+
+def _share_of(shot: np.ndarray, colour: tuple[int, int, int]) -> float:
+    return float((np.abs(shot - colour).max(axis=2) <= 3).mean())
+
+
+@pytest.mark.parametrize(("month", "other"), [("2018-07", "2018-08"), ("2018-08", "2018-07")])
+def test_viewer_draws_the_chosen_month(
+    map_api: MapApi, tmp_path: Path, month: str, other: str
+) -> None:
+    shot = _screenshot(f"{map_api.url}/viewer/TST?month={month}", tmp_path)
+    assert _share_of(shot, COLOURS[month]) > 0.2, "the mosaic is not drawn"
+    assert _share_of(shot, COLOURS[other]) == 0.0
+
+
+def test_the_built_core_layer_carries_the_map_library() -> None:
+    """The viewer works offline on Lambda only if `sam build` copied Leaflet into the layer."""
+    root = Path(__file__).resolve().parents[2]
+    vendor = root / ".aws-sam/build/CoreLayer/python/sansnuages/viewer/vendor"
+    assert (vendor / "leaflet.js").is_file(), "run `make sam` (npm ci, then sam build)"
+    assert b"1.9.4" in (vendor / "leaflet.js").read_bytes()[:400]

@@ -1,0 +1,145 @@
+"""The mosaic stage on the S3 server: one COG for a small area, parts fanned out for a large one."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import boto3
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from rasterio.warp import transform
+
+from sansnuages import cog, grid, storage
+from sansnuages.catalog import Catalog
+from sansnuages.errors import InvalidRequest
+from sansnuages.jobs import JobState, JobStore
+from sansnuages.mosaic_job import Mosaicker
+from sansnuages.period import SynthesisPeriod
+from sansnuages.publish import ensure_collection
+from sansnuages.settings import Settings
+from sansnuages.storage import DataBucket
+
+MONTH = "2018-07"
+TILES = {"31UFS": (800, 600, 400), "31UGS": (1600, 1200, 200)}
+"""Two Belgian tiles, each one flat colour (DN of B4, B3, B2)."""
+PIXEL = 1830.0  # 60 px per 109.8 km tile: small rasters, real geometry
+
+
+def _l3a_item(bucket: DataBucket, name: str, job_id: str) -> dict[str, Any]:
+    tile = grid.tile(name)
+    affine = Affine(PIXEL, 0, tile.ulx, 0, -PIXEL, tile.uly)
+    size = round(tile.size_m / PIXEL)
+    period = SynthesisPeriod.parse(MONTH)
+    prefix = f"l3a/{name}/2018/07/L3A-{name}/"
+    assets = {}
+    for band, dn in zip(("B4", "B3", "B2"), TILES[name], strict=True):
+        key = f"{prefix}FRC_{band}.tif"
+        with rasterio.Env(**bucket.settings.gdal_options()):
+            cog.write_cog(
+                storage.vsi_path(bucket.name, key),
+                np.full((size, size), dn, "int16"),
+                crs=f"EPSG:{tile.epsg}",
+                transform=affine,
+                nodata=-10000,
+            )
+        assets[f"FRC_{band}"] = {
+            "href": storage.s3_href(bucket.name, key),
+            "proj:transform": list(affine)[:6],
+            "raster:bands": [{"scale": 1e-4, "nodata": -10000}],
+        }
+    footprint = tile.footprint_lonlat()
+    return {
+        "type": "Feature",
+        "stac_version": "1.1.0",
+        "id": f"L3A-{name}-{MONTH}",
+        "collection": "sentinel2-l3a",
+        "geometry": footprint.__geo_interface__,
+        "bbox": list(footprint.bounds),
+        "properties": {
+            "datetime": period.centre_datetime.isoformat(),
+            "start_datetime": period.start.isoformat(),
+            "end_datetime": period.end.isoformat(),
+            "grid:code": f"MGRS-{name}",
+            "sansnuages:job": job_id,
+        },
+        "links": [],
+        "assets": assets,
+    }
+
+
+def _setup(settings: Settings) -> tuple[DataBucket, Catalog, JobStore, str]:
+    bucket = DataBucket(settings)
+    catalog = Catalog(settings.catalog_table, settings=settings)
+    jobs = JobStore(settings)
+    job, _ = jobs.create(MONTH, "Belgium", "BEL", sorted(TILES))
+    ensure_collection(bucket, catalog, "sentinel2-l3a")
+    for name in TILES:
+        catalog.put_item(_l3a_item(bucket, name, job.job_id))
+    return bucket, catalog, jobs, job.job_id
+
+
+def _colour_at(path: str, settings: Settings, lon: float, lat: float) -> list[int]:
+    with rasterio.Env(**settings.gdal_options()), rasterio.open(path) as src:
+        (x,), (y,) = transform("EPSG:4326", src.crs, [lon], [lat])
+        return [int(v) for v in next(src.sample([(x, y)]))]
+
+
+def test_a_small_area_is_one_cog(function_settings: Settings) -> None:
+    bucket, catalog, jobs, job_id = _setup(function_settings)
+    mosaicker = Mosaicker(function_settings, bucket, catalog, jobs)
+    item_key = mosaicker.run(job_id, resolution=1000.0)
+    assert item_key == "mosaics/BEL/2018/07/mosaic-BEL-2018-07.json"
+    item = bucket.get_json(item_key)
+    assert item["assets"]["visual"]["type"].startswith("image/tiff; application=geotiff")
+    assert "overview" not in item["assets"]
+    assert {link["rel"] for link in item["links"]} >= {"derived_from"}
+    assert item["properties"]["sansnuages:piece"] == 0
+    job = jobs.get(job_id)
+    assert job is not None and job.state == JobState.DONE and job.mosaic_item == item_key
+
+
+def test_a_large_area_is_built_as_parts_by_parallel_messages(function_settings: Settings) -> None:
+    bucket, catalog, jobs, job_id = _setup(function_settings)
+    mosaicker = Mosaicker(function_settings, bucket, catalog, jobs, part_pixels=64)
+    assert mosaicker.run(job_id, resolution=1000.0) is None  # planned, parts queued
+    sqs = boto3.client(
+        "sqs", endpoint_url=function_settings.endpoint_url, region_name=function_settings.region
+    )
+    messages = []
+    while batch := sqs.receive_message(
+        QueueUrl=function_settings.mosaic_queue_url, MaxNumberOfMessages=10
+    ).get("Messages"):
+        messages.extend(json.loads(m["Body"]) for m in batch)
+    assert len(messages) >= 4 and all(set(m) == {"plan", "part"} for m in messages)
+    assert jobs.get(job_id).state != JobState.DONE  # type: ignore[union-attr]
+    results = [mosaicker.handle(m) for m in messages]  # the pump, in any order
+    item_key = results[-1]
+    assert item_key == "mosaics/BEL/2018/07/mosaic-BEL-2018-07.json"
+    assert results[:-1] == [None] * (len(results) - 1)
+    item = bucket.get_json(item_key)
+    parts = [k for k in item["assets"] if k.startswith("part-")]
+    assert len(parts) >= 4
+    assert item["assets"]["visual"]["type"] == "application/x-vrt"
+    assert "overview" in item["assets"]["overview"]["roles"]
+    vrt = cog.s3_to_vsi(item["assets"]["visual"]["href"])
+    overview = cog.s3_to_vsi(item["assets"]["overview"]["href"])
+    for path in (vrt, overview):
+        # 1 + DN / 2000 * 254 in each tile's own interior, whichever part holds the pixel
+        assert _colour_at(path, function_settings, 4.9, 50.85) == [103, 77, 52]  # 31UFS
+        assert _colour_at(path, function_settings, 6.1, 50.45) == [204, 153, 26]  # 31UGS
+        assert _colour_at(path, function_settings, 5.75, 51.25) == [0, 0, 0]  # Weert, NL
+    job = jobs.get(job_id)
+    assert job is not None and job.state == JobState.DONE and job.mosaic_item == item_key
+    again = mosaicker.handle(messages[0])  # a duplicate delivery: nothing rebuilt, same Item
+    assert again == item_key
+
+
+def test_a_part_outside_the_plan_is_refused(function_settings: Settings) -> None:
+    bucket, catalog, jobs, job_id = _setup(function_settings)
+    mosaicker = Mosaicker(function_settings, bucket, catalog, jobs, part_pixels=64, fan_out=False)
+    assert mosaicker.run(job_id, resolution=1000.0) is not None  # parts built in this call
+    with pytest.raises(InvalidRequest, match="no part"):
+        mosaicker.handle({"plan": "mosaics/BEL/2018/07/parts/plan.json", "part": "r999c999"})
