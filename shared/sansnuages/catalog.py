@@ -510,6 +510,23 @@ class Catalog:
         resume = Position.from_token(position, descending) if position is not None else None
         return self._search_streams(collections, query, limit, resume)
 
+    def iter_items(
+        self,
+        collections: list[str] | None,
+        bbox: tuple[float, ...] | None = None,
+        datetime_range: DatetimeRange | None = None,
+        filters: dict[str, object] | None = None,
+        page_size: int = 500,
+    ) -> Iterator[dict[str, Any]]:
+        """Every matching Item, page after page: for the stages, which need them all."""
+        token: str | None = None
+        while True:
+            page = self.search(collections, bbox, datetime_range, None, page_size, token, filters)
+            yield from page.items
+            token = page.next_token
+            if not token:
+                return
+
     # --- internals ----------------------------------------------------------------------
 
     def _item_records(

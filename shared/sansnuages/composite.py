@@ -136,21 +136,14 @@ class TileTask:
 
 def tile_items(catalog: Catalog, tile: str, period: SynthesisPeriod) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
-    token: str | None = None
-    while True:
-        page = catalog.search(
-            collections=L2A_COLLECTIONS,
-            bbox=None,
+    items.extend(
+        catalog.iter_items(
+            L2A_COLLECTIONS,
             datetime_range=(period.start, period.end),
-            ids=None,
-            limit=500,
-            token=token,
             filters={"grid:code": f"MGRS-{tile}"},
         )
-        items.extend(page.items)
-        token = page.next_token
-        if not token:
-            return newest_versions(items)
+    )
+    return newest_versions(items)
 
 
 def newest_versions(items: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -22,20 +22,7 @@ from .storage import DataBucket, split_s3_href
 
 
 def count_items(catalog: Catalog, collections: list[str]) -> int:
-    total, token = 0, None
-    while True:
-        page = catalog.search(
-            collections=collections,
-            bbox=None,
-            datetime_range=None,
-            ids=None,
-            limit=1000,
-            token=token,
-        )
-        total += len(page.items)
-        token = page.next_token
-        if not token:
-            return total
+    return sum(1 for _ in catalog.iter_items(collections, page_size=1000))
 
 
 def wait_for_ingest(

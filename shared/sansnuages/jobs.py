@@ -7,6 +7,7 @@ pending tiles is one transaction, and only one caller can claim the mosaic once 
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -74,6 +75,17 @@ def _now() -> str:
 def _is_conditional_failure(error: ClientError) -> bool:
     code = error.response.get("Error", {}).get("Code", "")
     return code in ("ConditionalCheckFailedException", "TransactionCanceledException")
+
+
+def _conditionally(write: Callable[[], object]) -> bool:
+    """Run a conditional write: False when its condition did not hold, True when it happened."""
+    try:
+        write()
+    except ClientError as error:
+        if _is_conditional_failure(error):
+            return False
+        raise
+    return True
 
 
 def _set_expression(
@@ -155,8 +167,8 @@ class JobStore:
         pk = {"S": f"job#{job_id}"}
         values: dict[str, Any] = {":new": {"S": state}, ":pending": {"S": TileState.PENDING}}
         update, names = _set_expression({"#s": ":new"}, {"reason": reason, "item": item}, values)
-        try:
-            self.client.transact_write_items(
+        return _conditionally(
+            lambda: self.client.transact_write_items(
                 TransactItems=[
                     {
                         "Update": {
@@ -178,19 +190,15 @@ class JobStore:
                     },
                 ]
             )
-        except ClientError as error:
-            if _is_conditional_failure(error):
-                return False
-            raise
-        return True
+        )
 
     def reopen_tile(self, job_id: str, tile: str) -> bool:
         """Put a failed tile back to pending (its message is being re-driven) and the job back
         to running, so that the mosaic is made again once the tile finishes. False when the
         tile is not failed (a re-drive of a tile that has since succeeded changes nothing)."""
         pk = {"S": f"job#{job_id}"}
-        try:
-            self.client.transact_write_items(
+        return _conditionally(
+            lambda: self.client.transact_write_items(
                 TransactItems=[
                     {
                         "Update": {
@@ -219,16 +227,12 @@ class JobStore:
                     },
                 ]
             )
-        except ClientError as error:
-            if _is_conditional_failure(error):
-                return False
-            raise
-        return True
+        )
 
     def claim_mosaic(self, job_id: str) -> bool:
         """True for exactly one caller, once no tile is pending."""
-        try:
-            self.client.update_item(
+        return _conditionally(
+            lambda: self.client.update_item(
                 TableName=self.table,
                 Key={"pk": {"S": f"job#{job_id}"}, "sk": {"S": "job"}},
                 UpdateExpression="SET #s = :queued",
@@ -240,11 +244,7 @@ class JobStore:
                     ":zero": {"N": "0"},
                 },
             )
-        except ClientError as error:
-            if _is_conditional_failure(error):
-                return False
-            raise
-        return True
+        )
 
     def finish(
         self, job_id: str, state: JobState, item: str | None = None, reason: str | None = None

@@ -109,19 +109,13 @@ def mosaics_of_area(catalog: Catalog, area_id: str | None) -> list[dict[str, Any
 
     One Item per area and month: even decades of monthly mosaics are a few hundred records.
     """
-    found: list[dict[str, Any]] = []
-    token: str | None = None
-    while True:
-        page = catalog.search([MOSAIC_COLLECTION], None, None, None, 500, token)
-        found.extend(
-            i
-            for i in page.items
-            if (area_id is None or i["properties"].get("sansnuages:area_id") == area_id)
-            and not i["properties"].get("sansnuages:piece")  # the main piece of an area
-        )
-        token = page.next_token
-        if not token:
-            return sorted(found, key=lambda i: (_month(i), i["id"]))
+    found = [
+        i
+        for i in catalog.iter_items([MOSAIC_COLLECTION])
+        if (area_id is None or i["properties"].get("sansnuages:area_id") == area_id)
+        and not i["properties"].get("sansnuages:piece")  # the main piece of an area
+    ]
+    return sorted(found, key=lambda i: (_month(i), i["id"]))
 
 
 def months_document(items: list[dict[str, Any]], base: str) -> dict[str, Any]:

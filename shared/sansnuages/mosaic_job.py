@@ -96,20 +96,14 @@ def l3a_items(
     catalog: Catalog, period: SynthesisPeriod, bounds: tuple[float, ...]
 ) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
-    token: str | None = None
-    while True:
-        page = catalog.search(
-            collections=[L3A_COLLECTION],
+    items.extend(
+        catalog.iter_items(
+            [L3A_COLLECTION],
             bbox=bounds,
             datetime_range=(period.centre_datetime, period.centre_datetime),
-            ids=None,
-            limit=500,
-            token=token,
         )
-        items.extend(page.items)
-        token = page.next_token
-        if not token:
-            return items
+    )
+    return items
 
 
 def pieces_with_data(

@@ -70,23 +70,16 @@ def tiles_with_observations(
 ) -> list[str]:
     """Tiles whose products in the window touch the area, from the catalog alone."""
     tiles: set[str] = set()
-    token: str | None = None
-    while True:
-        page = catalog.search(
-            collections=L2A_COLLECTIONS,
-            bbox=tuple(area.geometry.bounds),
-            datetime_range=(period.start, period.end),
-            ids=None,
-            limit=SEARCH_PAGE,
-            token=token,
-        )
-        for item in page.items:
-            code = item.get("properties", {}).get("grid:code", "")
-            if code and shape(item["geometry"]).intersects(area.geometry):
-                tiles.add(code.removeprefix("MGRS-"))
-        token = page.next_token
-        if not token:
-            return sorted(tiles)
+    for item in catalog.iter_items(
+        L2A_COLLECTIONS,
+        bbox=tuple(area.geometry.bounds),
+        datetime_range=(period.start, period.end),
+        page_size=SEARCH_PAGE,
+    ):
+        code = item.get("properties", {}).get("grid:code", "")
+        if code and shape(item["geometry"]).intersects(area.geometry):
+            tiles.add(code.removeprefix("MGRS-"))
+    return sorted(tiles)
 
 
 def plan_job(request: JobRequest, settings: Settings) -> tuple[Job, bool]:

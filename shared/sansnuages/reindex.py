@@ -72,10 +72,7 @@ def _json_keys(bucket: DataBucket, prefixes: tuple[str, ...]) -> Iterator[str]:
 def _indexed(catalog: Catalog) -> list[tuple[str, str]]:
     """Every (collection, id) of the index, read page by page before anything is deleted."""
     pairs: list[tuple[str, str]] = []
-    token = None
-    while True:
-        page = catalog.search(None, None, None, None, PAGE, token)
-        pairs.extend((item["collection"], item["id"]) for item in page.items)
-        token = page.next_token
-        if token is None:
-            return pairs
+    pairs.extend(
+        (item["collection"], item["id"]) for item in catalog.iter_items(None, page_size=PAGE)
+    )
+    return pairs
