@@ -122,15 +122,23 @@ def check_expression(expression: Any) -> None:
             raise errors.InvalidRequest(f"unsupported CQL2 operator or function: {op!r}")
 
 
-def parse_query(value: Any) -> dict[str, Any] | None:
-    """The query extension (`{"eo:cloud_cover": {"lt": 10}}`) as CQL2 JSON."""
+def _json_parameter(value: Any, error: str) -> Any:
+    """A parameter given as JSON (POST) or as its JSON text (GET); None when absent or empty."""
     if value is None or value == "" or value == {}:
         return None
     if isinstance(value, str):
         try:
-            value = json.loads(value)
+            return json.loads(value)
         except ValueError as exc:
-            raise errors.InvalidRequest("query must be a JSON object") from exc
+            raise errors.InvalidRequest(error) from exc
+    return value
+
+
+def parse_query(value: Any) -> dict[str, Any] | None:
+    """The query extension (`{"eo:cloud_cover": {"lt": 10}}`) as CQL2 JSON."""
+    value = _json_parameter(value, "query must be a JSON object")
+    if value is None:
+        return None
     if not isinstance(value, dict):
         raise errors.InvalidRequest("query must be a JSON object")
     terms = [term for name, ops in value.items() for term in _query_terms(name, ops)]
@@ -179,13 +187,9 @@ def _scalar(name: str, value: Any) -> Any:
 
 def parse_intersects(value: Any) -> dict[str, Any] | None:
     """A GeoJSON geometry (object or, for GET, its JSON text), checked before it is used."""
-    if value is None or value == "" or value == {}:
+    value = _json_parameter(value, "intersects must be a GeoJSON geometry")
+    if value is None:
         return None
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError as exc:
-            raise errors.InvalidRequest("intersects must be a GeoJSON geometry") from exc
     check_geometry(value)
     return dict(value)
 
