@@ -372,6 +372,16 @@ def _with_extent(collection: dict[str, Any], summary: Summary) -> dict[str, Any]
 # --- the store ----------------------------------------------------------------------------
 
 
+def _index_keys(item: Mapping[str, Any]) -> tuple[str, str, datetime, datetime, str, Any]:
+    """What indexing an Item needs: collection, id, interval, sort key and tile."""
+    collection_id, item_id = item.get("collection"), item.get("id")
+    if not collection_id or not item_id:
+        raise errors.InvalidRequest("an indexed item needs an id and a collection")
+    start, end = item_interval(item)
+    tile = (item.get("properties") or {}).get(TILE_PROPERTY)
+    return str(collection_id), str(item_id), start, end, item_sort_key(start, item_id), tile
+
+
 class Catalog:
     """The catalog index in one DynamoDB table (see the module docstring for the records)."""
 
@@ -417,12 +427,7 @@ class Catalog:
 
     def put_item(self, item: Mapping[str, Any]) -> None:
         """Index an Item; writing the same id again replaces its records (idempotent)."""
-        collection_id, item_id = item.get("collection"), item.get("id")
-        if not collection_id or not item_id:
-            raise errors.InvalidRequest("an indexed item needs an id and a collection")
-        start, end = item_interval(item)
-        sort_key = item_sort_key(start, item_id)
-        tile = (item.get("properties") or {}).get(TILE_PROPERTY)
+        collection_id, item_id, start, end, sort_key, tile = _index_keys(item)
         records = self._item_records(item, sort_key, tile)
         previous = self._find(collection_id, item_id)
         for record in records:
@@ -441,12 +446,7 @@ class Catalog:
         summaries: dict[str, Summary] = {}
         records: list[dict[str, Any]] = []
         for item in items:
-            collection_id, item_id = item.get("collection"), item.get("id")
-            if not collection_id or not item_id:
-                raise errors.InvalidRequest("an indexed item needs an id and a collection")
-            start, end = item_interval(item)
-            sort_key = item_sort_key(start, item_id)
-            tile = (item.get("properties") or {}).get(TILE_PROPERTY)
+            collection_id, _, start, end, sort_key, tile = _index_keys(item)
             records.extend(self._item_records(item, sort_key, tile))
             summaries[collection_id] = summaries.get(collection_id, Summary()).merged(
                 month_of(sort_key), item_bbox(item), iso(start), iso(end), tile
