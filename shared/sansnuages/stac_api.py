@@ -36,8 +36,10 @@ log = logging.getLogger(__name__)
 STAC_VERSION = "1.1.0"
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 1000
-MAX_BODY_BYTES = 4_500_000
-"""Largest uncompressed body: Lambda refuses responses over 6 MB, JSON-escaped envelope included."""
+MAX_BODY_BYTES = 5_500_000
+"""Most bytes the features of a page may take once JSON-escaped into Lambda's response (the
+body is a string inside it, its quotes doubled): Lambda refuses responses over 6 MB (6,291,456
+bytes); the rest of the body and the envelope fit in what is left."""
 GEOJSON = "application/geo+json"
 JSON = "application/json"
 HTML = "text/html"
@@ -466,10 +468,11 @@ def post_next_link(href: str, token: str | None) -> dict[str, Any] | None:
 
 
 def fitting_features(features: list[str], budget: int) -> int:
-    """How many serialised features fit in `budget` bytes (at least one, so paging advances)."""
+    """How many serialised features fit in `budget` bytes once escaped into the response
+    envelope (at least one, so paging advances)."""
     used = 0
     for count, feature in enumerate(features):
-        used += len(feature.encode()) + 1
+        used += len(json.dumps(feature)) - 1  # escaped, less its two quotes, plus a comma
         if used > budget and count > 0:
             return count
     return len(features)
@@ -533,7 +536,7 @@ class StacApi:
         """The FeatureCollection of a search, cut short if its body would be too large."""
         page = self.search(params)
         if page is None:
-            page = SearchPage([], None, 0)
+            page = SearchPage([], None, 0, matched=0)
         documents = [
             select_fields(item_document(self.assets.item(i), base), params.fields)
             for i in page.items
@@ -545,12 +548,15 @@ class StacApi:
         following = next_link(token)
         if following is not None:
             links.append(following)
-        return {
+        body = {
             "type": "FeatureCollection",
             "features": documents[:count],
             "links": links,
             "numberReturned": count,
         }
+        if page.matched is not None:  # known from month counts, never by reading every match
+            body["numberMatched"] = page.matched
+        return body
 
 
 def make_resolver(

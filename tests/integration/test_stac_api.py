@@ -22,7 +22,7 @@ from pystac_client import Client
 from sansnuages import errors
 from sansnuages.catalog import Catalog
 from sansnuages.local.http_front import HttpFront
-from sansnuages.stac_api import make_resolver
+from sansnuages.stac_api import make_resolver, parse_datetime_range
 
 S2, L8 = "sentinel2-l2a", "landsat8-l2a"
 # Three tiles far enough apart that a bbox around one touches no other.
@@ -452,3 +452,70 @@ def test_item_without_datetime_is_refused(fresh_catalog: Catalog) -> None:
     item["properties"]["datetime"] = None
     with pytest.raises(errors.InvalidRequest):
         fresh_catalog.put_item(item)
+
+
+def placed(collection: str, code: str, box: tuple[float, float, float, float], day: int) -> Any:
+    """An Item on any tile and extent (the antimeridian included)."""
+    item = make_item(collection, "MGRS-31TCJ", datetime(2024, 6, day, 10, tzinfo=UTC))
+    item["id"] = f"{item['id']}-{code}-{day}"
+    item["bbox"] = list(box)
+    item["properties"]["grid:code"] = code
+    return item
+
+
+def test_bbox_reads_the_tile_cells_it_meets(fresh_catalog: Catalog) -> None:
+    fiji_east = placed(S2, "MGRS-01KAA", (179.2, -17.5, -179.9, -16.5), 1)
+    fiji_west = placed(S2, "MGRS-60KZF", (178.0, -17.5, 179.1, -16.5), 2)
+    liege = placed(S2, "MGRS-31UFS", (4.0, 50.4, 5.5, 51.4), 3)
+    # A second Item on the Liège tile that reaches further east: the tile's extent grows.
+    liege_east = placed(S2, "MGRS-31UFS", (4.2, 50.4, 5.9, 51.4), 4)
+    for item in (fiji_east, fiji_west, liege, liege_east):
+        fresh_catalog.put_item(item)
+    fresh_catalog.put_items([placed(L8, "MGRS-31UFS", (4.1, 50.5, 5.6, 51.3), 5)])
+
+    def search(box: tuple[float, float, float, float]) -> Any:
+        return fresh_catalog.search([S2], box, None, None, 100, None)
+
+    across = search((178.5, -17.2, -179.95, -17.0))
+    assert sorted(ids(across.items)) == sorted(ids([fiji_east, fiji_west]))
+    assert across.records_read <= 2 + 1 + 2  # items, the summary, the two cells
+    east = search((5.7, 50.5, 5.8, 50.6))
+    assert ids(east.items) == ids([liege_east]) and east.records_read <= 2 + 1 + 1
+    ocean = search((-30.0, 30.0, -29.0, 31.0))
+    assert ocean.items == [] and ocean.records_read == 1  # the summary lists no cell there
+    both = fresh_catalog.search(None, (5.0, 51.0, 5.1, 51.1), None, None, 100, None)
+    assert len(both.items) == 3 and both.records_read <= 3 + 2 + 2
+
+
+def test_month_counts_follow_every_write(fresh_catalog: Catalog) -> None:
+    """numberMatched of a collection and whole months, through re-writes, moves and deletes."""
+    may = [make_item(S2, tile, datetime(2024, 5, 3, 10, tzinfo=UTC)) for tile in TILES]
+    late = make_item(L8, "MGRS-32TLP", datetime(2024, 5, 31, 23, 59, 59, 500000, tzinfo=UTC))
+    for item in [*may, late]:
+        fresh_catalog.put_item(item)
+    fresh_catalog.put_item(may[0])  # the same Item again: not counted twice
+    moved = {**may[1], "properties": {**may[1]["properties"], "datetime": "2024-06-02T10:00:00Z"}}
+    fresh_catalog.put_item(moved)  # from May to June
+    fresh_catalog.delete_item(S2, may[2]["id"])
+    fresh_catalog.delete_item(S2, may[2]["id"])  # already gone: not uncounted twice
+    june = [make_item(S2, "MGRS-31TCJ", datetime(2024, 6, day, tzinfo=UTC)) for day in (5, 9)]
+    fresh_catalog.put_items([*june, june[0]])
+    fresh_catalog.put_items([june[1], may[0]])  # already indexed: not counted again
+
+    def matched(collections: list[str] | None, interval: str | None) -> int | None:
+        when = parse_datetime_range(interval)
+        page = fresh_catalog.search(collections, None, when, None, 1, None)
+        everything = fresh_catalog.search(collections, None, when, None, 100, None)
+        assert page.matched is None or page.matched == len(everything.items)
+        return page.matched
+
+    assert matched([S2], None) == 4
+    assert matched([S2], "2024-05-01T00:00:00Z/2024-05-31T23:59:59Z") == 1
+    assert matched([S2], "2024-06-01T00:00:00Z/..") == 3
+    assert matched(None, None) == 5
+    # The Landsat item lies in the last second of May, after 23:59:59 exactly.
+    assert matched([L8], "2024-05-01T00:00:00Z/2024-05-31T23:59:59Z") == 0
+    assert matched([L8], "2024-05-01T00:00:00Z/2024-05-31T23:59:59.999999Z") == 1
+    assert matched([S2], "2024-05-02T00:00:00Z/..") is None
+    filtered = fresh_catalog.search([S2], (0.0, 40.0, 9.0, 50.0), None, None, 1, None)
+    assert filtered.matched is None

@@ -12,7 +12,7 @@ import json
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ from test_stac_api import (
 
 from sansnuages.api_assets import AssetLinker, s3_presigner
 from sansnuages.catalog import Catalog
-from sansnuages.local.http_front import HttpFront
+from sansnuages.local.http_front import HttpFront, LocalContext, build_event
 from sansnuages.stac_api import ApiConfig, make_resolver
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -179,11 +179,55 @@ def test_pystac_client_sortby_and_fields(served: Fixture) -> None:
             assert set(item["properties"]) == {"eo:cloud_cover"}
 
 
-def test_matched_is_honest(served: Fixture) -> None:
-    """The index does not count without reading everything, so it does not claim a count."""
-    search = Client.open(served.url).search(collections=[S2], limit=3)
-    with pytest.warns(UserWarning, match="numberMatched"):
-        assert search.matched() is None
+def test_matched_where_the_index_counts(served: Fixture) -> None:
+    """Collections and whole months are counted by the index; other searches say nothing."""
+    client = Client.open(served.url)
+    feb = [i for i in served.items if i["collection"] == S2 and when(i).month == 2]
+    for method in ("GET", "POST"):
+        search = client.search(method=method, collections=[S2], datetime="2024-02", limit=2)
+        assert search.matched() == len(feb) and len(feb) > 2
+        everything = client.search(method=method, limit=3)
+        assert everything.matched() == len(served.items)
+        near = client.search(method=method, bbox=[1.0, 43.5, 1.5, 44.0], limit=3)
+        with pytest.warns(UserWarning, match="numberMatched"):
+            assert near.matched() is None
+
+
+IN_TCJ = [[1.0, 43.6], [1.5, 44.0]]
+GEOMETRIES = [
+    {"type": "Point", "coordinates": [1.2, 43.8]},
+    {"type": "MultiPoint", "coordinates": [[1.2, 43.8], [1.3, 43.9]]},
+    {"type": "LineString", "coordinates": IN_TCJ},
+    {"type": "MultiLineString", "coordinates": [IN_TCJ, [[1.1, 43.5], [1.2, 43.6]]]},
+    TOULOUSE,
+    {"type": "MultiPolygon", "coordinates": [TOULOUSE["coordinates"]]},
+    # A bbox member is not trusted: this one lies, the index must read by the coordinates.
+    {"type": "Point", "coordinates": [1.2, 43.8], "bbox": [100.0, 0.0, 101.0, 1.0]},
+]
+
+
+@pytest.mark.parametrize("geometry", GEOMETRIES, ids=lambda g: g["type"])
+def test_intersects_every_geometry_type(served: Fixture, geometry: dict[str, Any]) -> None:
+    client = Client.open(served.url)
+    expected = sorted(ids(_on_tile(served.items, "MGRS-31TCJ")))
+    for method in ("GET", "POST"):
+        found = client.search(method=method, intersects=geometry, limit=5).items_as_dicts()
+        assert sorted(ids(found)) == expected, method
+
+
+def test_intersects_a_geometry_collection(served: Fixture) -> None:
+    collection = {
+        "type": "GeometryCollection",
+        "geometries": [
+            {"type": "Point", "coordinates": [1.2, 43.8]},
+            {"type": "LineString", "coordinates": [[6.5, 43.5], [6.6, 43.6]]},
+        ],
+    }
+    tiles = ("MGRS-31TCJ", "MGRS-32TLP")
+    expected = sorted(i["id"] for i in served.items if i["properties"]["grid:code"] in tiles)
+    for method in ("GET", "POST"):
+        found = Client.open(served.url).search(method=method, intersects=collection, limit=50)
+        assert sorted(ids(found.items_as_dicts())) == expected
 
 
 def _on_tile(items: list[dict[str, Any]], tile: str) -> list[dict[str, Any]]:
@@ -246,6 +290,70 @@ def test_paging_neither_skips_nor_repeats_while_items_arrive(
             for i in catalog.search([S2], None, None, None, 100, None).items
             if (when(i) < boundary if descending else when(i) > boundary)
         }
+
+
+def test_pystac_client_pages_while_items_arrive_behind_a_stage(
+    dynamodb_client: Any, unique_name: str
+) -> None:
+    """Paging through pystac-client (GET next links, POST next bodies) behind a stage prefix:
+    Items written between pages are neither skipped (after the boundary) nor repeated."""
+    make_table(dynamodb_client, unique_name)
+    catalog = Catalog(unique_name, client=dynamodb_client)
+    catalog.put_collection(make_collection(S2))
+    for day in (3, 6, 9, 12, 15, 18, 21):
+        catalog.put_item(make_item(S2, "MGRS-31TCJ", datetime(2024, 4, day, 10, tzinfo=UTC)))
+    resolver = make_resolver(catalog, config=ApiConfig())
+    with HttpFront(lambda event, context: resolver.resolve(event, context), stage="v1") as front:
+        for method, newcomers in (("GET", (1, 4, 25)), ("POST", (2, 5, 26))):
+            search = Client.open(front.url).search(method=method, collections=[S2], limit=3)
+            pages = search.pages_as_dicts()
+            first = next(pages)
+            boundary = when(first["features"][-1])
+            for day in newcomers:
+                new = make_item(S2, "MGRS-32TLP", datetime(2024, 4, day, 10, tzinfo=UTC))
+                catalog.put_item(new)
+            later = list(pages)
+            seen = [f["id"] for page in [first, *later] for f in page["features"]]
+            assert len(seen) == len(set(seen)), method
+            order = [when(f) for page in [first, *later] for f in page["features"]]
+            assert order == sorted(order)
+            after = {
+                i["id"]
+                for i in catalog.search([S2], None, None, None, 100, None).items
+                if when(i) > boundary
+            }
+            assert after <= set(seen) and len(later) >= 2
+            for page in [first, *later[:-1]]:
+                (following,) = [lnk for lnk in page["links"] if lnk["rel"] == "next"]
+                assert following["href"].startswith(f"{front.url}/search"), following
+
+
+def test_pages_fit_in_a_lambda_response(dynamodb_client: Any, unique_name: str) -> None:
+    """Items too many for 6 MB at the largest limit: each page is cut below Lambda's response
+    limit, counted on the whole response as Lambda serialises it, and paging goes on."""
+    make_table(dynamodb_client, unique_name)
+    catalog = Catalog(unique_name, client=dynamodb_client)
+    catalog.put_collection(make_collection(S2))
+    inputs = [f"SENTINEL2A_2024{n:04d}-105626-461_L2A_T31TCJ_C_V4-0" for n in range(3000)]
+    big = []
+    for day in range(1, 46):
+        item = make_item(S2, "MGRS-31TCJ", datetime(2024, 3, 1, tzinfo=UTC) + timedelta(hours=day))
+        item["properties"]["sansnuages:inputs"] = inputs
+        big.append(item)
+    catalog.put_items(big)
+    resolver = make_resolver(catalog, config=ApiConfig())
+    seen: list[str] = []
+    target: str | None = "/search?limit=1000"
+    while target:
+        event = build_event("GET", target, [("Host", "api.example")], b"", "127.0.0.1")
+        response = resolver.resolve(event, LocalContext())
+        assert len(json.dumps(response)) < 6 * 1024 * 1024
+        page = json.loads(response["body"])
+        assert 0 < page["numberReturned"] < len(big)
+        seen += ids(page["features"])
+        following = [lnk["href"] for lnk in page["links"] if lnk["rel"] == "next"]
+        target = following[0].removeprefix("https://api.example") if following else None
+    assert sorted(seen) == sorted(ids(big))
 
 
 @pytest.fixture(scope="module")

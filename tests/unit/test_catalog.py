@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import base64
 import json
+import math
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 
 from sansnuages import errors
 from sansnuages.catalog import (
+    Bbox,
+    IndexDelta,
+    Query,
     Summary,
     bbox_intersects,
+    cell_attributes,
+    cells_of,
+    count_plan,
     decode_token,
     encode_token,
     iso,
@@ -20,6 +29,8 @@ from sansnuages.catalog import (
     item_sort_key,
     months_in_range,
     sort_key_bounds,
+    summary_attributes,
+    tiles_touching,
 )
 from sansnuages.local.http_front import build_event, query_parameters, response_parts
 from sansnuages.stac_api import (
@@ -142,6 +153,128 @@ def test_summary_grows_and_never_shrinks() -> None:
     assert second.bbox == (0, 2, 3, 5)
     assert (second.start, second.end) == ("2024-01-15", "2024-02-01")
     assert second.merged("2024-02", (1, 3, 2, 4), "2024-01-20", "2024-01-20") == second
+
+
+def test_cells_of_a_bbox() -> None:
+    assert cells_of((4.3, 50.8, 4.4, 50.9)) == ["+50+000"]
+    assert cells_of((9.5, 49.5, 10.5, 50.5)) == ["+40+000", "+40+010", "+50+000", "+50+010"]
+    assert cells_of((179.5, -17.0, -179.5, -16.0)) == ["-20-180", "-20+170"]
+    assert cells_of((-180.0, -90.0, 180.0, 90.0))[0] == "-90-180"
+    assert len(cells_of((-180.0, -90.0, 180.0, 90.0))) == 18 * 36
+    assert cells_of((10.0, 84.0, 11.0, 90.0)) == ["+80+010"]
+
+
+def test_tiles_touching_gives_up_on_large_boxes() -> None:
+    extents = {f"T{i:02d}": (float(i), 0.0, i + 1.1, 1.0) for i in range(20)}
+    assert tiles_touching(extents, (2.05, 0.2, 3.5, 0.4)) == ["T01", "T02", "T03"]
+    assert tiles_touching(extents, (0.0, 0.0, 19.0, 1.0)) is None
+
+
+DYNAMODB_ITEM_LIMIT = 400 * 1024
+S2_L2A = "sentinel2-l2a"
+
+
+def attribute_size(value: Mapping[str, Any]) -> int:
+    """Bytes DynamoDB counts for an attribute value (its documented sizing rules)."""
+    ((kind, data),) = value.items()
+    if kind == "S":
+        return len(str(data).encode())
+    if kind == "N":
+        digits = str(data).lstrip("-").replace(".", "").lstrip("0") or "0"
+        return math.ceil(len(digits) / 2) + 1
+    if kind == "SS":
+        return sum(len(s.encode()) for s in data)
+    if kind in ("BOOL", "NULL"):
+        return 1
+    if kind == "L":
+        return 3 + sum(attribute_size(v) + 1 for v in data)
+    if kind == "M":
+        return 3 + sum(len(k) + attribute_size(v) + 1 for k, v in data.items())
+    raise AssertionError(kind)
+
+
+def item_size(attributes: Mapping[str, Mapping[str, Any]]) -> int:
+    return sum(len(name) + attribute_size(value) for name, value in attributes.items())
+
+
+def world_tiles() -> Iterator[tuple[str, Bbox]]:
+    """Tiles of 110 km every 100 km over every UTM zone from 56 S to 84 N, overlapping at the
+    zone edges: as many as the Sentinel-2 tiles with land (57,000), with extents like theirs."""
+    for zone in range(60):
+        for row in range(156):
+            south = -56.0 + 0.9 * row
+            width = 0.99 / max(math.cos(math.radians(south + 0.5)), 0.1)
+            columns = math.ceil(6.0 / width) + 1
+            for column in range(columns):
+                west = -180.0 + 6 * zone - width / 2 + column * 6.0 / (columns - 1)
+                east = west + width
+                west, east = (west + 540) % 360 - 180, (east + 540) % 360 - 180
+                yield f"MGRS-{zone + 1:02d}{row:03d}{column:02d}", (west, south, east, south + 1)
+
+
+def test_index_records_stay_under_the_item_limit_at_world_scale() -> None:
+    """Every tile of the world and 20 years of months in a collection: no record the index
+    writes for the collection's summary and tile extents nears DynamoDB's 400 KB item limit
+    (records are per collection, so the number of collections does not matter)."""
+    delta = IndexDelta()
+    tiles = list(world_tiles())
+    assert len(tiles) > 55_000
+    for code, box in tiles:
+        delta.add(S2_L2A, "2024-01", box, "2024-01-01", "2024-01-31", code)
+    for year in range(2015, 2035):
+        for month in range(1, 13):
+            delta.add(S2_L2A, f"{year}-{month:02d}", None, "2015", "2035", None)
+    key = {"pk": {"S": "collection"}, "sk": {"S": S2_L2A}}
+    summary = delta.summaries[S2_L2A]
+    counts = {f"count#{month}": {"N": "123456"} for month in summary.months}
+    largest_summary = item_size({**key, **summary_attributes(summary), **counts})
+    busiest = sorted(delta.cells.values(), key=len)[-3:]
+    largest_cell = max(item_size({**key, "tiles": cell_attributes(e)}) for e in busiest)
+    assert largest_summary < 10_000
+    assert largest_cell < DYNAMODB_ITEM_LIMIT / 10, largest_cell
+    assert 100 < len(busiest[-1]) < 400
+
+
+def test_item_size_follows_dynamodb_rules() -> None:
+    assert item_size({"pk": {"S": "abc"}}) == 5
+    assert item_size({"n": {"N": "123.45"}}) == 1 + 3 + 1
+    assert item_size({"m": {"M": {"a": {"L": [{"N": "1"}, {"BOOL": True}]}}}}) == 1 + 3 + (
+        1 + (3 + (2 + 1) + (1 + 1)) + 1
+    )
+
+
+def test_count_plan_whole_months() -> None:
+    months = frozenset({"2024-01", "2024-02", "2024-03"})
+    july = parse_datetime_range("2024-02-01T00:00:00Z/2024-02-29T23:59:59Z")  # pystac-client
+    plan = count_plan(Query(datetime_range=july), months)
+    assert plan is not None and plan.months == ("2024-02",)
+    assert plan.sliver == ("2024-02", "2024-02-29T23:59:59.000000Z$")
+    exact = parse_datetime_range("2024-01-01T00:00:00Z/2024-02-29T23:59:59.999999Z")
+    assert count_plan(Query(datetime_range=exact), months) == count_plan_of(("2024-01", "2024-02"))
+    assert count_plan(Query(), months) == count_plan_of(("2024-01", "2024-02", "2024-03"))
+    since = parse_datetime_range("2024-02-01T00:00:00Z/..")
+    assert count_plan(Query(datetime_range=since), months) == count_plan_of(("2024-02", "2024-03"))
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        Query(datetime_range=parse_datetime_range("2024-02-02T00:00:00Z/..")),
+        Query(datetime_range=parse_datetime_range("../2024-02-28T23:59:59Z")),
+        Query(datetime_range=parse_datetime_range("2024-02-01T00:00:00Z")),
+        Query(bbox=(0.0, 0.0, 1.0, 1.0)),
+        Query(filters={"grid:code": "MGRS-31TCJ"}),
+        Query(match=lambda item: True),
+    ],
+)
+def test_count_plan_refuses_what_counts_cannot_answer(query: Query) -> None:
+    assert count_plan(query, frozenset({"2024-02"})) is None
+
+
+def count_plan_of(months: tuple[str, ...]) -> object:
+    from sansnuages.catalog import CountPlan
+
+    return CountPlan(months)
 
 
 # --- API parameters -----------------------------------------------------------------------
@@ -276,6 +409,7 @@ def test_select_fields() -> None:
 
 def test_fitting_features_keeps_at_least_one() -> None:
     assert fitting_features(["a" * 10, "b" * 10, "c" * 10], 25) == 2
+    assert fitting_features(['"' * 10, "b" * 10], 25) == 1  # quotes count twice once escaped
     assert fitting_features(["a" * 100], 25) == 1
     assert fitting_features([], 25) == 0
 
