@@ -20,8 +20,10 @@ both, inside the border and covered by one tile only, whose values differ by at 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -35,6 +37,7 @@ import rasterio
 import shapely
 from affine import Affine
 from rasterio.warp import transform as warp_points
+from rasterio.windows import Window
 from shapely.geometry import mapping
 
 from sansnuages import areas, grid, mosaic
@@ -78,12 +81,7 @@ def simulate_tiles(names: Sequence[str], pixel: float, folder: Path) -> dict[str
         try:
             for row in range(0, size, 512):
                 rows = min(512, size - row)
-                xs = tile.ulx + (np.arange(size) + 0.5) * pixel
-                ys = tile.uly - (np.arange(row, row + rows) + 0.5) * pixel
-                gx, gy = np.meshgrid(xs, ys)
-                lon, lat = warp_points(f"EPSG:{tile.epsg}", "EPSG:4326", gx.ravel(), gy.ravel())
-                lon = np.asarray(lon).reshape(gx.shape)
-                lat = np.asarray(lat).reshape(gx.shape)
+                lon, lat = _lonlat(tile.epsg, tile.ulx, tile.uly, pixel, size, row, rows)
                 window = rasterio.windows.Window(0, row, size, rows)
                 for band, dst in enumerate(datasets):
                     dst.write(reflectance_dn(band, lon, lat), 1, window=window)
@@ -92,6 +90,33 @@ def simulate_tiles(names: Sequence[str], pixel: float, folder: Path) -> dict[str
                 dst.close()
         out[name] = paths
     return out
+
+
+def _lonlat(
+    epsg: int, ulx: float, uly: float, pixel: float, size: int, row: int, rows: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Longitude and latitude of a band of pixel centres: PROJ on a 1 km lattice, bilinear in
+    between (well under a metre off; the field varies over tens of kilometres)."""
+    step = 1000.0
+    top = uly - row * pixel
+    nx = int(np.ceil(size * pixel / step)) + 1
+    ny = int(np.ceil(rows * pixel / step)) + 1
+    node_x = ulx + np.arange(nx) * step
+    node_y = top - np.arange(ny) * step
+    mx, my = np.meshgrid(node_x, node_y)
+    lon, lat = warp_points(f"EPSG:{epsg}", "EPSG:4326", mx.ravel(), my.ravel())
+    fc = (np.arange(size) + 0.5) * pixel / step  # pixel centres in lattice units
+    fr = (np.arange(rows) + 0.5) * pixel / step
+    c0, r0 = np.minimum(fc.astype(int), nx - 2), np.minimum(fr.astype(int), ny - 2)
+    wc, wr = (fc - c0)[None, :], (fr - r0)[:, None]
+
+    def interpolate(values: list[float]) -> np.ndarray:
+        nodes = np.asarray(values).reshape(ny, nx)
+        top_row = nodes[r0][:, c0] * (1 - wc) + nodes[r0][:, c0 + 1] * wc
+        bottom_row = nodes[r0 + 1][:, c0] * (1 - wc) + nodes[r0 + 1][:, c0 + 1] * wc
+        return top_row * (1 - wr) + bottom_row * wr
+
+    return interpolate(lon), interpolate(lat)
 
 
 # ------------------------------------------------------------------ the two sides
@@ -141,11 +166,15 @@ def run_sansnuages(
             blue=RasterRef(str(paths[2]), scale=1e-4),
             flags=None,
             centre_lonlat=grid.tile(name).centre_lonlat,
+            extent_lonlat=grid.tile(name).footprint_lonlat(),
         )
         for name, paths in tiles.items()
     ]
     out = work / "sansnuages_mosaic.tif"
-    mosaic.build_mosaic(inputs, area.geometry, str(out), crs=CRS, resolution=resolution)
+    # lossless, as the chain's output: the comparison is about the pixels, not the codec
+    mosaic.build_mosaic(
+        inputs, area.geometry, str(out), crs=CRS, resolution=resolution, codec="deflate"
+    )
     return out
 
 
@@ -156,12 +185,24 @@ def _run(command: list[str]) -> None:
 # ------------------------------------------------------------------ comparison
 
 
-def agreement(ours: Path, theirs: Path, tiles: Sequence[str]) -> tuple[float, int]:
+def agreement(
+    ours: Path, theirs: Path, tiles: Sequence[str], rows_per_block: int = 512
+) -> tuple[float, int]:
     """Share of compared pixels within 1 DN, and how many were compared.
 
     Compared: valid in both, on the common grid, covered by exactly one tile (in overlaps the
-    chain keeps the last file and this project the nearest centre, by design).
+    chain keeps the last file and this project the nearest centre, by design). Read by blocks
+    of rows, so that the comparison of a 10 m mosaic fits in memory too.
     """
+    feet = [
+        shapely.geometry.shape(
+            rasterio.warp.transform_geom("EPSG:4326", CRS, mapping(grid.tile(n).footprint_lonlat()))
+        )
+        for n in tiles
+    ]
+    for footprint in feet:
+        shapely.prepare(footprint)
+    close = compared = 0
     with rasterio.open(ours) as a, rasterio.open(theirs) as b:
         if a.transform.a != b.transform.a:
             raise ValueError("the two mosaics are not at the same resolution")
@@ -171,24 +212,22 @@ def agreement(ours: Path, theirs: Path, tiles: Sequence[str]) -> tuple[float, in
         bottom = max(a.bounds.bottom, b.bounds.bottom)
         wa = a.window(left, bottom, right, top).round_offsets().round_lengths()
         wb = b.window(left, bottom, right, top).round_offsets().round_lengths()
-        da, db = a.read(window=wa).astype(int), b.read(window=wb).astype(int)
-        affine = a.transform @ Affine.translation(wa.col_off, wa.row_off)
-    h, w = da.shape[1:]
-    cols, rows = np.meshgrid(np.arange(w) + 0.5, np.arange(h) + 0.5)
-    xs, ys = affine.c + cols * affine.a, affine.f + rows * affine.e
-    cover = np.zeros((h, w), dtype=np.int32)
-    for name in tiles:
-        footprint = shapely.geometry.shape(
-            rasterio.warp.transform_geom(
-                "EPSG:4326", CRS, mapping(grid.tile(name).footprint_lonlat())
-            )
-        )
-        cover += shapely.contains_xy(footprint, xs, ys)
-    compared = (cover == 1) & (da[0] > 0) & (db[0] > 0)
-    if not compared.any():
+        width, height = int(wa.width), int(wa.height)
+        for row in range(0, height, rows_per_block):
+            rows = min(rows_per_block, height - row)
+            da = a.read(window=Window(wa.col_off, wa.row_off + row, width, rows)).astype(np.int16)
+            db = b.read(window=Window(wb.col_off, wb.row_off + row, width, rows)).astype(np.int16)
+            affine = a.transform @ Affine.translation(wa.col_off, wa.row_off + row)
+            xs = affine.c + (np.arange(width) + 0.5) * affine.a
+            ys = affine.f + (np.arange(rows) + 0.5) * affine.e
+            gx, gy = np.meshgrid(xs, ys)
+            cover = sum(shapely.contains_xy(f, gx, gy).astype(np.int8) for f in feet)
+            block = (cover == 1) & (da[0] > 0) & (db[0] > 0)
+            compared += int(block.sum())
+            close += int(((np.abs(da - db).max(axis=0) <= 1) & block).sum())
+    if not compared:
         raise ValueError("no pixel to compare")
-    close = (np.abs(da - db).max(axis=0) <= 1) & compared
-    return float(close.sum() / compared.sum()), int(compared.sum())
+    return close / compared, compared
 
 
 # ------------------------------------------------------------------ processes
@@ -200,7 +239,8 @@ def side_main(args: argparse.Namespace) -> None:
     tiles = json.loads((work / "tiles.json").read_text())
     tiles = {k: [Path(p) for p in v] for k, v in tiles.items()}
     out_dir = work / args.side
-    out_dir.mkdir(exist_ok=True)
+    shutil.rmtree(out_dir, ignore_errors=True)  # outputs of an earlier run (--work)
+    out_dir.mkdir()
     started = time.monotonic()
     if args.side == "gdal":
         path = run_gdal_chain(tiles, work / "border.geojson", args.resolution, out_dir)
@@ -229,9 +269,13 @@ def benchmark(
     area = areas.area_geometry(area_spec)
     names = grid.tiles_for_geometry(area.geometry)[:limit]
     started = time.monotonic()
-    tiles = simulate_tiles(names, pixel, work)
+    listing = work / "tiles.json"
+    if listing.is_file():  # inputs kept from an earlier run (--work)
+        tiles = {k: [Path(p) for p in v] for k, v in json.loads(listing.read_text()).items()}
+    else:
+        tiles = simulate_tiles(names, pixel, work)
+        listing.write_text(json.dumps({k: [str(p) for p in v] for k, v in tiles.items()}))
     simulated = time.monotonic() - started
-    (work / "tiles.json").write_text(json.dumps({k: [str(p) for p in v] for k, v in tiles.items()}))
     border = {"type": "Feature", "properties": {}, "geometry": mapping(area.geometry)}
     (work / "border.geojson").write_text(json.dumps(border))
     gdal = run_side("gdal", work, area_spec, resolution)
@@ -259,12 +303,16 @@ def main() -> None:
     parser.add_argument("--resolution", type=float, default=60.0, help="mosaic pixel size")
     parser.add_argument("--tiles", type=int, default=None, help="only the first N tiles")
     parser.add_argument("--side", choices=("gdal", "sansnuages"), help=argparse.SUPPRESS)
-    parser.add_argument("--work", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--work", help="keep the simulated tiles and the outputs here (reused when run again)"
+    )
     args = parser.parse_args()
     if args.side:
         side_main(args)
         return
-    with tempfile.TemporaryDirectory() as folder:
+    with contextlib.ExitStack() as stack:
+        folder = args.work or stack.enter_context(tempfile.TemporaryDirectory())
+        Path(folder).mkdir(parents=True, exist_ok=True)
         figures = benchmark(args.area, args.pixel, args.resolution, Path(folder), args.tiles)
     gdal, ours = figures["gdal"], figures["sansnuages"]
     assert isinstance(gdal, Figures) and isinstance(ours, Figures)

@@ -10,10 +10,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import simulate
 from .errors import SansnuagesError
+
+if TYPE_CHECKING:
+    from .settings import Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo(commands)
     _add_month(commands)
     _add_jobs(commands)
+    _add_mosaic(commands)
     _add_reindex(commands)
     _add_redrive(commands)
     return parser
@@ -215,11 +219,18 @@ def _add_month(commands: Any) -> None:
         "month",
         help="start the synthesis job of a month over an area",
         description="Start a monthly job on the running local runtime, as the schedule would, and wait for it.",
-        epilog="examples:\n  sansnuages month 2018-07 --area Belgium\n  sansnuages month 2018-07 --area zone.geojson --no-wait",
+        epilog="examples:\n  sansnuages month 2018-07 --area Belgium\n  sansnuages month 2018-07 --area zone.geojson --no-wait"
+        "\n  sansnuages month 2018-07 --area-geojson fields.geojson --area-name Fields",
         formatter_class=_formatter,
     )
     month.add_argument("month", help="YYYY-MM")
-    month.add_argument("--area", required=True, help="country name or code, or a GeoJSON file")
+    where = month.add_mutually_exclusive_group(required=True)
+    where.add_argument("--area", help="country name or code, or a GeoJSON file")
+    where.add_argument(
+        "--area-geojson",
+        help="a polygon sent with the request (checked first): a GeoJSON file or inline JSON",
+    )
+    month.add_argument("--area-name", default=None, help="name of the --area-geojson polygon")
     month.add_argument("--resolution", type=float, default=None, help="mosaic pixel size in metres")
     month.add_argument("--no-wait", action="store_true", help="return once the job is planned")
     month.set_defaults(func=_month)
@@ -229,10 +240,15 @@ def _month(args: argparse.Namespace) -> int:
     from .local.client import RuntimeClient
     from .progress import start_month, wait_for_job
 
+    if args.area_geojson:
+        from .areas import geojson_argument
+
+        area = geojson_argument(args.area_geojson, args.area_name)
+    elif Path(args.area).is_file():
+        area = str(Path(args.area).resolve())
+    else:
+        area = args.area
     client = RuntimeClient.connect(Path.cwd())
-    area = args.area
-    if Path(area).is_file():
-        area = str(Path(area).resolve())
     job_id = start_month(client, args.month, area, args.resolution)
     if args.no_wait:
         print(f"job {job_id} started")
@@ -300,6 +316,56 @@ def _redrive(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_mosaic(commands: Any) -> None:
+    mosaic = commands.add_parser(
+        "mosaic",
+        help="rebuild a month's mosaic with another CRS, resolution or codec",
+        description="Mosaic again the syntheses of a month's job over its area, here, and publish\n"
+        "the Item anew (same id). Parts of a large area are built in this process.",
+        epilog="examples:\n  sansnuages mosaic 2018-07 --area Belgium --crs EPSG:31370 --resolution 20"
+        "\n  sansnuages mosaic 2018-07 --area BEL --codec webp --from-env",
+        formatter_class=_formatter,
+    )
+    mosaic.add_argument("month", help="YYYY-MM")
+    mosaic.add_argument("--area", required=True, help="the job's area: country or GeoJSON file")
+    mosaic.add_argument("--crs", default=None, help="mosaic CRS (default: per area, EPSG:3035)")
+    mosaic.add_argument("--resolution", type=float, default=None, help="pixel size in metres")
+    mosaic.add_argument(
+        "--codec", default=None, help="deflate (default), zstd, webp-lossless, jpeg, webp"
+    )
+    _add_from_env(mosaic)
+    mosaic.set_defaults(func=_mosaic)
+
+
+def _add_from_env(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--from-env", action="store_true", help="read the settings from the environment"
+    )
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    """The settings of the running local runtime, or, with --from-env, of the environment
+    (on AWS: DATA_BUCKET, CATALOG_TABLE...)."""
+    from .local.client import RuntimeClient
+    from .settings import Settings
+
+    if args.from_env:
+        return Settings.from_env()
+    return RuntimeClient.connect(Path.cwd()).settings()
+
+
+def _mosaic(args: argparse.Namespace) -> int:
+    from .mosaic_job import Mosaicker
+
+    settings = _settings(args)
+    mosaicker = Mosaicker.from_settings(settings)
+    mosaicker.fan_out = False
+    area = str(Path(args.area).resolve()) if Path(args.area).is_file() else args.area
+    key = mosaicker.rebuild(args.month, area, args.resolution, args.crs, args.codec)
+    print(f"mosaic written: {key}")
+    return 0
+
+
 def _add_reindex(commands: Any) -> None:
     reindex = commands.add_parser(
         "reindex",
@@ -310,27 +376,21 @@ def _add_reindex(commands: Any) -> None:
         "  sansnuages reindex --from-env # DATA_BUCKET, CATALOG_TABLE (on AWS)",
         formatter_class=_formatter,
     )
-    reindex.add_argument(
-        "--from-env", action="store_true", help="read the settings from the environment"
-    )
+    _add_from_env(reindex)
     reindex.set_defaults(func=_reindex)
 
 
 def _reindex(args: argparse.Namespace) -> int:
     from .catalog import Catalog
-    from .local.client import RuntimeClient
     from .reindex import reindex
-    from .settings import Settings
     from .storage import DataBucket
 
-    if args.from_env:
-        settings = Settings.from_env()
-    else:
-        settings = RuntimeClient.connect(Path.cwd()).settings()
+    settings = _settings(args)
     report = reindex(DataBucket(settings), Catalog(settings.catalog_table, settings=settings))
     print(
         f"{report.collections} collections, {report.items} items indexed, "
-        f"{report.removed} stale records removed, {len(report.skipped)} other JSON files skipped"
+        f"{report.removed} stale records removed, {len(report.skipped)} other JSON files skipped,"
+        f" {report.relinked} Items relinked"
     )
     return 0
 

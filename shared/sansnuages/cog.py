@@ -52,12 +52,18 @@ def s3_to_vsi(href: str) -> str:
     return href
 
 
+PREDICTOR_CODECS = frozenset({"DEFLATE", "ZSTD", "LZW", "LZMA"})
+"""The codecs a predictor applies to; JPEG and WEBP refuse one."""
+
+
 def cog_options(dtype: str | np.dtype[Any], **overrides: str) -> dict[str, str]:
-    """COG creation options for a data type: the horizontal predictor helps integers only."""
+    """COG creation options for a data type: the horizontal predictor helps integers only,
+    with the lossless codecs that take one."""
     options = dict(COG_PROFILE)
-    if np.issubdtype(np.dtype(dtype), np.integer):
-        options["PREDICTOR"] = "2"
     options.update({key.upper(): str(value) for key, value in overrides.items()})
+    lossless = options["COMPRESS"].upper() in PREDICTOR_CODECS
+    if lossless and np.issubdtype(np.dtype(dtype), np.integer):
+        options.setdefault("PREDICTOR", "2")
     return options
 
 
@@ -112,12 +118,15 @@ def cog_writer(
     nodata: float | None = None,
     photometric: str | None = None,
     scratch_dir: str | None = None,
+    masked: bool = False,
     **overrides: str,
 ) -> Iterator[DatasetWriter]:
     """Open a tiled scratch GeoTIFF to fill window by window; on exit it becomes a COG.
 
     The scratch file sits in `scratch_dir` (default: the temporary directory, /tmp on Lambda)
     and is deleted whatever happens. Nothing is written to `dst_path` if the body raises.
+    `masked`: the body also writes a validity mask (`write_mask`), kept as the COG's internal
+    mask (with its own overviews): what a lossy codec needs, where no value can mean no data.
     """
     fd, scratch = tempfile.mkstemp(suffix=".tif", dir=scratch_dir)
     os.close(fd)
@@ -128,7 +137,10 @@ def cog_writer(
     if photometric:
         profile["photometric"] = photometric
     try:
-        with rasterio.open(scratch, "w", **profile) as dst:
+        mask_env = (
+            rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True) if masked else contextlib.nullcontext()
+        )
+        with mask_env, rasterio.open(scratch, "w", **profile) as dst:
             yield dst
         copy_as_cog(scratch, dst_path, None, **overrides)
     finally:
@@ -162,6 +174,7 @@ def write_cog(
         transform=transform,
         nodata=nodata,
         photometric=photometric,
+        masked=False,
         **overrides,
     ) as dst:
         dst.write(bands)

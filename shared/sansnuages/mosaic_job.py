@@ -21,6 +21,7 @@ import pystac
 import shapely
 from aws_lambda_powertools import Logger
 from rasterio.crs import CRS
+from rasterio.errors import CRSError
 from shapely.geometry import mapping, shape
 
 from . import areas, aws, grid, mosaic_parts, stac_items, storage
@@ -28,11 +29,13 @@ from .catalog import Catalog
 from .composite import L3A_COLLECTION, _ref
 from .errors import InvalidRequest, NoInputs
 from .gdal import gdal_env
-from .jobs import JobState, JobStore
+from .jobs import Job, JobState, JobStore, job_id_for
 from .mosaic import (
+    DEFAULT_CODEC,
     MosaicInput,
     area_in_crs,
     build_mosaic,
+    codec_named,
     footprints,
     mosaic_grid,
     write_preview_png,
@@ -62,6 +65,13 @@ class PieceSpec:
     resolution: float
     month: str
     job_id: str
+    codec: str = DEFAULT_CODEC
+    """Compression of the true-colour COGs (`mosaic.CODECS`); plans written before it: DEFLATE."""
+
+    @property
+    def lossy(self) -> bool:
+        """Lossy codec: no data is the COGs' internal mask, not the value 0."""
+        return codec_named(self.codec).lossy
 
     @property
     def product_id(self) -> str:
@@ -81,7 +91,8 @@ def mosaic_id(area_id: str, period: SynthesisPeriod) -> str:
 
 def mosaic_input(item: dict[str, Any]) -> MosaicInput:
     tile = stac_items.tile_of(item) or ""
-    centre = grid.tile(tile).centre_lonlat
+    square = grid.tile(tile)
+    centre = square.centre_lonlat
     return MosaicInput(
         tile=tile,
         red=_ref(item, "FRC_B4"),
@@ -89,6 +100,7 @@ def mosaic_input(item: dict[str, Any]) -> MosaicInput:
         blue=_ref(item, "FRC_B2"),
         flags=_ref(item, "FLG_R1") if "FLG_R1" in item["assets"] else None,
         centre_lonlat=(float(centre[0]), float(centre[1])),
+        extent_lonlat=square.footprint_lonlat(),
     )
 
 
@@ -148,21 +160,31 @@ class Mosaicker:
         """One mosaic queue message: a job to mosaic, or one part of a planned mosaic."""
         if "part" in message:
             return self.run_part(message["plan"], message["part"])
-        return self.run(message["job_id"], message.get("resolution"), message.get("crs"))
+        return self.run(
+            message["job_id"], message.get("resolution"), message.get("crs"), message.get("codec")
+        )
 
     def run(
-        self, job_id: str, resolution: float | None = None, crs: str | None = None
+        self,
+        job_id: str,
+        resolution: float | None = None,
+        crs: str | None = None,
+        codec: str | None = None,
     ) -> str | None:
-        """Mosaic a finished job; the Item key of its main piece, or None if that is in parts."""
+        """Mosaic a finished job; the Item key of its main piece, or None if that is in parts.
+
+        `resolution`, `crs` and `codec` override the defaults (and ask for a rebuild)."""
         job = self.jobs.get(job_id)
         if job is None:
             raise NoInputs(f"unknown job {job_id}")
-        if job.state == JobState.DONE and job.mosaic_item and resolution is None and crs is None:
+        explicit = resolution is not None or crs is not None or codec is not None
+        if job.state == JobState.DONE and job.mosaic_item and not explicit:
             return job.mosaic_item  # a repeated message; an explicit grid asks for a rebuild
         try:
             item_key = self.build(
-                job.area, SynthesisPeriod.parse(job.month), job_id, resolution, crs
-            )
+                job.area, SynthesisPeriod.parse(job.month), job_id, resolution, crs,
+                recorded=self._recorded_items(job), codec=codec,
+            )  # fmt: skip
         except (NoInputs, InvalidRequest) as error:
             self.jobs.finish(job_id, JobState.FAILED, reason=str(error))
             logger.warning("mosaic failed", extra={"job": job_id, "reason": str(error)})
@@ -171,6 +193,41 @@ class Mosaicker:
             self.jobs.finish(job_id, JobState.DONE, item=item_key)
         return item_key
 
+    def rebuild(
+        self,
+        month: str,
+        area_spec: str,
+        resolution: float | None = None,
+        crs: str | None = None,
+        codec: str | None = None,
+    ) -> str | None:
+        """Mosaic a month's job over an area again, on another grid or with another codec.
+
+        The job must exist (its syntheses are the inputs); bad options are refused before any
+        work, so a finished job is not marked failed by a typo. Returns the main Item's key.
+        """
+        period = SynthesisPeriod.parse(month)
+        area = areas.area_geometry(area_spec)
+        codec_named(codec or DEFAULT_CODEC)
+        if crs is not None:
+            try:
+                CRS.from_user_input(crs)
+            except CRSError as error:
+                raise InvalidRequest(f"unknown CRS {crs!r}") from error
+        if resolution is not None and resolution <= 0:
+            raise InvalidRequest(f"resolution must be positive, got {resolution}")
+        job = self.jobs.get(job_id_for(period.label, area.id))
+        if job is None:
+            raise NoInputs(
+                f"no job of {period.label} over {area.name}: "
+                f"run `sansnuages month {period.label} --area ...` first"
+            )
+        key = self.run(job.job_id, resolution, crs, codec)
+        if key is None and not self.fan_out:
+            failed = self.jobs.get(job.job_id)
+            raise NoInputs(f"the mosaic failed: {failed.reason if failed else 'job gone'}")
+        return key
+
     def build(
         self,
         area_spec: str,
@@ -178,10 +235,17 @@ class Mosaicker:
         job_id: str,
         resolution: float | None = None,
         crs: str | None = None,
+        recorded: list[dict[str, Any]] | None = None,
+        codec: str | None = None,
     ) -> str | None:
-        """Mosaic every piece of the area that has data; the main piece's Item key if written."""
+        """Mosaic every piece of the area that has data; the main piece's Item key if written.
+
+        `recorded`: the L3A Items the job's tiles recorded, used as they are; without them, the
+        job's Items are searched in the catalog."""
+        codec = (codec or DEFAULT_CODEC).lower()
+        codec_named(codec)  # an unknown codec fails here, before any work
         area = areas.area_geometry(area_spec)
-        items = [
+        items = recorded or [
             i
             for i in l3a_items(self.catalog, period, area.geometry.bounds)
             if i["properties"].get("sansnuages:job", job_id) == job_id
@@ -201,11 +265,18 @@ class Mosaicker:
                 float(resolution),
                 period.label,
                 job_id,
+                codec,
             )
             key = self.build_piece(spec, piece_items)
             if rank == 0:
                 main = key
         return main
+
+    def _recorded_items(self, job: Job) -> list[dict[str, Any]]:
+        """The Items the job's tiles finished with. A tile whose synthesis of the month
+        already existed (made by a job over another area sharing the tile) records that Item,
+        so the mosaic takes it rather than searching for Items made by this job only."""
+        return [self.bucket.get_json(t.item) for t in job.tiles if t.item]
 
     # ---------------------------------------------------------------- one piece
 
@@ -249,6 +320,7 @@ class Mosaicker:
             storage.vsi_path(self.bucket.name, cog_key),
             crs=spec.crs,
             resolution=spec.resolution,
+            codec=spec.codec,
         )
         png_key = self._thumbnail(spec, cog_key)
         left, _, _, top = result.bounds
@@ -307,6 +379,7 @@ class Mosaicker:
                     crs=spec.crs,
                     resolution=spec.resolution,
                     cell=(left, bottom, right, top),
+                    codec=spec.codec,
                 )
             except NoInputs:  # the cell meets the area's bounds but no tile: a marker, no COG
                 self.bucket.put_bytes(f"{folder}{name}.empty", b"", "text/plain")
@@ -323,14 +396,15 @@ class Mosaicker:
             ]
             transform, width, height = mosaic_parts.union_grid(parts)
             wkt = CRS.from_user_input(spec.crs).to_wkt()
-            self.bucket.put_bytes(
-                vrt_key, mosaic_parts.vrt_xml(parts, wkt, vsi).encode(), "application/xml"
-            )
+            vrt = mosaic_parts.vrt_xml(parts, wkt, vsi, masked=spec.lossy)
+            self.bucket.put_bytes(vrt_key, vrt.encode(), "application/xml")
             factor = mosaic_parts.overview_factor(width, height)
             mosaic_parts.write_overview(
                 storage.vsi_path(self.bucket.name, vrt_key),
                 storage.vsi_path(self.bucket.name, overview_key),
                 factor,
+                options=codec_named(spec.codec).options,
+                masked=spec.lossy,
             )
             png_key = self._thumbnail(spec, overview_key)
         res = spec.resolution
@@ -391,7 +465,7 @@ class Mosaicker:
             transform=transform,
             epsg=int(CRS.from_user_input(spec.crs).to_epsg() or 0),
             data_type="uint8",
-            nodata=0,
+            nodata=None if spec.lossy else 0,
             scales=(None, None, None),
             size_bytes=self.bucket.size(object_key),
         )

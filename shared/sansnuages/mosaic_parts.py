@@ -96,16 +96,26 @@ def union_grid(parts: Sequence[PartSource]) -> tuple[Affine, int, int]:
     return Affine(resolution, 0, left, 0, -resolution, top), width, height
 
 
-def vrt_xml(parts: Sequence[PartSource], crs_wkt: str, vrt_dir: str) -> str:
-    """A VRT of the RGB parts, with paths relative to the VRT's folder `vrt_dir`."""
+def vrt_xml(parts: Sequence[PartSource], crs_wkt: str, vrt_dir: str, masked: bool = False) -> str:
+    """A VRT of the RGB parts, with paths relative to the VRT's folder `vrt_dir`.
+
+    `masked`: the parts carry internal masks (lossy codec) rather than nodata 0; the VRT then
+    stitches the masks too, and is invalid between parts where no part lies.
+    """
     transform, width, height = union_grid(parts)
     geo = ", ".join(repr(v) for v in (transform.c, transform.a, 0.0, transform.f, 0.0, transform.e))
+    nodata = "" if masked else "<NoDataValue>0</NoDataValue>"
     bands = []
     for band, colour in enumerate(("Red", "Green", "Blue"), start=1):
-        sources = "".join(_simple_source(p, transform, band, vrt_dir) for p in parts)
+        sources = "".join(_simple_source(p, transform, str(band), vrt_dir) for p in parts)
         bands.append(
-            f'<VRTRasterBand dataType="Byte" band="{band}"><NoDataValue>0</NoDataValue>'
+            f'<VRTRasterBand dataType="Byte" band="{band}">{nodata}'
             f"<ColorInterp>{colour}</ColorInterp>{sources}</VRTRasterBand>"
+        )
+    if masked:
+        sources = "".join(_simple_source(p, transform, "mask,1", vrt_dir) for p in parts)
+        bands.append(
+            f'<MaskBand><VRTRasterBand dataType="Byte">{sources}</VRTRasterBand></MaskBand>'
         )
     return (
         f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">'
@@ -115,7 +125,7 @@ def vrt_xml(parts: Sequence[PartSource], crs_wkt: str, vrt_dir: str) -> str:
     )
 
 
-def _simple_source(part: PartSource, grid: Affine, band: int, vrt_dir: str) -> str:
+def _simple_source(part: PartSource, grid: Affine, band: str, vrt_dir: str) -> str:
     col = round((part.transform.c - grid.c) / grid.a)
     row = round((part.transform.f - grid.f) / grid.e)
     relative = posixpath.relpath(part.path, vrt_dir)
@@ -133,11 +143,20 @@ def overview_factor(width: int, height: int, max_pixels: int = OVERVIEW_MAX_PIXE
     return 2 ** max(0, math.ceil(math.log2(max(width, height) / max_pixels)))
 
 
-def write_overview(vrt_path: str, out_path: str, factor: int, block_size: int = 512) -> str:
+def write_overview(
+    vrt_path: str,
+    out_path: str,
+    factor: int,
+    block_size: int = 512,
+    options: Sequence[tuple[str, str]] = (),
+    masked: bool = False,
+) -> str:
     """The whole mosaic at `factor` times its resolution, as one COG.
 
     Read by output windows from the VRT with a reduced `out_shape`: GDAL takes each part's own
     overviews (average), so memory holds one window and the parts are read once, coarsely.
+    `options` are COG options (the parts' codec); `masked` copies the VRT's mask as the
+    overview's internal mask instead of declaring nodata 0.
     """
     with rasterio.open(vrt_path) as src:
         width = math.ceil(src.width / factor)
@@ -151,8 +170,10 @@ def write_overview(vrt_path: str, out_path: str, factor: int, block_size: int = 
             dtype="uint8",
             crs=src.crs.to_wkt(),
             transform=transform,
-            nodata=0,
+            nodata=None if masked else 0,
             photometric="RGB",
+            masked=masked,
+            **dict(options),
         ) as dst:
             for window in _windows(width, height, block_size):
                 col, row = window.col_off * factor, window.row_off * factor
@@ -169,6 +190,13 @@ def write_overview(vrt_path: str, out_path: str, factor: int, block_size: int = 
                     resampling=Resampling.nearest,
                 )
                 dst.write(data, window=window)
+                if masked:
+                    mask = src.dataset_mask(
+                        window=source,
+                        out_shape=(int(window.height), int(window.width)),
+                        resampling=Resampling.nearest,
+                    )
+                    dst.write_mask(mask, window=window)
     return out_path
 
 

@@ -21,7 +21,7 @@ from rasterio.features import geometry_mask
 from rasterio.warp import transform_geom
 from shapely.geometry import Polygon, mapping, shape
 
-from sansnuages import cog, storage
+from sansnuages import cog, mosaic, storage
 from sansnuages.catalog import Catalog
 from sansnuages.local.http_front import HttpFront
 from sansnuages.map_routes import add_map_routes
@@ -42,25 +42,37 @@ class MapApi:
     settings: Settings
 
 
-def _publish_mosaic(bucket: DataBucket, catalog: Catalog, month: str) -> str:
-    """A small true-colour mosaic COG (flat colour inside AREA, 0 outside) and its Item."""
+DARK = (1, 1, 1)
+"""The colour of the mosaic written with a lossy codec: its valid pixels may decode to 0."""
+
+
+def _publish_mosaic(
+    bucket: DataBucket, catalog: Catalog, month: str, codec: str = "deflate", area_id: str = "TST"
+) -> str:
+    """A small true-colour mosaic COG (flat colour inside AREA, 0 outside) and its Item; with
+    a lossy codec (area TSW), no data is the COG's internal mask, as `build_mosaic` writes it."""
     area = shape(transform_geom("EPSG:4326", CRS, mapping(AREA)))
     left, bottom, right, top = (round(v / RES) * RES for v in area.bounds)
     width, height = int((right - left) / RES), int((top - bottom) / RES)
     affine = Affine(RES, 0, left, 0, -RES, top)
     inside = geometry_mask([mapping(area)], (height, width), affine, invert=True)
-    rgb = np.stack([np.where(inside, c, 0) for c in COLOURS[month]]).astype("uint8")
-    item_id = f"mosaic-TST-{month}"
-    key = f"mosaics/TST/{month.replace('-', '/')}/{item_id}.tif"
-    with rasterio.Env(**bucket.settings.gdal_options()):
-        cog.write_cog(
+    colour = DARK if area_id == "TSW" else COLOURS[month]
+    rgb = np.stack([np.where(inside, c, 0) for c in colour]).astype("uint8")
+    item_id = f"mosaic-{area_id}-{month}"
+    key = f"mosaics/{area_id}/{month.replace('-', '/')}/{item_id}.tif"
+    compression = mosaic.codec_named(codec)
+    with (
+        rasterio.Env(**bucket.settings.gdal_options()),
+        cog.cog_writer(
             storage.vsi_path(bucket.name, key),
-            rgb,
-            crs=CRS,
-            transform=affine,
-            nodata=0,
-            photometric="RGB",
-        )
+            width=width, height=height, count=3, dtype="uint8", crs=CRS, transform=affine,
+            nodata=None if compression.lossy else 0, photometric="RGB",
+            masked=compression.lossy, **dict(compression.options),
+        ) as dst,
+    ):  # fmt: skip
+        dst.write(mosaic.fill_outside(rgb, inside) if compression.lossy else rgb)
+        if compression.lossy:
+            dst.write_mask(inside.astype("uint8") * 255)
     ensure_collection(bucket, catalog, "mosaics")
     catalog.put_item(
         {
@@ -76,7 +88,7 @@ def _publish_mosaic(bucket: DataBucket, catalog: Catalog, month: str) -> str:
                 "start_datetime": f"{month[:5]}{int(month[5:]) - 1:02d}-23T00:00:00Z",
                 "end_datetime": f"{month[:5]}{int(month[5:]) + 1:02d}-07T00:00:00Z",
                 "sansnuages:area": "Testland",
-                "sansnuages:area_id": "TST",
+                "sansnuages:area_id": area_id,
             },
             "links": [],
             "assets": {
@@ -98,6 +110,7 @@ def map_api(function_settings: Settings) -> Iterator[MapApi]:
     catalog = Catalog(function_settings.catalog_table, settings=function_settings)
     for month in COLOURS:
         _publish_mosaic(bucket, catalog, month)
+    _publish_mosaic(bucket, catalog, "2018-07", codec="webp", area_id="TSW")
     app = add_map_routes(make_resolver(catalog, function_settings), catalog, function_settings)
     front = HttpFront(lambda event, context: app.resolve(event, context)).start()
     yield MapApi(front.url, function_settings)
@@ -149,6 +162,22 @@ def test_tile_at_the_border_is_transparent_outside(map_api: MapApi) -> None:
     alpha = _png(png)[..., 3]
     assert 0 < (alpha == 255).mean() < 1
     assert set(np.unique(alpha).tolist()) <= {0, 255}
+
+
+def test_a_lossy_mosaic_is_drawn_from_its_mask(map_api: MapApi) -> None:
+    """WEBP-coded, masked: dark valid pixels (1, perhaps decoded as 0) are opaque, the outside
+    transparent, at the border as inside."""
+    for z, x, y, share in ((10, 525, 344, 1.0), (8, 130, 86, None)):
+        status, _, png = _get(f"{map_api.url}/map/mosaic-TSW-2018-07/tiles/{z}/{x}/{y}.png")
+        assert status == 200
+        rgba = _png(png)
+        opaque = rgba[..., 3] == 255
+        assert set(np.unique(rgba[..., 3]).tolist()) <= {0, 255}
+        if share is not None:
+            assert opaque.mean() == share
+        else:
+            assert 0 < opaque.mean() < 1
+        assert (rgba[..., :3][opaque] <= 2).all()
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ import rasterio
 from affine import Affine
 from rasterio.warp import transform
 
-from sansnuages import cog, grid, storage
+from sansnuages import cli, cog, grid, storage
 from sansnuages.catalog import Catalog
 from sansnuages.errors import InvalidRequest
 from sansnuages.jobs import JobState, JobStore
@@ -143,3 +143,63 @@ def test_a_part_outside_the_plan_is_refused(function_settings: Settings) -> None
     assert mosaicker.run(job_id, resolution=1000.0) is not None  # parts built in this call
     with pytest.raises(InvalidRequest, match="no part"):
         mosaicker.handle({"plan": "mosaics/BEL/2018/07/parts/plan.json", "part": "r999c999"})
+
+
+def _mask_at(path: str, settings: Settings, lon: float, lat: float) -> int:
+    with rasterio.Env(**settings.gdal_options()), rasterio.open(path) as src:
+        (x,), (y,) = transform("EPSG:4326", src.crs, [lon], [lat])
+        row, col = src.index(x, y)
+        return int(src.dataset_mask(window=((row, row + 1), (col, col + 1)))[0, 0])
+
+
+def test_a_lossy_codec_in_parts_keeps_no_data_in_masks(function_settings: Settings) -> None:
+    bucket, catalog, jobs, job_id = _setup(function_settings)
+    mosaicker = Mosaicker(function_settings, bucket, catalog, jobs, part_pixels=64, fan_out=False)
+    message = {"job_id": job_id, "resolution": 1000.0, "codec": "webp"}
+    item_key = mosaicker.handle(message)
+    assert item_key is not None
+    item = bucket.get_json(item_key)
+    assert "nodata" not in item["assets"]["visual"]["raster:bands"][0]
+    for path in (cog.s3_to_vsi(item["assets"][k]["href"]) for k in ("visual", "overview")):
+        colour = _colour_at(path, function_settings, 4.9, 50.85)  # 31UFS: 103, 77, 52
+        assert np.abs(np.array(colour) - [103, 77, 52]).max() <= 2
+        assert _mask_at(path, function_settings, 4.9, 50.85) == 255
+        assert _mask_at(path, function_settings, 5.75, 51.25) == 0  # Weert, NL: outside
+
+
+def test_an_unknown_codec_fails_the_job_with_the_reason(function_settings: Settings) -> None:
+    bucket, catalog, jobs, job_id = _setup(function_settings)
+    mosaicker = Mosaicker(function_settings, bucket, catalog, jobs)
+    assert mosaicker.handle({"job_id": job_id, "codec": "gif"}) is None
+    job = jobs.get(job_id)
+    assert job is not None and job.state == JobState.FAILED
+    assert "unknown codec 'gif'" in (job.reason or "")
+    assert not bucket.list_keys("mosaics/BEL/")
+
+
+def test_the_cli_rebuilds_a_month_on_another_grid(
+    function_settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bucket, catalog, jobs, job_id = _setup(function_settings)
+    first = Mosaicker(function_settings, bucket, catalog, jobs).run(job_id, resolution=1000.0)
+    assert first is not None
+    argv = ["mosaic", MONTH, "--area", "Belgium", "--from-env"]
+    assert cli.main([*argv, "--crs", "EPSG:32631", "--resolution", "2000"]) == 0
+    assert f"mosaic written: {first}" in capsys.readouterr().out
+    visual = bucket.get_json(first)["assets"]["visual"]
+    assert visual["proj:code"] == "EPSG:32631" and visual["proj:transform"][0] == 2000.0
+    with rasterio.Env(**function_settings.gdal_options()):
+        with rasterio.open(cog.s3_to_vsi(visual["href"])) as src:
+            assert src.crs.to_epsg() == 32631 and src.res == (2000.0, 2000.0)
+    # bad options are refused before any work: the finished job stays as it was
+    for bad, message in (
+        (["--codec", "gif"], "unknown codec"),
+        (["--crs", "EPSG:999999"], "unknown CRS"),
+        (["--resolution", "-5"], "must be positive"),
+    ):
+        assert cli.main([*argv, *bad]) == 2
+        assert message in capsys.readouterr().err
+    job = jobs.get(job_id)
+    assert job is not None and job.state == JobState.DONE and job.mosaic_item == first
+    assert cli.main(["mosaic", MONTH, "--area", "Netherlands", "--from-env"]) == 2
+    assert "no job of 2018-07 over Netherlands" in capsys.readouterr().err
