@@ -2,8 +2,12 @@
 
 Inputs: `--s2` Sentinel-2 dates (4 bands at 10 m, 6 at 20 m, CLM / EDG / ATB per group) and
 `--l8` Landsat-8 dates (6 bands at 30 m and XS masks), COGs written with the ingest's codec.
-Each route runs in a fresh process; its wall time and peak resident memory (`os.wait4`) are
-reported side by side:
+Three distinct dates are simulated (fields with noise, blob-shaped clouds with ragged edges
+and their shadows) and uploaded; the other dates are server-side copies of them under their
+own keys, which makes a full tile's inputs in minutes rather than the better part of an hour
+(reading does not care that two dates hold the same pixels; GDAL's cache does not either,
+since the keys differ). Each route runs in a fresh process; its wall time, CPU time and peak
+resident memory (`os.wait4`) and the load average are reported side by side:
 
 - `synthesis`: `synthesize_group` for R1 and R2, outputs written as COGs to the local S3;
 - `floor`: the I/O floor: read every input the synthesis reads, window by window, and write
@@ -13,8 +17,15 @@ reported side by side:
   with odc-geo.
 
     .venv/bin/python bench/composite_perf.py                       # full tile: long
-    .venv/bin/python bench/composite_perf.py --size 2745 --s2 6 --l8 2
-    .venv/bin/python bench/composite_perf.py --size 549 --routes synthesis,floor   # seconds
+    .venv/bin/python bench/composite_perf.py --size 2748
+    .venv/bin/python bench/composite_perf.py --size 546 --routes synthesis,floor   # seconds
+    .venv/bin/python bench/composite_perf.py --size 2748 --routes synthesis \
+        --threads 1 --cachemax 64 --block 1024                     # the settings' effects
+
+The time on Lambda is estimated from the template's memory for the composite function (CPU
+in proportion, one vCPU at 1,769 MB): the synthesis process's CPU time over those vCPUs (S3
+serves the reads there; here the local S3 server's CPU is not the synthesis'), and, as a
+ceiling, the wall time here scaled by the cores here over those vCPUs.
 """
 
 from __future__ import annotations
@@ -22,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -50,9 +62,9 @@ VARIANTS = 3
 """Distinct input contents, cycled over the dates (generation costs time, reading does not
 care that two dates hold the same pixels)."""
 LANDSAT_BANDS = ("B2", "B3", "B4", "B5", "B6", "B7")
-COMPOSITE_MEMORY_MB = 4096
-"""MemorySize of CompositeFunction in template.yaml."""
+TEMPLATE = Path(__file__).resolve().parents[1] / "template.yaml"
 LAMBDA_MB_PER_VCPU = 1769
+CLOUD_COVER = 0.3
 
 
 @dataclass(frozen=True)
@@ -62,13 +74,21 @@ class Spec:
     s2: int
     l8: int
     block: int
+    threads: int = 4
+    cachemax: int | None = None
+    gdal_threads: str | None = None
 
     def settings(self) -> Settings:
         return Settings(data_bucket=BUCKET, region="us-east-1", endpoint_url=self.endpoint)
 
     def gdal(self) -> dict[str, str | int]:
         """The same GDAL configuration for every route (the composite function's)."""
-        return {**self.settings().gdal_options(), **SYNTHESIS_GDAL_OPTIONS}
+        options: dict[str, str | int] = {**self.settings().gdal_options(), **SYNTHESIS_GDAL_OPTIONS}
+        if self.cachemax is not None:
+            options["GDAL_CACHEMAX"] = self.cachemax * 2**20  # rasterio: bytes
+        if self.gdal_threads is not None:
+            options["GDAL_NUM_THREADS"] = self.gdal_threads
+        return options
 
 
 # --- inputs ------------------------------------------------------------------------------------
@@ -83,12 +103,30 @@ def _field(size: int, rng: np.random.Generator, low: int, high: int) -> np.ndarr
     return (data + rng.integers(-40, 40, (size, size), dtype=np.int16)).astype(np.int16)
 
 
+def _smooth(size: int, rng: np.random.Generator, cells: int) -> np.ndarray:
+    """A smooth random field in [0, 1): coarse noise, bilinear-upsampled (float32)."""
+    coarse = rng.random((cells + 1, cells + 1)).astype(np.float32)
+    pos = np.linspace(0, cells, size, endpoint=False, dtype=np.float32)
+    low = np.minimum(pos.astype(np.intp), cells - 1)
+    frac = pos - low
+    rows = coarse[low] * (1 - frac)[:, None] + coarse[low + 1] * frac[:, None]
+    return rows[:, low] * (1 - frac)[None, :] + rows[:, low + 1] * frac[None, :]
+
+
 def _clouds(size: int, rng: np.random.Generator, cover: float) -> np.ndarray:
-    cells = max(2, size // 200)
-    coarse = rng.random((cells, cells)) < cover
-    reps = -(-size // cells)
-    mask = np.repeat(np.repeat(coarse, reps, axis=0), reps, axis=1)[:size, :size]
-    return np.where(mask, 1 | 2, 0).astype(np.uint8)
+    """CLM: blob-shaped clouds of a few km with ragged edges (bits 0, 1, 3), their shadows
+    (bits 0, 5) offset by about 1.5 km, and thin clouds (bit 4 only, clear) here and there."""
+    field = _smooth(size, rng, max(2, size // 400)) + 0.35 * _smooth(size, rng, max(4, size // 40))
+    field += 0.1 * rng.random((size, size), dtype=np.float32)
+    sample = field[:: max(1, size // 500), :: max(1, size // 500)]
+    cloud = field > np.quantile(sample, 1 - cover)
+    shift = max(1, size // 70)
+    shadow = np.zeros_like(cloud)
+    shadow[shift:, shift:] = cloud[:-shift, :-shift]
+    shadow &= ~cloud
+    thin = (field > np.quantile(sample, 1 - cover * 1.3)) & ~cloud & ~shadow
+    clm = np.where(cloud, 1 | 2 | 8, 0) | np.where(shadow, 1 | 32, 0) | np.where(thin, 16, 0)
+    return clm.astype(np.uint8)
 
 
 def _grid(pixels: int) -> Affine:
@@ -104,10 +142,12 @@ def _write(folder: Path, name: str, data: np.ndarray, nodata: float | None) -> P
     return path
 
 
-def make_variant(folder: Path, variant: int, size: int) -> dict[str, Path]:
-    """One date's files of each sensor; keys like `S2/FRE_B2`, `L8/CLM_XS`."""
-    rng = np.random.default_rng(variant)
+def make_variant(folder: Path, variant: int, size: int, sensor: str) -> dict[str, Path]:
+    """One date's files of `sensor` (S2 or L8); keys like `S2/FRE_B2`, `L8/CLM_XS`."""
+    rng = np.random.default_rng(variant + (100 if sensor == "L8" else 0))
     files: dict[str, Path] = {}
+    if sensor == "L8":
+        return _landsat_variant(folder, variant, size, rng)
     for group, bands in SENTINEL2_GROUPS.items():
         n = size if group == "R1" else size // 2
         for band in bands:
@@ -115,7 +155,7 @@ def make_variant(folder: Path, variant: int, size: int) -> dict[str, Path]:
                 folder, f"v{variant}_S2_{band}", _field(n, rng, 200, 3500), -10000
             )
         files[f"S2/CLM_{group}"] = _write(
-            folder, f"v{variant}_S2_CLM_{group}", _clouds(n, rng, 0.3), None
+            folder, f"v{variant}_S2_CLM_{group}", _clouds(n, rng, CLOUD_COVER), None
         )
         files[f"S2/EDG_{group}"] = _write(
             folder, f"v{variant}_S2_EDG_{group}", np.zeros((n, n), np.uint8), None
@@ -124,12 +164,19 @@ def make_variant(folder: Path, variant: int, size: int) -> dict[str, Path]:
             [np.full((n, n), 40, np.uint8), rng.integers(10, 80, (n, n), dtype=np.uint8)]
         )
         files[f"S2/ATB_{group}"] = _write(folder, f"v{variant}_S2_ATB_{group}", atb, 0)
+    return files
+
+
+def _landsat_variant(
+    folder: Path, variant: int, size: int, rng: np.random.Generator
+) -> dict[str, Path]:
+    files: dict[str, Path] = {}
     n = size // 3
     for band in LANDSAT_BANDS:
         files[f"L8/FRE_{band}"] = _write(
             folder, f"v{variant}_L8_{band}", _field(n, rng, 200, 3500), -10000
         )
-    files["L8/CLM_XS"] = _write(folder, f"v{variant}_L8_CLM", _clouds(n, rng, 0.3), None)
+    files["L8/CLM_XS"] = _write(folder, f"v{variant}_L8_CLM", _clouds(n, rng, CLOUD_COVER), None)
     files["L8/EDG_XS"] = _write(folder, f"v{variant}_L8_EDG", np.zeros((n, n), np.uint8), None)
     atb = np.stack([np.full((n, n), 40, np.uint8), rng.integers(10, 80, (n, n), dtype=np.uint8)])
     files["L8/ATB_XS"] = _write(folder, f"v{variant}_L8_ATB", atb, 0)
@@ -153,15 +200,27 @@ def key_of(sensor: str, index: int, name: str) -> str:
 
 
 def upload(spec: Spec, folder: Path) -> float:
+    """Make and upload the inputs; a date whose variant is already uploaded is a server-side
+    copy of it. Returns the MB of COGs the bucket holds."""
     s3 = boto3.client("s3", endpoint_url=spec.endpoint, region_name="us-east-1")
     s3.create_bucket(Bucket=BUCKET)
-    variants = [make_variant(folder, v, spec.size) for v in range(VARIANTS)]
+    uploaded: dict[tuple[str, int, str], str] = {}
     total = 0
     for index, (sensor, _, variant) in enumerate(dates(spec)):
-        for name, path in variants[variant].items():
-            if name.startswith(sensor + "/"):
-                s3.upload_file(str(path), BUCKET, key_of(sensor, index, name.split("/", 1)[1]))
-                total += path.stat().st_size
+        if not any(key[:2] == (sensor, variant) for key in uploaded):
+            files = make_variant(folder, variant, spec.size, sensor)
+            for name, path in files.items():
+                key = key_of(sensor, index, name.split("/", 1)[1])
+                s3.upload_file(str(path), BUCKET, key)
+                uploaded[(sensor, variant, name)] = key
+                path.unlink()
+        for (sensor_, variant_, name), source in list(uploaded.items()):
+            if (sensor_, variant_) != (sensor, variant):
+                continue
+            key = key_of(sensor, index, name.split("/", 1)[1])
+            if key != source:
+                s3.copy_object(Bucket=BUCKET, Key=key, CopySource={"Bucket": BUCKET, "Key": source})
+            total += s3.head_object(Bucket=BUCKET, Key=key)["ContentLength"]
     return total / 2**20
 
 
@@ -227,6 +286,7 @@ def route_synthesis(spec: Spec) -> None:
                 23,
                 outputs(group, "synthesis"),
                 block_size=spec.block,
+                read_threads=spec.threads,
             )
 
 
@@ -323,18 +383,44 @@ ROUTES = {"synthesis": route_synthesis, "floor": route_floor, "xarray": route_xa
 # --- running ------------------------------------------------------------------------------------
 
 
-def run_route(route: str, spec: Spec) -> tuple[float, float, int]:
-    """Wall seconds, peak RSS (MB) and exit status of a fresh process running `route`."""
+@dataclass(frozen=True)
+class Run:
+    wall: float
+    cpu: float
+    """User + system seconds of the route's process (not the local S3 server's)."""
+    rss_mb: float
+    code: int
+    load: float
+    """One-minute load average of the machine at the end of the run."""
+
+
+def run_route(route: str, spec: Spec) -> Run:
+    """A fresh process running `route`: its wall and CPU time, peak RSS and exit status."""
     env = {**os.environ, **LOCAL_CREDENTIALS}
     command = [sys.executable, __file__, "--child", route, "--spec", json.dumps(asdict(spec))]
     started = time.monotonic()
     process = subprocess.Popen(command, env=env)
     _, status, usage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)
-    return time.monotonic() - started, usage.ru_maxrss / 1024, process.returncode
+    return Run(
+        time.monotonic() - started,
+        usage.ru_utime + usage.ru_stime,
+        usage.ru_maxrss / 1024,
+        process.returncode,
+        os.getloadavg()[0],
+    )
 
 
-def main(argv: list[str] | None = None) -> dict[str, tuple[float, float, int]]:
+def composite_memory_mb(template: Path = TEMPLATE) -> int:
+    """MemorySize of CompositeFunction in template.yaml."""
+    text = template.read_text()
+    found = re.search(r"\n  CompositeFunction:\n(?:    .*\n|\s*\n)*?      MemorySize: (\d+)", text)
+    if found is None:
+        raise ValueError(f"no MemorySize for CompositeFunction in {template}")
+    return int(found.group(1))
+
+
+def main(argv: list[str] | None = None) -> dict[str, Run]:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -342,6 +428,9 @@ def main(argv: list[str] | None = None) -> dict[str, tuple[float, float, int]]:
     parser.add_argument("--s2", type=int, default=12)
     parser.add_argument("--l8", type=int, default=3)
     parser.add_argument("--block", type=int, default=512, help="synthesis window size")
+    parser.add_argument("--threads", type=int, default=4, help="synthesis reading threads")
+    parser.add_argument("--cachemax", type=int, default=None, help="GDAL_CACHEMAX (MB)")
+    parser.add_argument("--gdal-threads", default=None, help="GDAL_NUM_THREADS (decoding)")
     parser.add_argument("--routes", default="floor,synthesis,xarray")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--spec", default=None, help=argparse.SUPPRESS)
@@ -353,41 +442,57 @@ def main(argv: list[str] | None = None) -> dict[str, tuple[float, float, int]]:
         parser.error("--size must be a multiple of 6 (20 m and 30 m grids divide it)")
     os.environ.update(LOCAL_CREDENTIALS)
     server = MotoServer.start()
-    results: dict[str, tuple[float, float, int]] = {}
+    results: dict[str, Run] = {}
     try:
-        spec = Spec(server.url, args.size, args.s2, args.l8, args.block)
+        spec = Spec(
+            server.url,
+            args.size,
+            args.s2,
+            args.l8,
+            args.block,
+            args.threads,
+            args.cachemax,
+            args.gdal_threads,
+        )
         with tempfile.TemporaryDirectory() as folder:
             started = time.monotonic()
             size_mb = upload(spec, Path(folder))
             print(
                 f"inputs: {args.s2} Sentinel-2 + {args.l8} Landsat-8 dates at {args.size} px, "
-                f"{size_mb:.0f} MB of COGs ({time.monotonic() - started:.0f} s to make)"
+                f"{size_mb:.0f} MB of COGs ({time.monotonic() - started:.0f} s to make)",
+                flush=True,
             )
         for route in args.routes.split(","):
-            results[route] = run_route(route, spec)
-            wall, rss, code = results[route]
-            print(f"{route:<10} {wall:8.1f} s  peak RSS {rss:7.0f} MB  exit {code}", flush=True)
+            load = os.getloadavg()[0]
+            results[route] = run = run_route(route, spec)
+            print(
+                f"{route:<10} {run.wall:8.1f} s  CPU {run.cpu:7.1f} s  peak RSS {run.rss_mb:7.0f} MB"
+                f"  exit {run.code}  load {load:.1f} -> {run.load:.1f}",
+                flush=True,
+            )
     finally:
         server.stop()
     report(results)
     return results
 
 
-def report(results: dict[str, tuple[float, float, int]]) -> None:
-    if "synthesis" not in results:
+def report(results: dict[str, Run]) -> None:
+    run = results.get("synthesis")
+    if run is None or run.code != 0:
         return
-    wall, rss, code = results["synthesis"]
-    if code != 0:
-        return
-    if "floor" in results and results["floor"][2] == 0:
-        print(f"synthesis / I/O floor: {wall / results['floor'][0]:.2f}x")
-    if "xarray" in results and results["xarray"][2] == 0:
-        print(f"xarray route / synthesis: {results['xarray'][0] / wall:.2f}x")
-    vcpus = COMPOSITE_MEMORY_MB / LAMBDA_MB_PER_VCPU
+    floor, xarray = results.get("floor"), results.get("xarray")
+    if floor is not None and floor.code == 0:
+        print(f"synthesis / I/O floor: {run.wall / floor.wall:.2f}x")
+    if xarray is not None and xarray.code == 0:
+        print(f"xarray route / synthesis: {xarray.wall / run.wall:.2f}x")
+    memory = composite_memory_mb()
+    vcpus = memory / LAMBDA_MB_PER_VCPU
     cores = min(os.cpu_count() or 1, 2)
     print(
-        f"at {COMPOSITE_MEMORY_MB} MB Lambda ({vcpus:.2f} vCPU) vs {cores} cores here: "
-        f"about {wall * cores / vcpus:.0f} s if CPU-bound"
+        f"peak RSS {run.rss_mb:.0f} MB of the {memory} MB the template gives the composite "
+        f"function; at {memory} MB Lambda has {vcpus:.2f} vCPU: about {run.cpu / vcpus:.0f} s "
+        f"of CPU there, at most {run.wall * cores / vcpus:.0f} s (wall here x {cores} cores / "
+        f"{vcpus:.2f} vCPU)"
     )
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -18,8 +18,9 @@ from aws_lambda_powertools import Logger
 from shapely.geometry import mapping, shape
 from shapely.ops import unary_union
 
-from . import aws, grid, stac_items, storage
+from . import aws, grid, muscate, stac_items, storage
 from .bands import LANDSAT8_TO_SENTINEL2, SENTINEL2_GROUPS, is_landsat
+from .brdf import AngleGrid, NadirNormalisation, ViewGeometry
 from .catalog import Catalog
 from .errors import InvalidRequest, NoInputs
 from .gdal import gdal_env
@@ -176,7 +177,21 @@ def _ref(item: dict[str, Any], key: str, band: int = 1) -> RasterRef:
     )
 
 
-def observation_from_item(item: dict[str, Any]) -> Observation:
+def view_geometry(properties: dict[str, Any]) -> ViewGeometry | None:
+    """The mean sun and view angles an L2A Item carries (`view:*`); None if one is missing."""
+    names = ("view:sun_elevation", "view:sun_azimuth", "view:incidence_angle", "view:azimuth")
+    values = [float(properties[name]) for name in names if properties.get(name) is not None]
+    if len(values) < len(names):
+        return None
+    elevation, sun_azimuth, incidence, azimuth = values
+    return ViewGeometry(90.0 - elevation, sun_azimuth, incidence, azimuth)
+
+
+def observation_from_item(
+    item: dict[str, Any], nadir: bool = False, grid: AngleGrid | None = None
+) -> Observation:
+    """`nadir`: normalise the observation to nadir view with the Item's mean angles, and the
+    product's view angle `grid` where it has one (an Item without angles is used as it is)."""
     platform = item["properties"].get("platform", "")
     landsat = is_landsat(platform)
     reflectance, cloud, edge, aot = {}, {}, {}, {}
@@ -199,6 +214,9 @@ def observation_from_item(item: dict[str, Any]) -> Observation:
         cloud=cloud,
         edge=edge,
         aot=aot,
+        nadir=NadirNormalisation(replace(geometry, grid=grid))
+        if nadir and (geometry := view_geometry(item["properties"]))
+        else None,
     )
 
 
@@ -295,7 +313,11 @@ class TileCompositor:
         item_key = f"{prefix}{product_id}.json"
         if self.bucket.exists(item_key):
             return item_key  # a duplicate delivery: the Item is written last, so all is there
-        observations = [observation_from_item(item) for item in items]
+        nadir = self.settings.nadir_normalisation
+        observations = [
+            observation_from_item(item, nadir, self._angle_grid(item) if nadir else None)
+            for item in items
+        ]
         rasters: list[stac_items.RasterAsset] = []
         stats: dict[str, GroupStats] = {}
         with gdal_env(self.settings), rasterio.Env(**SYNTHESIS_GDAL_OPTIONS):
@@ -389,6 +411,16 @@ class TileCompositor:
             if old["id"] != product_id and _version(old["id"]) < task.version:
                 self.catalog.delete_item(L3A_COLLECTION, old["id"])
 
+    def _angle_grid(self, item: dict[str, Any]) -> AngleGrid | None:
+        """The view angle grid of an L2A product, from its metadata file (None without)."""
+        asset = item["assets"].get("metadata")
+        if asset is None:
+            return None
+        bucket, key = storage.split_s3_href(asset["href"])
+        if bucket != self.bucket.name:
+            return None
+        return muscate.view_angle_grid(self.bucket.get_bytes(key))
+
     def _path(self, prefix: str, product_id: str, name: str) -> str:
         return storage.vsi_path(self.bucket.name, f"{prefix}{product_id}_{name}.tif")
 
@@ -437,6 +469,7 @@ class TileCompositor:
                 "sansnuages:job": task.job_id,
                 "sansnuages:inputs": len(inputs),
                 "sansnuages:version": task.version,
+                "sansnuages:nadir_normalisation": self.settings.nadir_normalisation,
                 **{
                     f"sansnuages:{name}_percent": value
                     for name, value in _percent(flag_counts).items()

@@ -21,6 +21,8 @@ def test_the_performance_benchmark_runs_at_a_small_size(
     monkeypatch.setitem(sys.modules, "composite_perf", bench)  # dataclasses look it up
     spec.loader.exec_module(bench)
     results = bench.main(["--size", "546", "--s2", "2", "--l8", "1", "--routes", "floor,synthesis"])
-    assert {route: code for route, (_, _, code) in results.items()} == {"floor": 0, "synthesis": 0}
-    assert all(rss > 50 for _, rss, _ in results.values())
-    assert "synthesis / I/O floor" in capsys.readouterr().out
+    assert {route: run.code for route, run in results.items()} == {"floor": 0, "synthesis": 0}
+    assert all(run.rss_mb > 50 and run.cpu > 0 for run in results.values())
+    out = capsys.readouterr().out
+    assert "synthesis / I/O floor" in out
+    assert f"of the {bench.composite_memory_mb()} MB the template gives" in out
