@@ -10,6 +10,13 @@ cloudy or empty is reported.
 
     .venv/bin/python bench/quality.py                      # 150 m pixels, about 2 minutes
     .venv/bin/python bench/quality.py --resolution 300 --levels typical   # a quick look
+    .venv/bin/python bench/quality.py --directional        # + BRDF: nadir normalisation off/on
+
+With `--directional` the simulated views see the surface through the Ross-Thick/Li-Sparse
+kernels (view zenith across the swath, sun of the day) and the table gets a row
+`synthesis-nadir`: the same synthesis with each observation normalised to nadir view
+(`sansnuages.brdf`, angles from the products' metadata and 5 km angle grids). The baselines
+get the inputs as they are, as their users would.
 """
 
 from __future__ import annotations
@@ -29,7 +36,8 @@ from affine import Affine
 
 from sansnuages import baselines
 from sansnuages.bands import LANDSAT8_TO_SENTINEL2, SENTINEL2_GROUPS, is_landsat
-from sansnuages.muscate import parse_metadata
+from sansnuages.brdf import NadirNormalisation, ViewGeometry
+from sansnuages.muscate import parse_metadata, view_angle_grid
 from sansnuages.simulate import (
     LANDSAT_PLATFORM,
     group_geometries,
@@ -57,6 +65,8 @@ from sansnuages.synthesis import (
 LEVELS = ("light", "typical", "heavy")
 HAZE = [HAZE_BLUE_SCALE]
 METHODS = ("synthesis", "median", "bap", "geomedian", "min-blue", "recent")
+BASELINES = METHODS[1:]
+NADIR = "synthesis-nadir"
 
 
 def cloud_covers(level: str, count: int, rng: np.random.Generator) -> list[float]:
@@ -89,12 +99,25 @@ def acquisitions(centre: dt.date, half: int) -> list[tuple[str, dt.date]]:
     return plan
 
 
-def observation_from_zip(path: Path) -> Observation:
-    """A simulated MUSCATE zip as the synthesis' input, read in place through /vsizip/."""
+def observation_from_zip(path: Path, nadir: bool = False) -> Observation:
+    """A simulated MUSCATE zip as the synthesis' input, read in place through /vsizip/;
+    `nadir` asks for the directional normalisation from the product's angles."""
     with zipfile.ZipFile(path) as archive:
         names = archive.namelist()
         mtd = next(n for n in names if n.endswith("_MTD_ALL.xml"))
-        meta = parse_metadata(archive.read(mtd))
+        xml = archive.read(mtd)
+        meta = parse_metadata(xml)
+    normalisation = None
+    if nadir:
+        assert meta.sun_zenith is not None and meta.sun_azimuth is not None
+        geometry = ViewGeometry(
+            meta.sun_zenith,
+            meta.sun_azimuth,
+            meta.view_zenith or 0.0,
+            meta.view_azimuth or 0.0,
+            view_angle_grid(xml) if GRIDS[0] else None,
+        )
+        normalisation = NadirNormalisation(geometry)
     root = f"/vsizip/{path}/{mtd.split('/')[0]}"
     pid = meta.product_id
     landsat = is_landsat(meta.platform)
@@ -120,7 +143,12 @@ def observation_from_zip(path: Path) -> Observation:
         cloud,
         edge,
         aot,
+        nadir=normalisation,
     )
+
+
+GRIDS = [True]
+"""Use the products' angle grids (per-pixel view angles); False: the mean angles only."""
 
 
 @dataclass
@@ -145,21 +173,30 @@ def run_group(
     centre: dt.date,
     half: int,
     out: Path,
+    nadir: list[Observation] | None = None,
 ) -> Scores:
+    """Scores of the synthesis and the baselines on one group; with `nadir` (the same
+    observations with nadir normalisation) also of the normalised synthesis."""
     bands = SENTINEL2_GROUPS[group]
-    outputs = GroupOutputs(
-        frc={b: str(out / f"FRC_{b}.tif") for b in bands},
-        flags=str(out / f"FLG_{group}.tif"),
-        weights=str(out / f"WGT_{group}.tif"),
-        dates=str(out / f"DTS_{group}.tif"),
-    )
-    synthesize_group(observations, bands, grid, centre, half, outputs, haze_scale=HAZE[0])
+    runs = {"synthesis": observations} | ({NADIR: nadir} if nadir else {})
+    methods = [*runs, *BASELINES]
+    outputs = {}
+    for name, inputs in runs.items():
+        folder = out / name
+        folder.mkdir(exist_ok=True)
+        outputs[name] = GroupOutputs(
+            frc={b: str(folder / f"FRC_{b}.tif") for b in bands},
+            flags=str(folder / f"FLG_{group}.tif"),
+            weights=str(folder / f"WGT_{group}.tif"),
+            dates=str(folder / f"DTS_{group}.tif"),
+        )
+        synthesize_group(inputs, bands, grid, centre, half, outputs[name], haze_scale=HAZE[0])
     usable = sorted(observations, key=lambda o: (o.acquired, o.product_id))
     stack = read_stack(usable, bands, grid)
     days = np.array([(o.acquired.date() - centre).days for o in usable], np.float32)
-    results: dict[str, dict[str, np.ndarray]] = {m: {} for m in METHODS}
-    left_masks: dict[str, list[np.ndarray]] = {m: [] for m in METHODS}
-    rmse: dict[str, dict[str, float]] = {m: {} for m in METHODS}
+    results: dict[str, dict[str, np.ndarray]] = {m: {} for m in methods}
+    left_masks: dict[str, list[np.ndarray]] = {m: [] for m in methods}
+    rmse: dict[str, dict[str, float]] = {m: {} for m in methods}
     main_seen = None
     for number, subset in enumerate(band_sets(usable, bands)):
         index = list(subset.observations)
@@ -167,13 +204,14 @@ def run_group(
         clear, valid = stack.state.clear[index], stack.state.valid[index]
         seen = clear.any(axis=0)
         main_seen = seen if number == 0 else main_seen
-        flags_path = outputs.flags if number == 0 else subset_path(outputs.flags, subset.bands)
-        flags = _read(flags_path)
-        for band in subset.bands:
-            frc = _read(outputs.frc[band]).astype(np.float32)
-            results["synthesis"][band] = np.where(frc == -10000, np.nan, frc / 10000)
-        kept = np.isin(flags, (FLAG_CLEAR, FLAG_WATER, FLAG_SNOW))
-        left_masks["synthesis"].append(seen & ~kept)
+        for name, written in outputs.items():
+            flags_path = written.flags if number == 0 else subset_path(written.flags, subset.bands)
+            flags = _read(flags_path)
+            for band in subset.bands:
+                frc = _read(written.frc[band]).astype(np.float32)
+                results[name][band] = np.where(frc == -10000, np.nan, frc / 10000)
+            kept = np.isin(flags, (FLAG_CLEAR, FLAG_WATER, FLAG_SNOW))
+            left_masks[name].append(seen & ~kept)
         pixel_m = abs(grid.transform.a)
         for method, values in {
             "median": baselines.clear_median(stacks, clear),
@@ -186,7 +224,7 @@ def run_group(
             left_masks[method].append(seen & ~np.isfinite(next(iter(values.values()))))
         for band in subset.bands:
             expected = truth(band)
-            for method in METHODS:
+            for method in methods:
                 error = results[method][band][seen] - expected[seen]
                 rmse[method][band] = float(np.sqrt(np.nanmean(error**2)) * 10000)
     assert main_seen is not None
@@ -214,7 +252,7 @@ def _min_blue(stacks, clear, stack, index):  # type: ignore[no-untyped-def]
 
 
 def run_level(
-    level: str, tile: str, resolution: float, seed: int, folder: Path
+    level: str, tile: str, resolution: float, seed: int, folder: Path, directional: bool = False
 ) -> dict[str, Scores]:
     centre, half = dt.date(2018, 7, 15), 23
     plan = acquisitions(centre, half)
@@ -229,12 +267,14 @@ def run_level(
             resolution=resolution,
             seed=seed * 1000 + i,
             cloud_cover=cover,
+            directional=directional,
         )
         for i, ((platform, day), cover) in enumerate(
             zip(plan, cloud_covers(level, len(plan), rng), strict=True)
         )
     ]
     observations = [observation_from_zip(p) for p in paths]
+    nadir = [observation_from_zip(p, nadir=True) for p in paths] if directional else None
     geometries = group_geometries(tile, "SENTINEL2A", resolution)
     from sansnuages import grid as s2grid
 
@@ -253,6 +293,7 @@ def run_level(
             centre,
             half,
             out,
+            nadir,
         )
     return scores
 
@@ -264,12 +305,13 @@ def print_table(level: str, scores: dict[str, Scores]) -> None:
     )
     print("| method | " + " | ".join(bands) + " | left cloudy/empty R1 % |")
     print("|---" * (len(bands) + 2) + "|")
+    methods = list(scores["R1"].rmse)
     best = {
-        b: min(scores[g].rmse[m][b] for m in METHODS)
+        b: min(scores[g].rmse[m][b] for m in methods)
         for g in SENTINEL2_GROUPS
         for b in SENTINEL2_GROUPS[g]
     }
-    for method in METHODS:
+    for method in methods:
         cells = []
         for group in SENTINEL2_GROUPS:
             for band in SENTINEL2_GROUPS[group]:
@@ -289,22 +331,50 @@ def main() -> None:
     parser.add_argument(
         "--haze-scale", type=float, default=HAZE_BLUE_SCALE, help="0: WASP v1.0 weights only"
     )
+    parser.add_argument(
+        "--directional",
+        action="store_true",
+        help="simulate directional (BRDF) effects and add the nadir-normalised synthesis",
+    )
+    parser.add_argument(
+        "--mean-angles",
+        action="store_true",
+        help="normalise with the products' mean view angles only, not their angle grids",
+    )
     args = parser.parse_args()
     HAZE[0] = args.haze_scale
+    GRIDS[0] = not args.mean_angles
     print("RMSE against the truth on the 15th, reflectance x 10000 (lower is better; best in bold)")
-    wins, cells = 0, 0
+    syntheses = ["synthesis", *([NADIR] if args.directional else [])]
+    wins = dict.fromkeys(syntheses, 0)
+    cells = 0
     for level in args.levels.split(","):
         started = time.monotonic()
         with tempfile.TemporaryDirectory() as folder:
-            scores = run_level(level, args.tile, args.resolution, args.seed, Path(folder))
+            scores = run_level(
+                level, args.tile, args.resolution, args.seed, Path(folder), args.directional
+            )
         print_table(level, scores)
         for group in SENTINEL2_GROUPS:
             for band in SENTINEL2_GROUPS[group]:
                 cells += 1
                 rmse = scores[group].rmse
-                wins += rmse["synthesis"][band] <= min(rmse[m][band] for m in METHODS)
+                for name in syntheses:
+                    others = [m for m in rmse if m not in syntheses or m == name]
+                    wins[name] += rmse[name][band] <= min(rmse[m][band] for m in others)
+        if args.directional:
+            ratio = [
+                scores[g].rmse[NADIR][b] / scores[g].rmse["synthesis"][b]
+                for g in SENTINEL2_GROUPS
+                for b in SENTINEL2_GROUPS[g]
+            ]
+            print(
+                f"nadir / plain RMSE: mean {np.mean(ratio):.3f}, "
+                f"min {min(ratio):.3f}, max {max(ratio):.3f}"
+            )
         print(f"({time.monotonic() - started:.0f} s)")
-    print(f"\nsynthesis best in {wins} of {cells} band x level cells")
+    for name in syntheses:
+        print(f"\n{name} best of the baselines in {wins[name]} of {cells} band x level cells")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Areas to mosaic: a country by name or code, or any polygon from a GeoJSON file.
+"""Areas to mosaic: a country by name or code, or any polygon from a GeoJSON file or inline.
 
 Country borders are Natural Earth admin-0 (public domain), shipped in `data/countries.geojson`
 (made by `scripts/make_countries.py`). A Natural Earth country includes its far-away parts:
@@ -8,6 +8,7 @@ France covers French Guiana and Reunion, Norway covers Svalbard.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -17,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import shapely
-from shapely.geometry import shape
+from shapely.geometry import mapping, shape
 from shapely.geometry.base import BaseGeometry
+from shapely.validation import explain_validity
 
-from sansnuages.errors import UnknownArea
+from sansnuages.errors import InvalidArea, UnknownArea
 
 _CODE_KEYS = ("ADM0_A3", "ISO_A3", "ISO_A2")
 _NAME_KEYS = ("NAME", "NAME_LONG")
@@ -48,6 +50,8 @@ def area_geometry(spec: str) -> Area:
     Raises UnknownArea, with the closest names in the message, when nothing matches.
     """
     text = spec.strip()
+    if text.startswith("{"):
+        return area_from_geojson(text)
     if _looks_like_file(text):
         return _area_from_file(Path(text))
     country = _find_country(text)
@@ -130,6 +134,106 @@ def _polygonal(geometries: list[BaseGeometry], path: Path) -> BaseGeometry:
     if not polygons:
         raise UnknownArea(f"area file {str(path)!r} holds no polygon")
     return shapely.union_all(polygons)
+
+
+MAX_GEOJSON_BYTES = 256 * 1024
+"""An inline polygon travels in the plan event (Lambda's asynchronous invocations,
+EventBridge and SQS all stop at 256 KB) and is stored with the job, never in tile messages."""
+_POLYGONAL = ("Polygon", "MultiPolygon")
+
+
+def area_from_geojson(document: Any, name: str | None = None) -> Area:
+    """An area from inline GeoJSON (a Polygon or MultiPolygon, a Feature of one, or a
+    FeatureCollection of them; a dict or its JSON text), checked strictly, since it comes
+    from a request: InvalidArea says what is wrong (not JSON, too large, not a polygon,
+    coordinates outside longitude/latitude, a self-intersecting ring).
+
+    Its id is a digest of the geometry, so the same polygon always makes the same job; its
+    `name` defaults to the first feature's name.
+    """
+    text = document if isinstance(document, str) else json.dumps(document)
+    size = len(text.encode("utf-8"))
+    if size > MAX_GEOJSON_BYTES:
+        raise InvalidArea(
+            f"GeoJSON area is {size / 1024:.0f} KB, over the {MAX_GEOJSON_BYTES // 1024} KB a "
+            "request can carry: simplify the polygon (e.g. ogr2ogr -simplify) or name a country"
+        )
+    try:
+        parsed = json.loads(text)
+    except ValueError as error:
+        raise InvalidArea(f"GeoJSON area is not valid JSON: {error}") from error
+    geometry = _strict_polygons(parsed)
+    canonical = json.dumps(mapping(geometry), separators=(",", ":"), sort_keys=True)
+    digest = hashlib.sha256(canonical.encode()).hexdigest()[:10]
+    label = name or _feature_name(parsed) or f"polygon {digest}"
+    return Area(id=f"geojson-{digest}", name=label, geometry=geometry)
+
+
+def geojson_spec(area: Area) -> str:
+    """The text that stands for an inline area wherever a spec string goes (the job record):
+    `area_geometry` of it gives the same area back, name and id included."""
+    feature = {
+        "type": "Feature",
+        "properties": {"name": area.name},
+        "geometry": mapping(area.geometry),
+    }
+    return json.dumps(feature, separators=(",", ":"))
+
+
+def geojson_argument(value: str, name: str | None = None) -> str:
+    """The spec of a polygon given on a command line, as a file or as inline JSON; checked
+    here, so that a bad polygon is refused before a job is asked for."""
+    text = value
+    if not value.lstrip().startswith("{"):
+        try:
+            text = Path(value).read_text("utf-8")
+        except OSError as error:
+            raise InvalidArea(f"cannot read GeoJSON file {value!r}: {error}") from error
+    return geojson_spec(area_from_geojson(text, name))
+
+
+def area_summary(spec: str, area_id: str) -> dict[str, Any]:
+    """What a job's status shows of its area (`spec` as the job record keeps it): its id, its
+    name and its bounding box `[west, south, east, north]`, never the polygon itself, which
+    can weigh 256 KB and says nothing at a glance. An area that no longer resolves (a GeoJSON
+    file since moved) keeps its id, with no bbox."""
+    try:
+        area = area_geometry(spec)
+    except (UnknownArea, InvalidArea):
+        inline = spec.lstrip().startswith("{")
+        return {"id": area_id, "name": area_id if inline else spec, "bbox": None}
+    bbox = [round(value, 6) for value in area.geometry.bounds]
+    return {"id": area_id, "name": area.name, "bbox": bbox}
+
+
+def _strict_polygons(document: Any) -> BaseGeometry:
+    kind = document.get("type") if isinstance(document, dict) else None
+    if kind == "FeatureCollection":
+        features = document.get("features")
+        if not isinstance(features, list) or not features:
+            raise InvalidArea("GeoJSON FeatureCollection has no features")
+        parts = [_strict_polygons(f) for f in features]
+        return shapely.union_all(parts)
+    if kind == "Feature":
+        return _strict_polygons(document.get("geometry"))
+    if kind not in _POLYGONAL:
+        found = kind or type(document).__name__
+        raise InvalidArea(f"GeoJSON area must be a Polygon or MultiPolygon, not {found}")
+    try:
+        geometry = shape(document)
+    except (ValueError, TypeError, KeyError, AttributeError, shapely.errors.GEOSException) as error:
+        raise InvalidArea(f"GeoJSON {kind} has unreadable coordinates: {error}") from error
+    if geometry.is_empty:
+        raise InvalidArea(f"GeoJSON {kind} is empty")
+    west, south, east, north = geometry.bounds
+    if west < -180 or east > 180 or south < -90 or north > 90:
+        raise InvalidArea(
+            f"GeoJSON {kind} has coordinates outside longitude/latitude (bounds {west:g}, "
+            f"{south:g}, {east:g}, {north:g}): GeoJSON is WGS 84 degrees, longitude first"
+        )
+    if not geometry.is_valid:
+        raise InvalidArea(f"GeoJSON {kind} is not a valid polygon: {explain_validity(geometry)}")
+    return geometry
 
 
 def _feature_name(document: Any) -> str | None:

@@ -36,6 +36,11 @@ class InconsistentMetadata(InvalidProduct):
     pass
 
 
+class CorruptRaster(InvalidProduct):
+    """A raster of the archive that cannot be decoded, checked on a local copy (so that a
+    network failure while reading it is retried instead)."""
+
+
 class InvalidRequest(SansnuagesError):
     """A request (API, CLI, job) whose parameters are wrong: a 400, never a retry."""
 
@@ -46,6 +51,10 @@ class NotFound(SansnuagesError):
 
 class UnknownArea(InvalidRequest):
     pass
+
+
+class InvalidArea(InvalidRequest):
+    """An inline GeoJSON area that cannot bound a job (not a polygon, invalid, too large)."""
 
 
 class NoInputs(SansnuagesError):

@@ -14,7 +14,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from . import aws
+from . import areas, aws
 from .settings import Settings
 
 JOB_LIST_PK = "jobs"
@@ -46,6 +46,7 @@ class Job:
     job_id: str
     month: str
     area: str
+    """The area spec (`areas.area_geometry`): a country, a file, or an inline polygon's GeoJSON."""
     area_id: str
     state: JobState
     pending: int
@@ -315,11 +316,12 @@ class JobStore:
 
 
 def job_status(job: Job) -> dict[str, Any]:
-    """A job as a JSON document (CLI `--json`, an API route): counts, tiles and reasons."""
+    """A job as a JSON document (CLI `--json`, an API route): counts, tiles and reasons; the
+    area as its id, name and bbox (`areas.area_summary`: the polygon stays in the record)."""
     return {
         "job_id": job.job_id,
         "month": job.month,
-        "area": job.area,
+        "area": areas.area_summary(job.area, job.area_id),
         "state": str(job.state),
         "run": job.run,
         "version": job.run - 1,

@@ -10,12 +10,15 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
+import warnings
 import xml.etree.ElementTree as ET  # noqa: S405 - hardened by _parse_xml (no DTD, no entities)
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
+import numpy as np
 from affine import Affine
 
+from sansnuages.brdf import AngleGrid
 from sansnuages.errors import InconsistentMetadata, MissingBand, NotAMuscateProduct, UnsafeArchive
 
 PRODUCT_NAME = re.compile(
@@ -402,6 +405,48 @@ def parse_metadata(xml: bytes) -> MuscateMetadata:
             root, ("aerosol_optical_thickness_nodata", "water_vapor_content_nodata"), 0.0
         ),
     )
+
+
+def view_angle_grid(xml: bytes) -> AngleGrid | None:
+    """The 5 km view angle grids (`Angles_Grids_List`) of a product, merged over bands and
+    detectors into one grid of view directions; None when the metadata has none.
+
+    Each detector's grid holds values only where that detector sees (NaN elsewhere); view
+    directions are averaged as tangent vectors, which is exact across the nadir track.
+    """
+    root = _parse_xml(xml)
+    east: list[np.ndarray] = []
+    north: list[np.ndarray] = []
+    step = None
+    path = ".//Viewing_Incidence_Angles_Grids_List//Viewing_Incidence_Angles_Grids"
+    for grid in root.findall(path):
+        zenith, azimuth = (_angle_values(grid, tag) for tag in ("Zenith", "Azimuth"))
+        if zenith is None or azimuth is None or zenith.shape != azimuth.shape:
+            continue
+        step = step or _number(_text(grid, "Zenith/COL_STEP", False), "angle grid step")
+        tangent = np.tan(np.radians(zenith))
+        east.append(tangent * np.sin(np.radians(azimuth)))
+        north.append(tangent * np.cos(np.radians(azimuth)))
+    if not east or not step or len({e.shape for e in east}) != 1:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # nodes no detector sees stay NaN
+        e, n = np.nanmean(east, axis=0), np.nanmean(north, axis=0)
+    zenith = np.degrees(np.arctan(np.hypot(e, n)))
+    azimuth = np.degrees(np.arctan2(e, n))
+    groups = _groups(root)
+    corner = groups.get("R1") or next(iter(groups.values()))
+    return AngleGrid.from_angles(zenith, azimuth, corner.ulx, corner.uly, float(step))
+
+
+def _angle_values(grid: ET.Element, tag: str) -> np.ndarray | None:
+    rows = grid.findall(f"{tag}/Values_List/VALUES")
+    try:
+        values = [[float(v) for v in (row.text or "").split()] for row in rows]
+        array = np.array(values, dtype=np.float64)
+    except ValueError:
+        return None
+    return array if array.ndim == 2 and array.size else None
 
 
 @dataclass(frozen=True)

@@ -31,15 +31,18 @@ SEARCH_PAGE = 500
 class JobRequest:
     period: SynthesisPeriod
     area: str
+    """A country name or code, or the GeoJSON Feature text of an inline polygon."""
     resolution: float | None = None
 
     @classmethod
     def from_event(cls, event: dict[str, Any], lag_days: float = 0.0) -> JobRequest:
         """A manual request names a month; a scheduled one gives the time it fired, and makes
-        the latest month whose window closed `lag_days` before it."""
-        area = event.get("area")
-        if not area or not isinstance(area, str):
-            raise InvalidRequest("a job needs an 'area': a country name or code, or GeoJSON")
+        the latest month whose window closed `lag_days` before it.
+
+        The area is `area` (a country name or code) or `area_geojson` (a GeoJSON Polygon,
+        MultiPolygon, Feature or FeatureCollection, as an object or its text; `area_name`
+        names it), checked here so that a bad polygon is refused before anything starts."""
+        area = request_area(event)
         if event.get("month"):
             period = SynthesisPeriod.parse(str(event["month"]))
         elif event.get("scheduled_time") or event.get("time"):
@@ -53,6 +56,26 @@ class JobRequest:
             raise InvalidRequest("a job needs a 'month' (YYYY-MM) or a 'scheduled_time'")
         resolution = event.get("resolution")
         return cls(period, area, float(resolution) if resolution else None)
+
+
+def request_area(event: dict[str, Any]) -> str:
+    """The area spec of a plan event: a country, or an inline polygon as the text the job
+    record keeps (`areas.geojson_spec`)."""
+    area, polygon = event.get("area"), event.get("area_geojson")
+    if polygon is not None and area:
+        raise InvalidRequest("give 'area' (a country) or 'area_geojson' (a polygon), not both")
+    if isinstance(area, dict) or (isinstance(area, str) and area.lstrip().startswith("{")):
+        polygon, area = area, None  # GeoJSON under 'area' is taken as meant
+    if polygon is not None:
+        if not isinstance(polygon, dict | str):
+            raise InvalidRequest("'area_geojson' must be a GeoJSON object or its JSON text")
+        name = event.get("area_name")
+        return areas.geojson_spec(areas.area_from_geojson(polygon, str(name) if name else None))
+    if not area or not isinstance(area, str):
+        raise InvalidRequest(
+            "a job needs an 'area' (a country name or code) or an 'area_geojson' (a polygon)"
+        )
+    return area
 
 
 def schedule_lag_days(environ: Mapping[str, str]) -> float:
@@ -108,7 +131,7 @@ def send_tile_messages(job: Job, request: JobRequest, settings: Settings) -> Non
                     "tile": status.tile,
                     "month": job.month,
                     "version": job.run - 1,
-                    "area": job.area,
+                    "area": job.area_id,
                     "resolution": request.resolution,
                 }
             ),

@@ -22,6 +22,10 @@ class Settings:
     endpoint_url: str | None = None
     """Set only off AWS (the local moto server): every client and GDAL then talk to it."""
     extra: dict[str, str] = field(default_factory=dict)
+    nadir_normalisation: bool = True
+    """`NADIR_NORMALISATION` (default on; `false` turns it off): bring each observation to
+    nadir view (BRDF c-factor) before the synthesis averages it, which lowers the error at every
+    cloudiness level of `bench/quality.py --directional` (README, synthesis quality)."""
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -34,6 +38,8 @@ class Settings:
             mosaic_queue_url=env.get("MOSAIC_QUEUE_URL", ""),
             region=env.get("AWS_REGION", env.get("AWS_DEFAULT_REGION", "us-east-1")),
             endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
+            nadir_normalisation=env.get("NADIR_NORMALISATION", "true").lower()
+            not in ("0", "false", "no", "off"),
         )
 
     def gdal_options(self) -> dict[str, str]:

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sansnuages import brdf
 from sansnuages import grid as s2grid
 from sansnuages.bands import bands_of, is_landsat
 from sansnuages.muscate import GroupGeometry, groups_for
@@ -305,6 +306,9 @@ class _Scene:
     aot_mean: float
     swath: tuple[float, float, float, float] | None  # x0, y0, normal east, normal north
     quantification: float
+    view_track: tuple[float, float, float] | None = None
+    """Directional effects on: (x, y) of a point of the nadir ground track and its heading
+    (degrees); view angles follow from each pixel's distance to the track."""
 
 
 def _cloud_field(x: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:
@@ -368,8 +372,24 @@ def overpass_time(tile: str, day: dt.date, platform: str) -> dt.datetime:
     return stamp.replace(second=0, microsecond=0) + dt.timedelta(milliseconds=millis)
 
 
+def _view_track(tile: s2grid.Tile, platform: str, seed: int) -> tuple[float, float, float]:
+    """Where the nadir track passes: descending, heading a little west of south, at a random
+    distance east or west of the tile centre that keeps the tile inside the swath (290 km for
+    Sentinel-2, 185 km for Landsat-8), so view zenith spans about 0-10.5 (0-7.5) degrees."""
+    rng = np.random.default_rng([seed, 11])  # its own stream: other draws stay as they were
+    half_swath = 92_500.0 if is_landsat(platform) else 145_000.0
+    reach = max(0.0, half_swath - tile.size_m / 2)
+    centre_x, centre_y = tile.ulx + tile.size_m / 2, tile.uly - tile.size_m / 2
+    return centre_x + rng.uniform(-reach, reach), centre_y, 180.0 + rng.uniform(8.0, 16.0)
+
+
 def _scene(
-    tile: s2grid.Tile, platform: str, acquired: dt.datetime, seed: int, cloud_cover: float
+    tile: s2grid.Tile,
+    platform: str,
+    acquired: dt.datetime,
+    seed: int,
+    cloud_cover: float,
+    directional: bool = False,
 ) -> _Scene:
     rng = np.random.default_rng(seed)
     lon, lat = tile.centre_lonlat
@@ -399,7 +419,17 @@ def _scene(
         aot_mean=float(rng.uniform(0.06, 0.3)),
         swath=swath,
         quantification=1000.0 if is_landsat(platform) else 10000.0,
+        view_track=_view_track(tile, platform, seed) if directional else None,
     )
+
+
+def _view_angles(scene: _Scene, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """View zenith and azimuth at map coordinates, from the distance to the nadir track."""
+    assert scene.view_track is not None
+    track_x, track_y, heading = scene.view_track
+    right = math.radians(heading + 90.0)
+    offset = (x - track_x) * math.sin(right) + (y - track_y) * math.cos(right)
+    return brdf.across_track_view(offset, brdf.orbit_altitude(scene.platform), heading)
 
 
 @dataclass(frozen=True)
@@ -414,6 +444,7 @@ class _Layers:
     wvc: np.ndarray
     terrain: np.ndarray  # SRE / FRE
     outside: np.ndarray  # bool, outside the swath
+    view: tuple[np.ndarray, np.ndarray] | None = None  # view zenith, azimuth (directional)
 
 
 def _opacity(field: np.ndarray, threshold: float) -> np.ndarray:
@@ -448,12 +479,21 @@ def _layers(scene: _Scene, geom: GroupGeometry) -> _Layers:
         wvc=(0.6 + 2.4 * vapour).astype(np.float32),
         terrain=(0.95 + 0.1 * _value_noise(x, y, 700.0, salt=53)).astype(np.float32),
         outside=outside,
+        view=_view_angles(scene, *_utm_xy(geom)) if scene.view_track else None,
     )
 
 
-def _observed(layers: _Layers, wavelength_um: float, rng: np.random.Generator) -> np.ndarray:
-    """FRE as the satellite sees it: surface, residual haze, shadow, cloud, noise."""
+def _observed(
+    layers: _Layers,
+    wavelength_um: float,
+    rng: np.random.Generator,
+    directional: np.ndarray | None = None,
+) -> np.ndarray:
+    """FRE as the satellite sees it: surface (times its directional factor), residual haze,
+    shadow, cloud, noise."""
     surface = _surface_reflectance(layers.surface, wavelength_um)
+    if directional is not None:
+        surface *= directional
     surface += 0.06 * layers.aot * (0.49 / wavelength_um) ** 2
     surface *= 1.0 - 0.6 * layers.shadow * (1.0 - layers.opacity)
     cloud = _spectrum(CLOUD_TOP, wavelength_um) * layers.cloud_top
@@ -528,7 +568,8 @@ def _render_window(
     saturated = np.zeros(layers.outside.shape, dtype=np.uint8)
     for b, band in enumerate(bands):
         rng = np.random.default_rng([scene.seed, GROUP_FACTOR[group], index, b])
-        fre = _observed(layers, _wavelength(scene.platform, band), rng)
+        directional = _directional(scene, layers, band)
+        fre = _observed(layers, _wavelength(scene.platform, band), rng, directional)
         saturated[fre >= 1.0] |= np.uint8(1 << b)
         arrays[f"FRE_{band}"] = _quantize(fre, scene.quantification, layers.outside)[None]
         sre = fre * layers.terrain
@@ -537,6 +578,23 @@ def _render_window(
     masks = _masks(layers) | {"SAT": saturated}
     arrays |= {kind: (a if a.ndim == 3 else a[None]) for kind, a in masks.items()}
     return arrays, layers
+
+
+def _directional(scene: _Scene, layers: _Layers, band: str) -> np.ndarray | None:
+    """Reflectance in the view's direction over reflectance at nadir (the inverse c-factor,
+    same sun): the truth is the nadir view, so a nadir-normalised view is exactly right."""
+    if layers.view is None:
+        return None
+    zenith, azimuth = layers.view
+    sun_zenith, sun_azimuth = _sun_of(scene)
+    coef = brdf.coefficients(band, scene.platform)
+    factor = 1.0 / brdf.c_factor(coef, sun_zenith, zenith, azimuth - sun_azimuth)
+    return factor.astype(np.float32)
+
+
+def _sun_of(scene: _Scene) -> tuple[float, float]:
+    lon, lat = scene.tile.centre_lonlat
+    return solar_angles(scene.acquired, lon, lat)
 
 
 def _write_group(
@@ -759,14 +817,58 @@ def _geometric(root: ET.Element, scene: _Scene) -> None:
     sun = _sub(means, "Sun_Angles")
     _sub(sun, "ZENITH_ANGLE", f"{zenith:.6f}", unit="deg")
     _sub(sun, "AZIMUTH_ANGLE", f"{azimuth:.6f}", unit="deg")
-    rng = np.random.default_rng([scene.seed, 7])
-    view_zenith = rng.uniform(1.5, 7.5 if is_landsat(scene.platform) else 10.5)
-    view_azimuth = rng.choice([105.0, 285.0]) + rng.uniform(-8.0, 8.0)
+    if scene.view_track is not None:
+        _view_angle_metadata(root, means, scene)
+        return
+    _nadir_view_metadata(means, scene)
+
+
+def _nadir_view_metadata(means: ET.Element, scene: _Scene) -> None:
+    """Without directional effects every pixel is what a nadir view sees, so the metadata
+    says so (view zenith 0; the azimuth of a nadir view is undefined, 0 by convention) and
+    has no angle grids: a nadir normalisation then leaves the product exactly as it is,
+    instead of "correcting" made-up off-nadir angles the reflectance never had."""
     incidence = _sub(means, "Mean_Viewing_Incidence_Angle_List")
     for band in bands_of(scene.platform):
         angle = _sub(incidence, "Mean_Viewing_Incidence_Angle", band_id=band)
-        _sub(angle, "ZENITH_ANGLE", f"{view_zenith + rng.uniform(-0.3, 0.3):.6f}", unit="deg")
-        _sub(angle, "AZIMUTH_ANGLE", f"{view_azimuth + rng.uniform(-2, 2):.6f}", unit="deg")
+        _sub(angle, "ZENITH_ANGLE", "0.000000", unit="deg")
+        _sub(angle, "AZIMUTH_ANGLE", "0.000000", unit="deg")
+
+
+ANGLE_GRID_STEP_M = 5000.0
+"""MUSCATE's angle grids: 23 x 23 nodes, 5 km apart, from the tile's upper-left corner."""
+
+
+def _view_angle_metadata(root: ET.Element, means: ET.Element, scene: _Scene) -> None:
+    """The true view geometry of a directional scene: means over the tile (the azimuth
+    averaged as a direction) and the 5 km grids, one per band, as MUSCATE writes them."""
+    nodes = math.ceil(scene.tile.size_m / ANGLE_GRID_STEP_M) + 1
+    steps = np.arange(nodes) * ANGLE_GRID_STEP_M
+    x, y = np.meshgrid(scene.tile.ulx + steps, scene.tile.uly - steps)
+    zenith, azimuth = _view_angles(scene, x, y)
+    fine = (np.arange(64) + 0.5) / 64 * scene.tile.size_m
+    fine_zenith, fine_azimuth = _view_angles(
+        scene, scene.tile.ulx + fine[None, :], scene.tile.uly - fine[:, None]
+    )
+    radians = np.radians(fine_azimuth)
+    mean_azimuth = math.degrees(math.atan2(np.sin(radians).sum(), np.cos(radians).sum())) % 360
+    incidence = _sub(means, "Mean_Viewing_Incidence_Angle_List")
+    geometric = root.find("Geometric_Informations")
+    assert geometric is not None
+    grids = _sub(_sub(geometric, "Angles_Grids_List"), "Viewing_Incidence_Angles_Grids_List")
+    for band in bands_of(scene.platform):
+        angle = _sub(incidence, "Mean_Viewing_Incidence_Angle", band_id=band)
+        _sub(angle, "ZENITH_ANGLE", f"{float(fine_zenith.mean()):.6f}", unit="deg")
+        _sub(angle, "AZIMUTH_ANGLE", f"{mean_azimuth:.6f}", unit="deg")
+        band_grids = _sub(grids, "Band_Viewing_Incidence_Angles_Grids_List", band_id=band)
+        grid = _sub(band_grids, "Viewing_Incidence_Angles_Grids", detector_id="1")
+        for tag, values in (("Zenith", zenith), ("Azimuth", azimuth)):
+            node = _sub(grid, tag)
+            _sub(node, "COL_STEP", f"{ANGLE_GRID_STEP_M:.0f}", unit="m")
+            _sub(node, "ROW_STEP", f"{ANGLE_GRID_STEP_M:.0f}", unit="m")
+            rows = _sub(node, "Values_List")
+            for row in values:
+                _sub(rows, "VALUES", " ".join(f"{v:.4f}" for v in row))
 
 
 def _radiometric(root: ET.Element, scene: _Scene) -> None:
@@ -798,11 +900,17 @@ def simulate_product(
     version: str = "1-8",
     flag: str = "D",
     packaging: Packaging | None = None,
+    directional: bool = False,
 ) -> Path:
     """Write `<PRODUCT_ID>.zip` into out_dir and return its path.
 
     `resolution` is the R1 pixel size (R2 twice it, Landsat-8 three times it). Without a seed,
     one is derived from the product's identity, so the same call always writes the same data.
+    `directional` makes the surface reflectance depend on the view and sun angles (RTLSR
+    kernels with Roy et al.'s coefficients, `brdf`), with the view zenith growing across the
+    swath, and writes the matching angles and 5 km angle grids in the metadata; off, the
+    rasters are exactly those of earlier versions, so older benchmarks stay reproducible, and
+    the metadata declares the nadir view they show (view zenith 0, no angle grids).
     """
     platform = _check_platform(platform)
     packaging = packaging or Packaging()
@@ -818,7 +926,7 @@ def simulate_product(
     pid = product_id(platform, acquired, square.name, flag, version)
     if seed is None:
         seed = _stable_int(pid)
-    scene = _scene(square, platform, acquired.astimezone(dt.UTC), seed, cloud_cover)
+    scene = _scene(square, platform, acquired.astimezone(dt.UTC), seed, cloud_cover, directional)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".simulate-") as tmp:
@@ -999,6 +1107,7 @@ def simulate_month(
     resolution: float,
     landsat: bool = True,
     seed: int = 0,
+    directional: bool = False,
 ) -> list[Path]:
     """Sentinel-2A/2B every 10 days (5 days apart) and Landsat-8 every 16 over the window.
 
@@ -1024,6 +1133,7 @@ def simulate_month(
                     seed=_stable_int(seed, name, day, platform),
                     cloud_cover=cover,
                     version=version,
+                    directional=directional,
                 )
             )
     return sorted(paths)
@@ -1070,6 +1180,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="fraction of the tile under cloud for --dates (default 0.3)",
     )
     parser.add_argument("--no-landsat", action="store_true", help="no Landsat-8 with --month")
+    parser.add_argument(
+        "--directional",
+        action="store_true",
+        help="view- and sun-angle dependent reflectance (BRDF) across the swath",
+    )
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: per product)")
     parser.add_argument("--out", type=Path, default=Path("."), help="output folder (default .)")
     parser.set_defaults(func=run)
@@ -1103,6 +1218,7 @@ def run(args: argparse.Namespace) -> int:
                 args.resolution,
                 landsat=not args.no_landsat,
                 seed=args.seed or 0,
+                directional=args.directional,
             )
         else:
             paths = [
@@ -1114,6 +1230,7 @@ def run(args: argparse.Namespace) -> int:
                     resolution=args.resolution,
                     seed=args.seed,
                     cloud_cover=args.cloud_cover,
+                    directional=args.directional,
                 )
                 for tile in tiles
                 for day in _parse_days(args.dates)

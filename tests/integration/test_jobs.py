@@ -1,5 +1,6 @@
 """Job state in the jobs table of the template: conditional transitions, exactly-once fan-in."""
 
+import json
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -279,3 +280,36 @@ def test_a_late_product_marks_the_synthesis_stale(
     inputs = [link["href"] for link in before["links"] if link["rel"] == "derived_from"]
     assert len(inputs) == 3
     assert mark_stale_syntheses(compositor.bucket, compositor.catalog, product) == []
+
+
+def test_jobs_json_shows_a_polygon_area_by_name_and_keeps_its_geometry(
+    function_settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """`sansnuages jobs --json` on a polygon job: the area's id, name and bbox; the job record
+    still holds the polygon (the mosaic cuts to it)."""
+    from sansnuages import areas
+    from sansnuages.cli import build_parser
+    from sansnuages.local.client import RuntimeClient
+
+    polygon = {
+        "type": "Polygon",
+        "coordinates": [
+            [[4.1, 50.6], [4.6, 50.6], [4.6, 50.9], [4.35, 51.0], [4.1, 50.9], [4.1, 50.6]]
+        ],
+    }
+    area = areas.area_from_geojson(polygon, "Fields")
+    store = JobStore(function_settings)
+    job, _ = store.create("2018-07", areas.geojson_spec(area), area.id, ["31UFS"])
+
+    class Runtime:
+        def settings(self) -> Settings:
+            return function_settings
+
+    monkeypatch.setattr(RuntimeClient, "connect", classmethod(lambda cls, workdir: Runtime()))
+    args = build_parser().parse_args(["jobs", job.job_id, "--json"])
+    assert args.func(args) == 0
+    (status,) = json.loads(capsys.readouterr().out)
+    assert status["area"] == {"id": area.id, "name": "Fields", "bbox": [4.1, 50.6, 4.6, 51.0]}
+    stored = store.get(job.job_id)
+    assert stored is not None
+    assert areas.area_geometry(stored.area).geometry.equals(area.geometry)

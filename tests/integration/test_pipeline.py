@@ -252,3 +252,53 @@ def test_a_poison_message_ends_in_the_dead_letter_queue_after_the_retries(
     assert json.loads(str(message["Body"])) == {"not": "a tile task"}
     receives = int(message["Attributes"]["ApproximateReceiveCount"])  # type: ignore[index]
     assert receives >= queue.max_receive_count  # type: ignore[operator]
+
+
+TRIANGLE = {
+    "type": "Polygon",
+    "coordinates": [[[5.0, 50.6], [5.6, 50.6], [5.3, 51.2], [5.0, 50.6]]],
+}
+"""Inside 31UFS only (31UES ends near 4.55 E at this latitude)."""
+
+
+def test_a_polygon_job_plans_the_tiles_it_touches_and_cuts_the_mosaic_to_it(  # type: ignore[no-untyped-def]
+    job,
+    ingested: dict[str, object],
+    workdir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    """Started by hand with an inline polygon (the CLI reads the file and sends the GeoJSON in
+    the plan event); it runs after the Belgium jobs, so its tile reuses their synthesis."""
+    from sansnuages.areas import area_geometry, geojson_argument
+
+    monkeypatch.chdir(workdir)
+    path = tmp_path / "triangle.geojson"
+    path.write_text(json.dumps(TRIANGLE))
+    assert cli(["month", "2018-07", "--area-geojson", str(path), "--area-name", "Triangle"]) == 0
+    output = capsys.readouterr().out
+    area = area_geometry(geojson_argument(str(path), "Triangle"))
+    assert f"2018-07-{area.id}: 1 tiles (31UFS)" in output
+    store = JobStore(ingested["settings"])  # type: ignore[arg-type]
+    polygon_job = store.get(f"2018-07-{area.id}")
+    assert polygon_job is not None and polygon_job.state == JobState.DONE, polygon_job
+    assert [t.tile for t in polygon_job.tiles] == ["31UFS"]
+    assert area_geometry(polygon_job.area) == area  # the geometry is kept with the job
+
+    bucket, settings = ingested["bucket"], ingested["settings"]
+    item = bucket.get_json(polygon_job.mosaic_item)  # type: ignore[attr-defined]
+    assert item["properties"]["sansnuages:area"] == "Triangle"
+    assert item["properties"]["sansnuages:tiles"] == ["31UFS"]
+    assert item["bbox"] == pytest.approx([5.0, 50.6, 5.6, 51.2])
+    href = item["assets"]["visual"]["href"].replace("s3://", "/vsis3/", 1)
+    with rasterio.Env(**settings.gdal_options()), rasterio.open(href) as mosaic:  # type: ignore[attr-defined]
+        data = mosaic.read()
+        valid = (data > 0).all(axis=0)
+        assert 0.3 < valid.mean() < 0.7  # a triangle fills about half of its bounding box
+        inside, corner = (5.3, 50.8), (5.02, 51.18)
+        lons, lats = [inside[0], corner[0]], [inside[1], corner[1]]
+        xs, ys = transform("EPSG:4326", mosaic.crs, lons, lats)
+        points = list(zip(xs, ys, strict=True))
+        at_inside, at_corner = ([int(v) for v in p] for p in mosaic.sample(points))
+    assert min(at_inside) > 0 and at_corner == [0, 0, 0]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import math
 from datetime import UTC, datetime
 
 import pytest
 
+from sansnuages import areas
 from sansnuages.composite import TileTask, is_last_attempt
 from sansnuages.errors import InvalidRequest
 from sansnuages.jobs import Job, JobState, TileState, TileStatus, job_status
@@ -78,6 +81,47 @@ def test_job_status_document() -> None:
         "state": "failed",
         "reason": "boom",
         "item": None,
+    }
+
+
+def _job(spec: str, area_id: str) -> Job:
+    return Job(f"2018-07-{area_id}", "2018-07", spec, area_id, JobState.RUNNING, 1)
+
+
+def test_a_polygon_job_status_shows_the_area_name_id_and_bbox_not_the_geometry() -> None:
+    ring = [
+        (4.0 + 0.5 * math.cos(k / 500 * math.tau), 50.5 + 0.3 * math.sin(k / 500 * math.tau))
+        for k in range(500)
+    ]
+    polygon = {"type": "Polygon", "coordinates": [[*ring, ring[0]]]}
+    area = areas.area_from_geojson(polygon, "Fields")
+    status = job_status(_job(areas.geojson_spec(area), area.id))
+    assert status["area"]["id"] == area.id and area.id.startswith("geojson-")
+    assert status["area"]["name"] == "Fields"
+    assert status["area"]["bbox"] == pytest.approx([3.5, 50.2, 4.5, 50.8], abs=1e-4)
+    document = json.dumps(status)
+    assert "coordinates" not in document and len(document) < 1000
+
+
+def test_a_country_job_status_shows_the_country() -> None:
+    status = job_status(_job("BEL", "BEL"))
+    assert status["area"]["id"] == "BEL" and status["area"]["name"] == "Belgium"
+    west, south, east, north = status["area"]["bbox"]
+    assert 2.4 < west < 2.6 and 49.4 < south < 49.6 and 6.3 < east < 6.5 and 51.4 < north < 51.6
+
+
+def test_a_job_whose_area_no_longer_resolves_still_has_a_status(tmp_path) -> None:
+    gone = str(tmp_path / "moved.geojson")
+    assert job_status(_job(gone, "moved"))["area"] == {
+        "id": "moved",
+        "name": gone,
+        "bbox": None,
+    }
+    broken = job_status(_job('{"type": "Polygon"', "geojson-0123456789"))
+    assert broken["area"] == {
+        "id": "geojson-0123456789",
+        "name": "geojson-0123456789",
+        "bbox": None,
     }
 
 
