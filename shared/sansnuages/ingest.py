@@ -16,11 +16,13 @@ import enum
 import hashlib
 import os
 import posixpath
+import shutil
 import tempfile
 import warnings
 import zipfile
+import zlib
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -28,6 +30,7 @@ import pystac
 import rasterio
 import s3fs
 from aws_lambda_powertools import Logger
+from rasterio._err import CPLE_BaseError
 from rasterio.enums import Resampling
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.features import shapes
@@ -36,11 +39,17 @@ from rasterio.warp import transform_geom
 from shapely.geometry import mapping, shape
 from shapely.ops import unary_union
 
-from . import cog, errors, snow, stac_items, storage
+from . import cog, errors, snow, stac_items, storage, zipdir
 from .catalog import Catalog
 from .gdal import gdal_env
-from .muscate import MuscateMetadata, ProductLayout, ProductName, parse_metadata, vsi_member
-from .publish import publish_item, publish_version_links
+from .muscate import MuscateMetadata, ProductLayout, parse_metadata, vsi_member
+from .publish import (
+    link_versions,
+    publish_item,
+    published_versions,
+    set_version_links,
+    widen_collection,
+)
 from .settings import Settings
 from .staleness import mark_stale_syntheses
 from .storage import DataBucket
@@ -55,6 +64,8 @@ FOOTPRINT_MAX_PIXELS = 1024
 THUMBNAIL_MAX_PIXELS = 512
 CONVERSION_THREADS = 4
 HASH_CHUNK = 8 * 1024**2
+EOCD_SEARCH_BYTES = zipdir.EOCD_SIZE + 0xFFFF + zipdir.ZIP64_TRAILER_SIZE
+MAX_DIRECTORY_BYTES = 64 * 1024**2
 
 
 L2A_REFLECTANCE = ("sentinel2-l2a", "landsat8-l2a")
@@ -79,6 +90,17 @@ class IngestResult:
 
 
 @dataclass
+class Outputs:
+    """The objects one ingest attempt wrote under its product's folder. An attempt that ends in
+    quarantine removes exactly these, so that no COG is left without an Item; never another
+    version's (another folder) nor those of an Item published meanwhile (the same keys,
+    rewritten by a concurrent upload of the product)."""
+
+    item_key: str | None = None
+    keys: list[str] = field(default_factory=list)
+
+
+@dataclass
 class Ingestor:
     settings: Settings
     bucket: DataBucket
@@ -99,15 +121,26 @@ class Ingestor:
                 key, Outcome.IGNORED, reason="already moved (duplicate notification)"
             )
         product_id: str | None = None
+        outputs = Outputs()
         try:
             with self._open_zip(key) as archive:
                 layout = ProductLayout.from_members(archive.namelist())
                 product_id = layout.product_id
                 _check_sizes(archive)
                 meta = parse_metadata(_read_member(archive, layout.metadata))
-                return self._ingest_product(key, archive, layout, meta)
+                return self._ingest_product(key, archive, layout, meta, outputs)
         except errors.InvalidProduct as error:
+            self._discard(outputs, product_id)  # first: should it fail, the retry redoes both
             return self._quarantine(key, error, product_id)
+
+    def _discard(self, outputs: Outputs, product_id: str | None) -> None:
+        if not outputs.keys or (outputs.item_key and self.bucket.exists(outputs.item_key)):
+            return
+        self.bucket.delete_many(outputs.keys)
+        logger.info(
+            "removed the outputs of a quarantined attempt",
+            extra={"product": product_id, "keys": len(outputs.keys)},
+        )
 
     def _quarantine(
         self, key: str, error: errors.InvalidProduct, product_id: str | None
@@ -130,31 +163,64 @@ class Ingestor:
             return zipfile.ZipFile(handle)
         except (zipfile.BadZipFile, EOFError, OSError, ValueError) as error:
             handle.close()
-            raise errors.NotAZip(f"{key} is not a readable zip archive: {error}") from error
+            problem = self._directory_problem(key)
+            if problem is None:  # a failed read (the network), not a bad zip: redelivered
+                logger.warning(
+                    "zip directory read failed, the directory is sound: retrying",
+                    extra={"key": key, "error": str(error)},
+                )
+                raise errors.TransientError(f"{key}: reading its directory failed") from error
+            raise errors.NotAZip(f"{key} is not a readable zip archive: {problem}") from error
+
+    def _directory_problem(self, key: str) -> str | None:
+        """Tell a bad zip from a failed read: fetch the end-of-central-directory record and
+        the directory with plain ranged S3 reads (another client, its own retries) and parse
+        them locally. None when they are sound; S3 errors here propagate (retried)."""
+        size = self.bucket.size(key)
+        tail_start = max(0, size - EOCD_SEARCH_BYTES)
+        start = zipdir.directory_start(self.bucket.get_range(key, tail_start, size), tail_start)
+        if start is None:
+            return "no end-of-central-directory record at its end"
+        if start > size or size - start > MAX_DIRECTORY_BYTES:
+            return f"its directory would start at byte {start} of {size}"
+        return zipdir.directory_problem(self.bucket.get_range(key, start, size))
 
     def _ingest_product(
-        self, key: str, archive: zipfile.ZipFile, layout: ProductLayout, meta: MuscateMetadata
+        self,
+        key: str,
+        archive: zipfile.ZipFile,
+        layout: ProductLayout,
+        meta: MuscateMetadata,
+        outputs: Outputs,
     ) -> IngestResult:
         if meta.product_id != layout.product_id:
             raise errors.InconsistentMetadata(
                 f"metadata names product {meta.product_id} but the archive holds {layout.product_id}"
             )
         collection = stac_items.collection_for(meta.platform, meta.level)
-        prefix = storage.l2a_prefix(collection, meta.tile, meta.acquired, meta.product_id)
-        item_key = f"{prefix}{meta.product_id}.json"
+        month_prefix = storage.l2a_month_prefix(collection, meta.tile, meta.acquired)
+        prefix = f"{month_prefix}{meta.product_id}/"
+        item_key = outputs.item_key = f"{prefix}{meta.product_id}.json"
         if self.bucket.exists(item_key):
+            # A repeated upload, or a retry after a failure past the Item: finish its effects.
+            widen_collection(self.bucket, collection, self.bucket.get_json(item_key))
+            link_versions(self.bucket, self.catalog, month_prefix, layout.name)
             self._archive_upload(key, prefix, meta.product_id)
             logger.info("duplicate upload", extra={"key": key, "product": meta.product_id})
             return IngestResult(key, Outcome.DUPLICATE, meta.product_id, item_key)
-        rasters = self._convert_rasters(key, layout, meta, prefix)
-        files = self._copy_files(archive, layout, prefix)
-        item = self._build_item(key, layout, meta, collection, prefix, rasters, files)
-        siblings = self._versions_of(layout.name, collection, meta)
-        history = publish_version_links(
-            self.bucket, self.catalog, item, item_key, siblings, layout.name.version
+        rasters = self._convert_rasters(key, layout, meta, prefix, outputs)
+        files = self._copy_files(archive, layout, prefix, outputs)
+        item = self._build_item(key, layout, meta, collection, prefix, rasters, files, outputs)
+        siblings = published_versions(self.bucket, month_prefix, layout.name)
+        set_version_links(
+            item, item_key, {d["id"]: k for k, d in siblings.items()} | {item.id: item_key}
         )
         document = publish_item(self.bucket, self.catalog, item, item_key)
-        history.publish_siblings()
+        relinked = link_versions(self.bucket, self.catalog, month_prefix, layout.name)
+        if relinked:
+            logger.info(
+                "version links updated", extra={"product": meta.product_id, "items": relinked}
+            )
         if collection in L2A_REFLECTANCE:
             stale = mark_stale_syntheses(self.bucket, self.catalog, document)
             if stale:
@@ -168,22 +234,35 @@ class Ingestor:
     # --- rasters ------------------------------------------------------------------------
 
     def _convert_rasters(
-        self, key: str, layout: ProductLayout, meta: MuscateMetadata, prefix: str
+        self, key: str, layout: ProductLayout, meta: MuscateMetadata, prefix: str, outputs: Outputs
     ) -> list[stac_items.RasterAsset]:
         zip_path = f"/vsizip/{storage.vsi_path(self.bucket.name, key)}"
         jobs = [
-            (
-                asset_key,
-                f"{zip_path}/{vsi_member(member)}",
-                f"{prefix}{meta.product_id}_{asset_key}.tif",
-            )
+            (asset_key, member, f"{prefix}{meta.product_id}_{asset_key}.tif")
             for asset_key, member in sorted(layout.rasters.items())
         ]
+
+        def convert(job: tuple[str, str, str]) -> stac_items.RasterAsset:
+            asset_key, member, dst_key = job
+            try:
+                asset = self._convert_one(layout, meta, asset_key, zip_path, member, dst_key)
+            except (rasterio.errors.RasterioError, CPLE_BaseError) as error:
+                self._raise_if_corrupt(key, asset_key, member, error)
+                raise  # the member decodes from a local copy: a read failure, retried
+            outputs.keys.append(dst_key)
+            return asset
+
         with ThreadPoolExecutor(CONVERSION_THREADS) as pool:
-            return list(pool.map(lambda job: self._convert_one(layout, meta, *job), jobs))
+            return list(pool.map(convert, jobs))
 
     def _convert_one(
-        self, layout: ProductLayout, meta: MuscateMetadata, asset_key: str, src: str, dst_key: str
+        self,
+        layout: ProductLayout,
+        meta: MuscateMetadata,
+        asset_key: str,
+        zip_path: str,
+        member: str,
+        dst_key: str,
     ) -> stac_items.RasterAsset:
         """Read from the zip on S3, write the COG to local scratch space, upload it whole.
 
@@ -191,10 +270,7 @@ class Ingestor:
         tells the file size and checksum without another request.
         """
         with gdal_env(self.settings):
-            try:
-                dataset = rasterio.open(src)
-            except rasterio.errors.RasterioIOError as error:
-                raise errors.InvalidProduct(f"{asset_key}: unreadable raster ({error})") from error
+            dataset = rasterio.open(f"{zip_path}/{vsi_member(member)}")
             with dataset, tempfile.TemporaryDirectory() as scratch:
                 _check_against_metadata(asset_key, dataset, meta)
                 nodata = _nodata(asset_key, dataset, layout)
@@ -212,10 +288,37 @@ class Ingestor:
             checksum=checksum,
         )
 
+    def _raise_if_corrupt(self, key: str, asset_key: str, member: str, error: Exception) -> None:
+        """Tell a broken raster from a failed read: copy the member out of the zip (streamed,
+        through another client) and decode it locally, window by window. A member that fails
+        there is a bad product; one that decodes was a read failure worth a retry."""
+        with tempfile.TemporaryDirectory() as scratch:
+            local = os.path.join(scratch, "member.tif")
+            try:
+                with self._open_zip(key) as archive, archive.open(member) as stream:
+                    with open(local, "wb") as copy:
+                        shutil.copyfileobj(stream, copy, HASH_CHUNK)
+            except (zipfile.BadZipFile, zlib.error, EOFError) as broken:
+                raise errors.CorruptRaster(
+                    f"{asset_key}: {member} cannot be extracted ({broken})"
+                ) from error
+            try:
+                with rasterio.open(local) as dataset:
+                    for _, window in dataset.block_windows(1):
+                        dataset.read(window=window)
+            except (rasterio.errors.RasterioError, CPLE_BaseError) as broken:
+                raise errors.CorruptRaster(
+                    f"{asset_key}: the raster cannot be decoded ({broken})"
+                ) from error
+        logger.warning(
+            "raster read failed, the member is sound: retrying",
+            extra={"key": key, "asset": asset_key, "error": str(error)},
+        )
+
     # --- other files ----------------------------------------------------------------------
 
     def _copy_files(
-        self, archive: zipfile.ZipFile, layout: ProductLayout, prefix: str
+        self, archive: zipfile.ZipFile, layout: ProductLayout, prefix: str, outputs: Outputs
     ) -> list[stac_items.FileAsset]:
         files: list[tuple[str, str, str, tuple[str, ...], str]] = [
             ("metadata", layout.metadata, "application/xml", ("metadata",), "Metadata")
@@ -228,6 +331,7 @@ class Ingestor:
             target = prefix + member.rsplit("/", 1)[-1]
             body = _read_member(archive, member)
             self.bucket.put_bytes(target, body, media_type)
+            outputs.keys.append(target)
             href = storage.s3_href(self.bucket.name, target)
             assets.append(
                 stac_items.FileAsset(
@@ -242,13 +346,16 @@ class Ingestor:
             )
         return assets
 
-    def _snow_thumbnail(self, snow_map: str, prefix: str, product_id: str) -> stac_items.FileAsset:
+    def _snow_thumbnail(
+        self, snow_map: str, prefix: str, product_id: str, outputs: Outputs
+    ) -> stac_items.FileAsset:
         """A PNG preview of the snow classes: Let-It-Snow products carry no quicklook."""
         with gdal_env(self.settings), rasterio.open(snow_map) as dataset:
             classes = _decimated(dataset)
         body = _png(snow.preview(classes))
         target = f"{prefix}{product_id}_SNW_preview.png"
         self.bucket.put_bytes(target, body, "image/png")
+        outputs.keys.append(target)
         return stac_items.FileAsset(
             "thumbnail",
             storage.s3_href(self.bucket.name, target),
@@ -270,13 +377,15 @@ class Ingestor:
         prefix: str,
         rasters: list[stac_items.RasterAsset],
         files: list[stac_items.FileAsset],
+        outputs: Outputs,
     ) -> pystac.Item:
         is_snow = meta.level.startswith("L2B")
         mask = _footprint_raster(rasters, "SNW_" if is_snow else "EDG_")
         mask_path = cog.s3_to_vsi(mask.href)
         geometry = footprint(mask_path, self.settings, snow=is_snow, nodata=mask.nodata)
         if is_snow and layout.quicklook is None:
-            files = [*files, self._snow_thumbnail(mask_path, prefix, meta.product_id)]
+            thumbnail = self._snow_thumbnail(mask_path, prefix, meta.product_id, outputs)
+            files = [*files, thumbnail]
         facts = stac_items.ItemFacts(
             id=meta.product_id,
             collection=collection,
@@ -299,27 +408,6 @@ class Ingestor:
             stac_items.describe_l2a(item, meta, meta.cloud_percent)
         return item
 
-    def _versions_of(
-        self, name: ProductName, collection: str, meta: MuscateMetadata
-    ) -> dict[str, str]:
-        """Item keys of the other versions of this acquisition already indexed, by id."""
-        page = self.catalog.search(
-            [collection],
-            None,
-            (meta.acquired, meta.acquired),
-            None,
-            100,
-            None,
-            filters={"grid:code": f"MGRS-{meta.tile}"},
-        )
-        found = {}
-        for document in page.items:
-            other = ProductName.parse(document["id"])
-            if other.acquisition == name.acquisition and document["id"] != meta.product_id:
-                prefix = storage.l2a_prefix(collection, meta.tile, meta.acquired, document["id"])
-                found[document["id"]] = f"{prefix}{document['id']}.json"
-        return found
-
     def _archive_upload(self, key: str, prefix: str, product_id: str) -> None:
         """Keep the original beside its Item, then clear it from the drop zone."""
         target = f"{prefix}{product_id}.zip"
@@ -340,8 +428,10 @@ def _read_member(archive: zipfile.ZipFile, member: str) -> bytes:
         )
     try:
         return archive.read(member)
-    except (zipfile.BadZipFile, EOFError, OSError) as error:
+    except (zipfile.BadZipFile, EOFError, zlib.error) as error:
         raise errors.NotAZip(f"{member} cannot be read from the archive: {error}") from error
+    except OSError as error:  # the transport (a reset connection, an S3 error): redelivered
+        raise errors.TransientError(f"{member}: reading it failed ({error})") from error
 
 
 def _check_sizes(archive: zipfile.ZipFile) -> None:

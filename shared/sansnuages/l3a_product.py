@@ -29,7 +29,7 @@ QUICKLOOK_REFLECTANCE_MAX = 0.25
 
 def l3a_platform(platforms: Sequence[str]) -> str:
     """`SENTINEL2X` when several satellites (Landsat-8 included) contributed, else the one."""
-    distinct = sorted({p.upper() for p in platforms})
+    distinct = sorted({p.upper().replace("-", "") for p in platforms})  # sentinel-2b: STAC
     if len(distinct) == 1 and not is_landsat(distinct[0]):
         return distinct[0]
     return "SENTINEL2X"

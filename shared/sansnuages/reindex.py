@@ -2,7 +2,10 @@
 
 The files are the source of truth and the index a cache of them: after a lost or corrupted
 table, a schema change of the index, or a restore of the bucket, one pass over the files puts
-every Collection and Item back, and removes index records whose file no longer exists.
+every Collection and Item back, and removes index records whose file no longer exists. The
+version links between products of one acquisition are recomputed from the files found (a
+purged or restored version changes which one is the newest), rewriting the files that
+disagree.
 """
 
 from __future__ import annotations
@@ -14,12 +17,15 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from .catalog import Catalog
+from .publish import relink_all
 from .storage import DataBucket
 
 logger = Logger(child=True)
 
 ITEM_PREFIXES = ("l2a/", "l3a/", "mosaics/", "snow/")
 COLLECTION_PREFIX = "collections/"
+PRODUCT_PREFIX = "l2a/"
+"""Ingested products, whose versions link to each other."""
 PAGE = 500
 
 
@@ -28,6 +34,8 @@ class ReindexReport:
     collections: int = 0
     items: int = 0
     removed: int = 0
+    relinked: int = 0
+    """Item files whose version links disagreed with the versions found, rewritten."""
     skipped: list[str] = field(default_factory=list)
     """JSON files that are not STAC Items (job plans, parts), left alone."""
 
@@ -48,6 +56,7 @@ def reindex(bucket: DataBucket, catalog: Catalog) -> ReindexReport:
         catalog.put_collection(bucket.get_json(key))
         report.collections += 1
     found: dict[str, set[str]] = {}
+    products: dict[str, dict[str, Any]] = {}
     for key in _json_keys(bucket, ITEM_PREFIXES):
         document = bucket.get_json(key)
         if not is_item(document):
@@ -56,6 +65,9 @@ def reindex(bucket: DataBucket, catalog: Catalog) -> ReindexReport:
         catalog.put_item(document)
         found.setdefault(document["collection"], set()).add(document["id"])
         report.items += 1
+        if key.startswith(PRODUCT_PREFIX):
+            products[key] = document
+    report.relinked = relink_all(bucket, catalog, products)
     for collection_id, item_id in _indexed(catalog):
         if item_id not in found.get(collection_id, set()):
             catalog.delete_item(collection_id, item_id)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import posixpath
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,6 +28,7 @@ from pystac.extensions.version import VersionExtension, VersionRelType
 from pystac.extensions.view import ViewExtension
 from shapely.geometry import shape
 
+from . import errors
 from .bands import bands_of, is_landsat
 
 COG = "image/tiff; application=geotiff; profile=cloud-optimized"
@@ -65,7 +67,7 @@ COLLECTIONS: dict[str, CollectionSpec] = {
     "sentinel2-l2a": CollectionSpec(
         "Sentinel-2 Level-2A (MUSCATE)",
         "Surface reflectance of Sentinel-2A/2B/2C with MAJA cloud masks, as Cloud-Optimized GeoTIFFs.",
-        ("sentinel2a", "sentinel2b", "sentinel2c"),
+        ("sentinel-2a", "sentinel-2b", "sentinel-2c"),
         ("sentinel-2",),
         ("msi",),
         (10.0, 20.0),
@@ -74,7 +76,7 @@ COLLECTIONS: dict[str, CollectionSpec] = {
     "landsat8-l2a": CollectionSpec(
         "Landsat-8 Level-2A (MUSCATE)",
         "Surface reflectance of Landsat-8 OLI with MAJA cloud masks, on the Sentinel-2 tiles.",
-        ("landsat8-olitirs-xs",),
+        ("landsat-8",),
         ("landsat",),
         ("oli",),
         (30.0,),
@@ -84,7 +86,7 @@ COLLECTIONS: dict[str, CollectionSpec] = {
         "Snow cover (Let-It-Snow L2B-SNOW)",
         "Snow maps of Sentinel-2 (20 m) and Landsat-8 (30 m): 0 no snow, 100 snow, 205 cloud,"
         " 254 or 255 no data.",
-        ("sentinel2a", "sentinel2b", "sentinel2c", "landsat8-olitirs-xs"),
+        ("sentinel-2a", "sentinel-2b", "sentinel-2c", "landsat-8"),
         ("sentinel-2", "landsat"),
         ("msi", "oli"),
         (20.0, 30.0),
@@ -103,6 +105,18 @@ COLLECTIONS: dict[str, CollectionSpec] = {
         from_theia=False,
     ),
 }
+
+
+def stac_platform(platform: str) -> str:
+    """The STAC name of a MUSCATE platform (`SENTINEL2B` -> `sentinel-2b`,
+    `LANDSAT8-OLITIRS-XS` -> `landsat-8`), as other catalogs spell it, so that a search for
+    `platform = 'sentinel-2b'` finds these Items too."""
+    if is_landsat(platform):
+        return "landsat-8"
+    match = re.fullmatch(r"SENTINEL-?2([A-Z])", platform.upper())
+    if match is None:
+        raise errors.NotAMuscateProduct(f"unknown platform {platform!r}")
+    return f"sentinel-2{match.group(1).lower()}"
 
 
 def collection_for(platform: str, level: str = "L2A") -> str:
@@ -357,9 +371,7 @@ def bbox_of(geometry: Mapping[str, Any]) -> list[float]:
 def describe_observation(item: pystac.Item, meta: Any, level: str) -> None:
     """Platform, dates, sun and view angles, orbit and tile of a MUSCATE product
     (`meta`: MuscateMetadata), shared by the L2A and the L2B-SNOW Items."""
-    # The product's own platform name, lower case ("sentinel2b", "landsat8-olitirs-xs"): the
-    # synthesis names its products after it.
-    item.common_metadata.platform = meta.platform.lower().replace("_", "-")
+    item.common_metadata.platform = stac_platform(meta.platform)
     item.common_metadata.constellation = "landsat" if is_landsat(meta.platform) else "sentinel-2"
     item.common_metadata.instruments = ["oli"] if is_landsat(meta.platform) else ["msi"]
     if meta.produced is not None:

@@ -7,6 +7,7 @@ import io
 import json
 import subprocess
 import sys
+import threading
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -17,15 +18,17 @@ import numpy as np
 import pystac
 import pytest
 import rasterio
+from product_variants import SMALL, variant_products
 from pystac.validation import validate_dict
 from shapely.geometry import box, shape
 
 from sansnuages import grid
 from sansnuages.catalog import Catalog
 from sansnuages.cli import main as cli
+from sansnuages.errors import NotFound, TransientError
 from sansnuages.ingest import Ingestor, Outcome
 from sansnuages.settings import Settings
-from sansnuages.simulate import Packaging, simulate_product, simulate_snow_product
+from sansnuages.simulate import simulate_product
 from sansnuages.stac_items import COG
 
 WHEN = datetime(2018, 7, 14, 10, 56, 26, tzinfo=UTC)
@@ -104,6 +107,11 @@ def _rewrite(source: Path, change) -> bytes:  # type: ignore[no-untyped-def]
     return buffer.getvalue()
 
 
+def truncate_fre_b4(member: str, data: bytes) -> tuple[str, bytes]:
+    """A band cut short inside a sound zip: its header opens, its pixels cannot be read."""
+    return member, data[: len(data) * 2 // 3] if member.endswith("_FRE_B4.tif") else data
+
+
 def _bad_uploads(product: Path) -> dict[str, tuple[bytes, str]]:
     whole = product.read_bytes()
     name = product.stem
@@ -123,6 +131,13 @@ def _bad_uploads(product: Path) -> dict[str, tuple[bytes, str]]:
             return member, data.replace(b"<NROWS>100</NROWS>", b"<NROWS>200</NROWS>")
         return member, data
 
+    def wrong_crs(member: str, data: bytes):  # type: ignore[no-untyped-def]
+        if member.endswith("_MTD_ALL.xml"):
+            return member, data.replace(
+                b">32631</HORIZONTAL_CS_CODE>", b">32632</HORIZONTAL_CS_CODE>"
+            )
+        return member, data
+
     return {
         "not-a-zip.zip": (b"GIF89a not a zip", "NotAZip"),
         "truncated.zip": (whole[: len(whole) // 2], "NotAZip"),
@@ -137,6 +152,8 @@ def _bad_uploads(product: Path) -> dict[str, tuple[bytes, str]]:
         "malformed-metadata.zip": (_rewrite(product, bad_xml), "InconsistentMetadata"),
         "escaping-paths.zip": (_rewrite(product, escape), "UnsafeArchive"),
         "contradicting-metadata.zip": (_rewrite(product, wrong_size), "InconsistentMetadata"),
+        "contradicting-crs.zip": (_rewrite(product, wrong_crs), "InconsistentMetadata"),
+        "truncated-band.zip": (_rewrite(product, truncate_fre_b4), "CorruptRaster"),
         f"{name} renamed.zip": (whole, ""),
     }
 
@@ -156,45 +173,212 @@ def test_bad_uploads_are_quarantined_with_a_reason_and_kept(
         assert reason["key"] == key and reason["reason"]
         assert ingestor.bucket.get_bytes(f"quarantine/{file_name}") == body
         assert not ingestor.bucket.exists(key)
+        assert not [k for k in ingestor.bucket.list_keys("l2a/") if k.endswith(".json")]
+
+
+def test_a_band_that_fails_only_when_read_is_quarantined_not_retried(
+    ingestor: Ingestor, product: Path
+) -> None:
+    body = _rewrite(product, truncate_fre_b4)
+    with zipfile.ZipFile(io.BytesIO(body)) as archive:
+        (member,) = [m for m in archive.namelist() if m.endswith("_FRE_B4.tif")]
+        with rasterio.open(io.BytesIO(archive.read(member))) as dataset:
+            assert dataset.width == 100  # it opens: only reading its pixels fails
+    result = ingestor.ingest(upload(ingestor, body, "late-failure.zip"))
+    assert result.outcome == Outcome.QUARANTINED and result.error == "CorruptRaster"
+    assert result.product_id == product.stem and "FRE_B4" in str(result.reason)
+    reason = ingestor.bucket.get_json("quarantine/late-failure.zip.reason.json")
+    assert reason["error"] == "CorruptRaster" and "decoded" in reason["reason"]
+
+
+def test_a_quarantined_attempt_removes_the_files_it_wrote_and_only_those(
+    ingestor: Ingestor, tmp_path: Path
+) -> None:
+    """A band that fails part-way through conversion: the COGs already written for that
+    version go, those of the indexed older version stay."""
+    make = partial(simulate_product, "31UFS", WHEN, "SENTINEL2B", resolution=SMALL, seed=3)
+    older = _ingested(ingestor, make(out_dir=tmp_path, version="1-8"))
+    before = set(ingestor.bucket.list_keys("l2a/"))
+    newer = make(out_dir=tmp_path, version="2-0")
+    written: list[str] = []
+    convert = Ingestor._convert_one
+
+    def recorded(self: Ingestor, *args):  # type: ignore[no-untyped-def]
+        asset = convert(self, *args)
+        written.append(asset.href)
+        return asset
+
+    ingestor._convert_one = partial(recorded, ingestor)  # type: ignore[method-assign]
+    result = ingestor.ingest(upload(ingestor, _rewrite(newer, truncate_fre_b4), newer.name))
+    assert result.outcome == Outcome.QUARANTINED and result.error == "CorruptRaster"
+    assert len(written) > 10  # the other bands were converted before the failure surfaced
+    assert set(ingestor.bucket.list_keys("l2a/")) == before  # theirs gone, the older's kept
+    for asset in older["assets"].values():  # type: ignore[attr-defined]
+        assert ingestor.bucket.exists(asset["href"].split("/", 3)[3])
+
+
+def test_a_quarantined_attempt_keeps_the_files_of_an_item_published_meanwhile(
+    ingestor: Ingestor, product: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A broken and a sound upload of one product at once: the sound one publishes while the
+    broken one converts; the same keys now belong to its Item and stay."""
+    other = Ingestor.from_settings(ingestor.settings)
+    check = Ingestor._raise_if_corrupt
+
+    def sound_upload_first(self: Ingestor, *args):  # type: ignore[no-untyped-def]
+        sound = other.ingest(upload(other, product.read_bytes(), "sound/" + product.name))
+        assert sound.outcome == Outcome.INGESTED
+        return check(self, *args)
+
+    monkeypatch.setattr(Ingestor, "_raise_if_corrupt", sound_upload_first)
+    broken = upload(ingestor, _rewrite(product, truncate_fre_b4), "broken/" + product.name)
+    assert ingestor.ingest(broken).outcome == Outcome.QUARANTINED
+    document = Catalog(ingestor.settings.catalog_table, settings=ingestor.settings).get_item(
+        "sentinel2-l2a", product.stem
+    )
+    for asset in document["assets"].values():
+        assert ingestor.bucket.exists(asset["href"].split("/", 3)[3]), asset["href"]
+
+
+def test_the_handler_counts_and_logs_a_quarantined_upload(
+    ingestor: Ingestor, product: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Through the function's handler: no retry, a `ProductsQuarantined` metric and a log
+    line naming the product, for an upload whose (URL-encoded) key has a space."""
+    import importlib.util
+
+    root = Path(__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location("ingest_app", root / "functions/ingest/app.py")
+    assert spec and spec.loader
+    app = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(app)  # the handler module reads the fixture's environment
+    upload(ingestor, _rewrite(product, truncate_fre_b4), "late failure.zip")
+    event = json.loads((root / "events/ingest-upload.json").read_text())
+    body = json.loads(event["Records"][0]["body"])
+    body["Records"][0]["s3"]["object"]["key"] = "incoming/late+failure.zip"
+    body["Records"][0]["s3"]["bucket"]["name"] = ingestor.bucket.name
+    event["Records"][0]["body"] = json.dumps(body)
+
+    class Context:
+        function_name, memory_limit_in_mb, aws_request_id = "ingest", 3008, "r-1"
+        invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:ingest"
+
+    capsys.readouterr()
+    assert app.handler(event, Context()) == {"batchItemFailures": []}  # not retried
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line]
+    metrics = [line for line in lines if "_aws" in line]
+    assert metrics and metrics[0]["ProductsQuarantined"] == [1.0]
+    (logged,) = [line for line in lines if line.get("outcome") == "quarantined"]
+    assert logged["product"] == product.stem and logged["level"] == "INFO"
+    assert logged["error"] == "CorruptRaster" and logged["key"] == "incoming/late failure.zip"
+    assert ingestor.bucket.exists("quarantine/late failure.zip.reason.json")
+
+
+def test_a_failed_read_of_a_sound_band_is_retried_not_quarantined(
+    ingestor: Ingestor, product: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read that fails on the way (the network) raises, so the queue delivers it again."""
+    from rasterio._err import CPLE_AppDefinedError
+
+    convert = Ingestor._convert_one
+    failed: list[str] = []
+
+    def flaky(self: Ingestor, layout, meta, asset_key, *args):  # type: ignore[no-untyped-def]
+        if asset_key == "FRE_B4" and not failed:
+            failed.append(asset_key)
+            raise CPLE_AppDefinedError(1, 1, "IReadBlock failed: TIFFReadEncodedTile() failed")
+        return convert(self, layout, meta, asset_key, *args)
+
+    monkeypatch.setattr(Ingestor, "_convert_one", flaky)
+    key = upload(ingestor, product.read_bytes(), "flaky/" + product.name)
+    with pytest.raises(CPLE_AppDefinedError):
+        ingestor.ingest(key)
+    assert ingestor.bucket.exists(key) and not ingestor.bucket.list_keys("quarantine/")
+    assert ingestor.ingest(key).outcome == Outcome.INGESTED  # the next delivery
+
+
+def _reads_that_fail(monkeypatch: pytest.MonkeyPatch, times: int) -> list[int]:
+    """The first `times` reads of a zip through s3fs fail as a reset connection does."""
+    import s3fs.core
+
+    fetch, failed = s3fs.core.S3File._fetch_range, []
+
+    def reset(self, start, end):  # type: ignore[no-untyped-def]
+        if len(failed) < times:
+            failed.append(start)
+            raise ConnectionResetError(104, "Connection reset by peer")
+        return fetch(self, start, end)
+
+    monkeypatch.setattr(s3fs.core.S3File, "_fetch_range", reset)
+    return failed
+
+
+def test_a_failed_read_of_the_zip_directory_is_retried_not_quarantined(
+    ingestor: Ingestor, product: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    failed = _reads_that_fail(monkeypatch, times=1)
+    key = upload(ingestor, product.read_bytes(), "reset/" + product.name)
+    with pytest.raises(TransientError):
+        ingestor.ingest(key)  # raised, so the queue delivers it again
+    assert failed and ingestor.bucket.exists(key)
+    assert not ingestor.bucket.list_keys("quarantine/")
+    assert ingestor.ingest(key).outcome == Outcome.INGESTED  # the next delivery
+
+
+def test_a_failed_read_of_the_metadata_is_retried_not_quarantined(
+    ingestor: Ingestor, product: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import s3fs.core
+
+    with zipfile.ZipFile(product) as archive:
+        (metadata,) = [i for i in archive.infolist() if i.filename.endswith("_MTD_ALL.xml")]
+    fetch, failed = s3fs.core.S3File._fetch_range, []
+
+    def reset_on_metadata(self, start, end):  # type: ignore[no-untyped-def]
+        if start <= metadata.header_offset < end and not failed:
+            failed.append(start)
+            raise ConnectionResetError(104, "Connection reset by peer")
+        return fetch(self, start, end)
+
+    monkeypatch.setattr(s3fs.core.S3File, "_fetch_range", reset_on_metadata)
+    key = upload(ingestor, product.read_bytes(), "reset-metadata/" + product.name)
+    with pytest.raises(TransientError):
+        ingestor.ingest(key)
+    assert failed and ingestor.bucket.exists(key)
+    assert not ingestor.bucket.list_keys("quarantine/")
+    assert ingestor.ingest(key).outcome == Outcome.INGESTED
+
+
+def _damaged_directory(source: bytes) -> bytes:
+    """The same zip whose last central directory entry lost its signature: an EOCD record
+    is there, the directory it points to is not sound."""
+    data = bytearray(source)
+    entry = data.rfind(b"PK\x01\x02")
+    data[entry : entry + 4] = b"XXXX"
+    return bytes(data)
+
+
+@pytest.mark.parametrize("failures", [0, 1])
+def test_a_bad_zip_directory_is_quarantined_even_when_reads_fail(
+    ingestor: Ingestor, product: Path, monkeypatch: pytest.MonkeyPatch, failures: int
+) -> None:
+    _reads_that_fail(monkeypatch, failures)
+    whole = product.read_bytes()
+    bad = {"cut.zip": whole[: len(whole) - 100], "damaged.zip": _damaged_directory(whole)}
+    for name, body in bad.items():
+        result = ingestor.ingest(upload(ingestor, body, name))
+        assert result.outcome == Outcome.QUARANTINED and result.error == "NotAZip", name
+        assert ingestor.bucket.get_bytes(f"quarantine/{name}") == body
+    reason = ingestor.bucket.get_json("quarantine/damaged.zip.reason.json")
+    assert "directory is damaged" in reason["reason"]
 
 
 # --- every variant of real products ---------------------------------------------------------
 
-SMALL = 1098.0  # 100 x 100 px R1: real sizes are measured by bench/ingest.py
-
-
-def _variants(out: Path) -> dict[str, Path]:
-    """One product per packaging variant that real MUSCATE and Let-It-Snow products show."""
-    when = datetime(2025, 7, 20, 10, 50, 1, tzinfo=UTC)  # Sentinel-2C flies from 2024
-    s2 = {
-        "flag C, V4-0": dict(flag="C", version="4-0"),
-        "flag H, V1-0": dict(flag="H", version="1-0"),
-        "zip named without version": dict(packaging=Packaging(zip_version=False)),
-        "members with ./": dict(packaging=Packaging(dot_paths=True)),
-        "uint16 ATB": dict(packaging=Packaging(atb_dtype="uint16")),
-        "with DFP masks": dict(packaging=Packaging(with_dfp=True)),
-    }
-    products = {
-        name: simulate_product(
-            "31TCJ", when + timedelta(minutes=n), "SENTINEL2C", out, resolution=SMALL, **options
-        )
-        for n, (name, options) in enumerate(s2.items())
-    }
-    products["Landsat-8"] = simulate_product(
-        "31TCJ", when, "LANDSAT8-OLITIRS-XS", out, resolution=SMALL * 2 / 3, version="1-9"
-    )
-    products["snow Sentinel-2"] = simulate_snow_product(
-        "31TCH", when, "SENTINEL2A", out, resolution=SMALL
-    )
-    products["snow Landsat-8"] = simulate_snow_product(
-        "31TCH", when, "LANDSAT8-OLITIRS-XS", out, resolution=SMALL * 2 / 3, version="2-0"
-    )
-    return products
-
 
 @pytest.fixture(scope="module")
 def variants(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return _variants(tmp_path_factory.mktemp("variants"))
+    return variant_products(tmp_path_factory.mktemp("variants"))
 
 
 def test_every_variant_ingests_as_a_valid_item(
@@ -217,7 +401,7 @@ def test_items_carry_what_clients_need(ingestor: Ingestor, variants: dict[str, P
     s2, landsat = variants["uint16 ATB"], variants["Landsat-8"]
     s2_doc = _ingested(ingestor, s2)
     props = s2_doc["properties"]
-    assert props["platform"] == "sentinel2c" and props["constellation"] == "sentinel-2"
+    assert props["platform"] == "sentinel-2c" and props["constellation"] == "sentinel-2"
     assert props["proj:code"] == "EPSG:32631" and props["proj:epsg"] == 32631
     assert 0 <= props["eo:cloud_cover"] <= 100 and props["sansnuages:cloudy"] is False
     assert props["sat:absolute_orbit"] > 0 and props["processing:level"] == "L2A"
@@ -238,6 +422,7 @@ def test_items_carry_what_clients_need(ingestor: Ingestor, variants: dict[str, P
     b4 = l8_doc["assets"]["FRE_B4"]
     assert b4["raster:bands"][0]["scale"] == pytest.approx(1e-3)  # from its own metadata
     assert l8_doc["collection"] == "landsat8-l2a" and "ATB_XS" in l8_doc["assets"]
+    assert l8_doc["properties"]["platform"] == "landsat-8"
 
 
 def test_snow_products_form_their_own_collection(
@@ -373,6 +558,146 @@ def test_versions_of_one_acquisition_are_kept_and_linked(
     assert "predecessor-version" not in links(piece.stem)
     for item in items.values():
         validate_dict(item)
+
+
+def _version_links(ingestor: Ingestor, item_id: str) -> dict[str, str]:
+    """The version links of an Item, in its file and (the same) in the index."""
+    catalog = Catalog(ingestor.settings.catalog_table, settings=ingestor.settings)
+    indexed = catalog.get_item("sentinel2-l2a", item_id)
+    document = ingestor.bucket.get_json(_item_key(ingestor, indexed))
+    assert document["properties"]["deprecated"] == indexed["properties"]["deprecated"]
+    assert document["links"] == indexed["links"]
+    links = {link["rel"]: link["href"].rsplit("/", 1)[-1] for link in document["links"]}
+    links["deprecated"] = str(document["properties"]["deprecated"])
+    return {rel: href for rel, href in links.items() if "version" in rel or rel == "deprecated"}
+
+
+def test_versions_ingested_at_the_same_instant_are_linked(
+    ingestor: Ingestor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both ingests look for other versions before either has published: each must still
+    end up linked to the other, in the files and in the index."""
+    import sansnuages.ingest as ingest_module
+
+    make = partial(simulate_product, "31UFS", WHEN, "SENTINEL2B", resolution=SMALL, seed=3)
+    older, newer = make(out_dir=tmp_path, version="1-8"), make(out_dir=tmp_path, version="2-0")
+    both_looked = threading.Barrier(2, timeout=60)
+    publish = ingest_module.publish_item
+
+    def publish_together(*args):  # type: ignore[no-untyped-def]
+        both_looked.wait()  # neither saw the other when it built its links
+        return publish(*args)
+
+    monkeypatch.setattr(ingest_module, "publish_item", publish_together)
+    keys = [upload(ingestor, path.read_bytes(), path.name) for path in (older, newer)]
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(ingestor.ingest, keys))
+    assert [r.outcome for r in results] == [Outcome.INGESTED] * 2
+    assert _version_links(ingestor, older.stem) == {
+        "successor-version": f"{newer.stem}.json",
+        "latest-version": f"{newer.stem}.json",
+        "deprecated": "True",
+    }
+    assert _version_links(ingestor, newer.stem) == {
+        "predecessor-version": f"{older.stem}.json",
+        "deprecated": "False",
+    }
+
+
+def test_reindex_recomputes_version_links_from_the_files(
+    ingestor: Ingestor, tmp_path: Path
+) -> None:
+    make = partial(simulate_product, "31UFS", WHEN, "SENTINEL2B", resolution=SMALL, seed=3)
+    paths = [make(out_dir=tmp_path, version=v) for v in ("1-8", "2-0", "3-0")]
+    for path in paths:
+        _ingested(ingestor, path)
+    catalog = Catalog(ingestor.settings.catalog_table, settings=ingestor.settings)
+    v1, v2, v3 = (catalog.get_item("sentinel2-l2a", path.stem) for path in paths)
+    unlinked = {  # a file restored from before the newer versions came
+        **v1,
+        "properties": {**v1["properties"], "deprecated": False},
+        "links": [link for link in v1["links"] if "version" not in link["rel"]],
+    }
+    ingestor.bucket.put_json(_item_key(ingestor, v1), unlinked)
+    for key in ingestor.bucket.list_keys(_item_key(ingestor, v3).rsplit("/", 1)[0] + "/"):
+        ingestor.bucket.delete(key)  # the newest version purged
+    assert cli(["reindex", "--from-env"]) == 0
+    assert _version_links(ingestor, paths[0].stem) == {
+        "successor-version": f"{paths[1].stem}.json",
+        "latest-version": f"{paths[1].stem}.json",
+        "deprecated": "True",
+    }
+    assert _version_links(ingestor, paths[1].stem) == {  # the newest again, not deprecated
+        "predecessor-version": f"{paths[0].stem}.json",
+        "deprecated": "False",
+    }
+    with pytest.raises(NotFound):
+        catalog.get_item("sentinel2-l2a", paths[2].stem)
+
+
+def test_collection_files_keep_the_extent_of_their_items(
+    ingestor: Ingestor, tmp_path: Path
+) -> None:
+    first = simulate_product("31UFS", WHEN, "SENTINEL2B", tmp_path, resolution=SMALL)
+    later = WHEN + timedelta(days=40)
+    second = simulate_product("31TCJ", later, "SENTINEL2A", tmp_path, resolution=SMALL)
+    documents = [_ingested(ingestor, path) for path in (first, second)]
+    again = ingestor.ingest(upload(ingestor, first.read_bytes(), "again/" + first.name))
+    assert again.outcome == Outcome.DUPLICATE  # and changes nothing
+    collection = ingestor.bucket.get_json("collections/sentinel2-l2a.json")
+    pystac.Collection.from_dict(collection, migrate=False).validate()
+    (overall,) = collection["extent"]["spatial"]["bbox"]
+    for document in documents:
+        assert box(*overall).contains(box(*document["bbox"]))  # type: ignore[misc]
+    west = min(d["bbox"][0] for d in documents)  # type: ignore[index]
+    assert overall[0] == pytest.approx(west)
+    (interval,) = collection["extent"]["temporal"]["interval"]
+    assert interval[0].startswith("2018-07-14T10:56:26") and interval[1].startswith("2018-08-23")
+    catalog = Catalog(ingestor.settings.catalog_table, settings=ingestor.settings)
+    indexed = catalog.get_collection("sentinel2-l2a")["extent"]["spatial"]["bbox"][0]
+    assert indexed == pytest.approx(overall)  # the file and the index agree
+    ingestor.bucket.delete("collections/sentinel2-l2a.json")  # a write lost after the Item's
+    retried = ingestor.ingest(upload(ingestor, first.read_bytes(), "retry/" + first.name))
+    assert retried.outcome == Outcome.DUPLICATE  # the redelivery finishes the job
+    restored = ingestor.bucket.get_json("collections/sentinel2-l2a.json")
+    assert box(*restored["extent"]["spatial"]["bbox"][0]).contains(box(*documents[0]["bbox"]))
+
+
+def test_concurrent_items_never_lose_an_extent(ingestor: Ingestor) -> None:
+    from sansnuages.publish import widen_collection
+
+    items = [
+        {
+            "id": f"x{n}",
+            "bbox": [n, 40.0, n + 0.5, 41.0],
+            "properties": {"datetime": f"2020-0{n + 1}-01T00:00:00Z"},
+        }
+        for n in range(6)
+    ]
+    everyone_read = threading.Barrier(len(items), timeout=60)
+    read = ingestor.bucket.get_json_and_etag
+    first_read = threading.local()
+
+    def read_together(key: str):  # type: ignore[no-untyped-def]
+        result = read(key)
+        if not getattr(first_read, "done", False):
+            first_read.done = True
+            everyone_read.wait()  # all read the same state, then all write
+        return result
+
+    ingestor.bucket.get_json_and_etag = read_together  # type: ignore[method-assign]
+    with ThreadPoolExecutor(len(items)) as pool:
+        written = list(
+            pool.map(lambda item: widen_collection(ingestor.bucket, "mosaics", item), items)
+        )
+    ingestor.bucket.get_json_and_etag = read  # type: ignore[method-assign]
+    assert any(written)  # some found their extent already covered by the others' on retry
+    collection = ingestor.bucket.get_json("collections/mosaics.json")
+    assert collection["extent"]["spatial"]["bbox"] == [[0.0, 40.0, 5.5, 41.0]]
+    assert collection["extent"]["temporal"]["interval"] == [
+        ["2020-01-01T00:00:00.000000Z", "2020-06-01T00:00:00.000000Z"]
+    ]
+    assert not widen_collection(ingestor.bucket, "mosaics", items[3])  # already covered
 
 
 def _item_key(ingestor: Ingestor, item: dict[str, object]) -> str:

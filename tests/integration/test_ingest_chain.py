@@ -1,20 +1,25 @@
-"""Landsat-8 and snow uploads through the real notification chain of the local runtime:
-S3 notification (URL-encoded keys) -> IngestQueue -> ingest worker -> Items in the index.
-An S3 test event on the same queue is acknowledged, neither retried nor quarantined."""
+"""Uploads through the real notification chain of the local runtime: S3 notification
+(URL-encoded keys) -> IngestQueue -> ingest worker -> Items in the index and the STAC API.
+An S3 test event on the same queue is acknowledged, neither retried nor quarantined; every
+packaging variant, uploaded at once, is indexed once."""
 
 from __future__ import annotations
 
 import json
 import time
+import urllib.request
+import zipfile
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from product_variants import variant_products
 
 from sansnuages.catalog import Catalog
 from sansnuages.local.client import RuntimeClient
 from sansnuages.local.runtime import LocalRuntime
+from sansnuages.muscate import ProductLayout
 from sansnuages.simulate import simulate_product, simulate_snow_product
 from sansnuages.storage import DataBucket
 
@@ -72,3 +77,46 @@ def test_landsat_and_snow_uploads_are_indexed_through_the_notifications(
     snow_item = catalog.get_item("snow-l2b", snow.stem)
     assert snow_item["properties"]["grid:code"] == "MGRS-31TCH"
     assert catalog.get_item("landsat8-l2a", landsat.stem)["properties"]["proj:epsg"] == 32631
+
+
+def test_every_variant_uploaded_at_once_is_indexed_once(
+    runtime: LocalRuntime, tmp_path: Path
+) -> None:
+    """All variants land in `incoming/` together, so the queue hands them out in batches that
+    the ingest workers process in parallel; each must come out as exactly one Item."""
+    products = variant_products(tmp_path)
+    settings = RuntimeClient(runtime.facts()).settings()
+    bucket = DataBucket(settings)
+    for path in products.values():
+        bucket.client.upload_file(str(path), bucket.name, f"incoming/variants/{path.name}")
+    api = runtime.facts()["stac_api_url"]
+    wanted = {_product_id(path) for path in products.values()}
+
+    def found() -> list[str]:
+        query = json.dumps({"ids": sorted(wanted), "limit": 100}).encode()
+        request = urllib.request.Request(
+            f"{api}/search", query, {"Content-Type": "application/json"}
+        )
+        assert not bucket.list_keys("quarantine/")  # fail at once, not at the timeout
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - loopback
+            return [feature["id"] for feature in json.load(response)["features"]]
+
+    _wait(lambda: set(found()) >= wanted, "every variant indexed")
+    _wait(lambda: not bucket.list_keys("incoming/"), "the drop zone emptied")
+    _wait(lambda: not runtime.status()["busy"], "the workers idle")
+    ids = found()
+    assert sorted(ids) == sorted(wanted), "an Item indexed twice, or one missing"
+    assert not bucket.list_keys("quarantine/")
+    for queue, counts in runtime.status()["queues"].items():
+        if "DeadLetter" in queue:
+            assert counts == {"visible": 0, "in_flight": 0}, queue
+    archived = [key.rsplit("/", 1)[-1] for key in bucket.list_keys("l2a/")]
+    assert sorted(n for n in archived if n.removesuffix(".zip") in wanted) == sorted(
+        f"{item_id}.zip" for item_id in wanted
+    )  # every upload kept beside its Item, none lost
+
+
+def _product_id(path: Path) -> str:
+    """The id of the product inside the zip, whatever the zip's own name."""
+    with zipfile.ZipFile(path) as archive:
+        return ProductLayout.from_members(archive.namelist()).product_id

@@ -2,18 +2,32 @@
 
 A separate process, not an in-process threaded server: GDAL's `/vsis3/` uploads hold the GIL
 while they wait for the server, which deadlocks an in-process server.
+
+The server process runs moto with two overrides (`serve_like_s3`), both keeping S3's semantics:
+
+- **ranged reads read their range**: moto 5.2 answers every ranged GET, and every part of a
+  multipart copy, by reading the whole stored object and slicing it, so reading a 1.7 GB zip
+  through `/vsizip//vsis3/` (thousands of small ranges) cost it 20 CPU-minutes. The override
+  reads only the requested bytes; status codes, headers and bytes returned are moto's own;
+- **conditional writes are atomic**: moto checks `If-Match` / `If-None-Match` and then stores,
+  so two concurrent conditional PUTs of one key could both succeed; S3 lets one win. The
+  override serialises conditional PUTs (small documents only; other PUTs run in parallel).
 """
 
 from __future__ import annotations
 
+import contextvars
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass
+from typing import Any
 
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 
@@ -51,7 +65,7 @@ class MotoServer:
         port = port or free_port(host)
         env = {**os.environ, **LOCAL_CREDENTIALS}
         process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", host, "-p", str(port)],
+            [sys.executable, "-m", __name__, "-H", host, "-p", str(port)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             env=env,
@@ -82,3 +96,127 @@ def stop_process(process: subprocess.Popen[bytes], grace: float = 5.0) -> None:
         except ProcessLookupError:
             pass
         process.wait(timeout=grace)
+
+
+# --- the server process: ranged reads that read only their range ---------------------------
+
+_RANGE_HEADER = re.compile(r"bytes=(\d*)-(\d*)")
+_LAZY_VALUES: contextvars.ContextVar[bool] = contextvars.ContextVar("lazy", default=False)
+"""Set while moto's GetObject runs for a single byte range (per request thread)."""
+
+
+def read_stored_range(key: Any, start: int, stop: int) -> bytes:
+    """Bytes `start` to `stop` (excluded) of a moto `FakeKey`, read from its spooled buffer
+    under the key's own lock (moto's `value` property reads the whole buffer the same way)."""
+    with key.lock:
+        key._value_buffer.seek(start)
+        return bytes(key._value_buffer.read(max(0, stop - start)))
+
+
+class StoredBytes:
+    """A stored object's bytes, read only where sliced: what moto's range handling does with
+    a GetObject body is `len(body)` and `body[begin : end + 1]`."""
+
+    def __init__(self, key: Any) -> None:
+        self.key = key
+
+    def __len__(self) -> int:
+        return int(self.key.size)
+
+    def __getitem__(self, index: slice) -> bytes:
+        start, stop, step = index.indices(len(self))
+        if step != 1:
+            return bytes(self)[index]
+        return read_stored_range(self.key, start, stop)
+
+    def __bytes__(self) -> bytes:
+        return read_stored_range(self.key, 0, len(self))
+
+
+def sliced_by_moto(header: str | None, length: int) -> bool:
+    """Whether moto's `_handle_range_header` answers this Range by slicing the body (or by
+    refusing it) rather than by returning the whole body: a single `bytes=a-b`, `a-` or `-n`."""
+    match = _RANGE_HEADER.fullmatch((header or "").strip())
+    if match is None or match.group(1) == match.group(2) == "":
+        return False
+    begin = int(match.group(1)) if match.group(1) else None
+    end = int(match.group(2)) if match.group(2) else None
+    last = length - 1
+    if (begin is None and end == 0) or (begin is not None and begin > last):
+        return True  # 416 InvalidRange: the body is not used
+    if begin is not None:
+        end = last if end is None else min(end, last)
+    else:
+        begin, end = length - min(end or 0, length), last
+    return begin <= min(end, last)
+
+
+def serve_like_s3() -> None:
+    """Patch moto (in the server process only): a ranged GetObject and UploadPartCopy read
+    only their range, conditional PutObjects are atomic. Everything else is moto's code."""
+    from moto.s3.models import FakeKey, S3Backend
+    from moto.s3.responses import S3Response
+
+    whole_value: Any = FakeKey.value
+
+    def value(self: Any) -> Any:
+        return StoredBytes(self) if _LAZY_VALUES.get() else whole_value.fget(self)
+
+    FakeKey.value = property(value, whole_value.fset)  # type: ignore[method-assign,assignment]
+    get_object = S3Response.get_object
+
+    def ranged_get_object(self: Any) -> Any:
+        header = self.headers.get("range")
+        if not header:
+            return get_object(self)
+        token = _LAZY_VALUES.set(True)
+        try:
+            response = get_object(self)
+        finally:
+            _LAZY_VALUES.reset(token)
+        body: Any = response[2] if isinstance(response, tuple) else None
+        if isinstance(body, StoredBytes):
+            status, headers = response[0], response[1]
+            if status != 200 or not sliced_by_moto(header, len(body)):
+                body = bytes(body)  # moto sends this body whole: read it all, as moto does
+            return status, headers, body
+        return response
+
+    S3Response.get_object = ranged_get_object  # type: ignore[method-assign]
+
+    def upload_part_copy(
+        self: Any,
+        dest_bucket_name: str,
+        multipart_id: str,
+        part_id: int,
+        src_bucket_name: str,
+        src_key_name: str,
+        src_version_id: str | None,
+        start_byte: int | None,
+        end_byte: int | None,
+    ) -> Any:
+        """moto's `S3Backend.upload_part_copy`, reading only the copied range."""
+        multipart = self.get_bucket(dest_bucket_name).multiparts[multipart_id]
+        source = self.get_object(src_bucket_name, src_key_name, version_id=src_version_id)
+        if start_byte is None or end_byte is None:
+            return multipart.set_part(part_id, source.value)
+        return multipart.set_part(part_id, read_stored_range(source, start_byte, end_byte + 1))
+
+    S3Backend.upload_part_copy = upload_part_copy  # type: ignore[method-assign]
+    put_object = S3Response.put_object
+    conditional_writes = threading.Lock()
+
+    def atomic_put_object(self: Any) -> Any:
+        if self.headers.get("If-Match") or self.headers.get("If-None-Match"):
+            with conditional_writes:  # the check and the store, as one step
+                return put_object(self)
+        return put_object(self)
+
+    S3Response.put_object = atomic_put_object  # type: ignore[method-assign]
+
+
+if __name__ == "__main__":
+    from moto.server import main
+
+    serve_like_s3()
+    main()
