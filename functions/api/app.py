@@ -1,8 +1,11 @@
-"""API: the STAC API over the catalog index, map tiles and the viewer (HTTP API, payload 2.0)."""
+"""API: the STAC API over the catalog index, map tiles, the viewer and the state of jobs (HTTP
+API, payload 2.0)."""
 
 from aws_lambda_powertools import Logger
 
 from sansnuages.catalog import Catalog
+from sansnuages.job_routes import add_job_routes
+from sansnuages.jobs import JobStore
 from sansnuages.map_routes import add_map_routes
 from sansnuages.settings import Settings
 from sansnuages.stac_api import make_resolver
@@ -11,6 +14,7 @@ logger = Logger()
 settings = Settings.from_env()
 catalog = Catalog(settings.catalog_table, settings=settings)
 app = add_map_routes(make_resolver(catalog, settings), catalog, settings)
+app = add_job_routes(app, JobStore(settings))
 
 
 @logger.inject_lambda_context

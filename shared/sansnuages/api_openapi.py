@@ -157,6 +157,32 @@ def _path_parameter(name: str) -> dict[str, Any]:
     return {"name": name, "in": "path", "required": True, "schema": _PATH_ID}
 
 
+_LIMIT = {"type": "integer", "minimum": 1}
+_JOB_ID = {"type": "string", "pattern": r"^\d{4}-\d{2}-[A-Za-z0-9][A-Za-z0-9_-]{0,127}$"}
+_JOB_PATHS: dict[str, Any] = {  # not STAC: the state of synthesis jobs (`job_routes`)
+    "/jobs": {
+        "get": _get(
+            "getJobs",
+            "synthesis jobs, the latest month first",
+            "application/json",
+            parameters=[
+                _query("limit", _LIMIT, "page size (default 10, max 100)"),
+                _query("token", {"type": "string"}, "paging token from a next link"),
+            ],
+        )
+    },
+    "/jobs/{jobId}": {
+        "get": _get(
+            "getJob",
+            "one job: tiles pending, done and failed with reasons",
+            "application/json",
+            parameters=[{"name": "jobId", "in": "path", "required": True, "schema": _JOB_ID}],
+            not_found=True,
+        )
+    },
+}
+
+
 def openapi_document(base: str, title: str, description: str) -> dict[str, Any]:
     """OpenAPI 3.0 for every route of the STAC API, with `base` as its server."""
     collection = _path_parameter("collectionId")
@@ -211,6 +237,7 @@ def openapi_document(base: str, title: str, description: str) -> dict[str, Any]:
                 "responses": _responses(geojson, "item search"),
             },
         },
+        **_JOB_PATHS,
     }
     return {
         "openapi": "3.0.3",

@@ -413,6 +413,7 @@ def landing_page(info: ApiInfo, base: str) -> dict[str, Any]:
                 f"{base}/sortables",
                 api_openapi.SCHEMA_JSON,
             ),
+            _link("jobs", f"{base}/jobs"),  # not STAC: the state of synthesis jobs
         ],
     }
 
