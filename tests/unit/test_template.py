@@ -207,6 +207,19 @@ def test_parameters_change_the_model() -> None:
     )
 
 
+def test_the_composite_function_declares_the_nadir_normalisation(stack: Stack) -> None:
+    """The setting reaches the synthesis as the template says, on by default, and the
+    parameter's values are ones `Settings` reads the intended way."""
+    from sansnuages.settings import Settings
+
+    env = stack.function("CompositeFunction").environment
+    assert env["NADIR_NORMALISATION"] == "true"
+    assert Settings.from_env(env).nadir_normalisation is True
+    off = load_stack(TEMPLATE, "demo", {"NadirNormalisation": "false"})
+    off_env = off.function("CompositeFunction").environment
+    assert Settings.from_env(off_env).nadir_normalisation is False
+
+
 def test_the_http_api_routes_everything_to_the_api_function(stack: Stack) -> None:
     (api,) = stack.http_apis
     assert api.function_logical_id == "ApiFunction"
@@ -296,9 +309,9 @@ def test_s3_grants_follow_the_data_flow(cfn: dict[str, Any], resolver: Resolver)
         "s3:PutObject"
     ]
     assert "incoming/*" in ingest["s3:DeleteObject"]
-    assert grants("CompositeFunction")["s3:PutObject"] == {"l3a/*"}
+    assert grants("CompositeFunction")["s3:PutObject"] == {"l3a/*", "collections/*"}
     assert "l2a/*" in grants("CompositeFunction")["s3:GetObject"]
-    assert grants("MosaicFunction")["s3:PutObject"] == {"mosaics/*"}
+    assert grants("MosaicFunction")["s3:PutObject"] == {"mosaics/*", "collections/*"}
     assert grants("PlanFunction") == {}
     api = grants("ApiFunction")
     assert set(api) == {"s3:GetObject"}
@@ -314,6 +327,22 @@ def test_the_api_cannot_write_tables(cfn: dict[str, Any], resolver: Resolver) ->
     assert "dynamodb:GetItem" in actions and "dynamodb:Query" in actions
     writes = {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "s3:PutObject"}
     assert not actions & writes
+
+
+def test_the_api_reads_the_jobs_table_it_is_told_of(
+    cfn: dict[str, Any], resolver: Resolver, stack: Stack
+) -> None:
+    """`GET /jobs/{id}` queries the jobs table: the role may read it, the environment names it."""
+    jobs = resolver.arn("JobsTable")
+    readable = {
+        resource
+        for statement in _role_statements(cfn, resolver, "ApiFunctionRole")
+        if "dynamodb:Query" in _as_list(statement["Action"])
+        for resource in _as_list(statement["Resource"])
+    }
+    assert jobs in readable
+    environment = stack.function("ApiFunction").environment
+    assert environment["JOBS_TABLE"] == stack.table("JobsTable").name
 
 
 # ------------------------------------------------------------------------ layers
