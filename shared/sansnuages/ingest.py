@@ -454,7 +454,7 @@ def _check_sizes(archive: zipfile.ZipFile) -> None:
 
 
 def _check_against_metadata(asset_key: str, dataset: Any, meta: MuscateMetadata) -> None:
-    group = asset_key.rsplit("_", 1)[-1]
+    group = asset_key.rsplit("_", 1)[-1].split("-", 1)[0]  # DTF_R1-D04: group R1, detector 4
     if asset_key.startswith(("FRE_", "SRE_")):
         group = next((g for g, geo in meta.groups.items() if geo.ncols == dataset.width), group)
     geo = meta.groups.get(group)

@@ -454,7 +454,7 @@ class ProductLayout:
     """Where each file of a product sits in its zip; `rasters` maps asset keys to member names.
 
     Keys: FRE_<band>, SRE_<band>, ATB_<group>, CLM_<group>, MG2_<group>, EDG_<group>,
-    SAT_<group>, DFP_<group>, IAB_<group> (those present). Member names are kept exactly as in
+    SAT_<group>, DFP_<group>, IAB_<group>, DTF_<group>-D<detector> (those present). Member names are kept exactly as in
     the zip (with their "./" if they had one) so that they can be opened as they are.
     """
 
@@ -544,7 +544,10 @@ def _single_root(paths: list[PurePosixPath]) -> str:
 def _rasters(
     members: dict[PurePosixPath, str], root: PurePosixPath, product_id: str
 ) -> dict[str, str]:
-    pattern = re.compile(rf"^{re.escape(product_id)}_(?P<kind>[A-Z0-9]+)_(?P<what>[A-Z0-9]+)\.tif$")
+    # <what> is a band, a group, or a group and a detector (DTF masks: "R1-D04")
+    pattern = re.compile(
+        rf"^{re.escape(product_id)}_(?P<kind>[A-Z0-9]+)_(?P<what>[A-Z0-9]+(?:-D\d\d)?)\.tif$"
+    )
     rasters = {}
     for path, original in members.items():
         if path.parent not in (root, root / "MASKS"):

@@ -68,12 +68,14 @@ class Packaging:
 
     `dot_paths`: zip members and metadata file paths start with "./"; `atb_dtype`: ATB as
     uint8 (usual) or uint16; `with_dfp`: the optional DFP defective-pixel masks are present;
-    `zip_version`: the zip's own name carries the version (the folder inside always does).
+    `with_dtf`: the optional DTF detector-footprint masks are present (one file per group and
+    detector, `_DTF_R1-D04.tif`); `zip_version`: the zip's own name carries the version (the folder inside always does).
     """
 
     dot_paths: bool = False
     atb_dtype: str = "uint8"
     with_dfp: bool = False
+    with_dtf: bool = False
     zip_version: bool = True
 
 
@@ -597,6 +599,30 @@ def _sun_of(scene: _Scene) -> tuple[float, float]:
     return solar_angles(scene.acquired, lon, lat)
 
 
+DETECTORS = ("D04", "D05")
+"""The detectors whose footprints a simulated tile straddles (west half, east half)."""
+
+
+def _write_detector_footprints(
+    geom: GroupGeometry, epsg: int, folder: Path, pid: str, group: str
+) -> None:
+    """The optional DTF masks: one per detector, 1 where that detector saw the tile. Real
+    footprints are slanted strips; two halves are enough for a reader to meet the files."""
+    import rasterio
+    from rasterio.windows import Window
+
+    half = geom.ncols // 2
+    profile = _tiff_profile(geom, epsg, "uint8")
+    for index, detector in enumerate(DETECTORS):
+        path = folder / "MASKS" / f"{pid}_DTF_{group}-{detector}.tif"
+        with rasterio.Env(GDAL_PAM_ENABLED="NO"), rasterio.open(path, "w", **profile) as dst:
+            for row in range(0, geom.nrows, 1024):
+                rows = min(1024, geom.nrows - row)
+                seen = np.zeros((1, rows, geom.ncols), dtype=np.uint8)
+                (seen[:, :, half:] if index else seen[:, :, :half]).fill(1)
+                dst.write(seen, window=Window(0, row, geom.ncols, rows))
+
+
 def _write_group(
     scene: _Scene,
     group: str,
@@ -774,6 +800,7 @@ def _by_nature(files: dict[str, str]) -> dict[str, list[tuple[str, str]]]:
         "EDG": "Edge",
         "SAT": "Saturation",
         "DFP": "Defective_Pixel",
+        "DTF": "Detector_Footprint",
     }
     grouped: dict[str, list[tuple[str, str]]] = {}
     for key, path in files.items():
@@ -936,6 +963,8 @@ def simulate_product(
         for group, bands in groups_for(platform).items():
             # The last (coarsest) group gives the cloud percentage, as MUSCATE reports it.
             stats = _write_group(scene, group, bands, geometries[group], folder, pid, packaging)
+            if packaging.with_dtf:
+                _write_detector_footprints(geometries[group], scene.tile.epsg, folder, pid, group)
         first = next(iter(geometries))
         _quicklook(folder, pid, geometries[first], 1.0 / scene.quantification)
         files = {

@@ -21,8 +21,9 @@ SENTINEL2: dict[str, dict[str, Any]] = {
     "members with ./": dict(packaging=Packaging(dot_paths=True)),
     "uint16 ATB": dict(packaging=Packaging(atb_dtype="uint16")),
     "with DFP masks": dict(packaging=Packaging(with_dfp=True)),
+    "with DFP and DTF masks": dict(packaging=Packaging(with_dfp=True, with_dtf=True)),
 }
-"""Sentinel-2 variants (Sentinel-2C, flag D, V1-8, uint8 ATB, no DFP unless said)."""
+"""Sentinel-2 variants (Sentinel-2C, flag D, V1-8, uint8 ATB, no DFP or DTF unless said)."""
 
 
 def variant_products(out: Path) -> dict[str, Path]:
