@@ -57,12 +57,14 @@ def resample(
     if resampling == Resampling.nearest:
         values = source[y_cell][:, x_cell]
         return np.where(centre_valid, values, fill).astype(source.dtype)
-    data = np.where(valid, source, 0).astype(np.float64)
-    weights = valid.astype(np.float64)
     # along x, for every source row, then along y: the 2-D weights are products
-    data_x, weight_x = xs.apply_columns(data), xs.apply_columns(weights)
-    total = ys.apply_rows(data_x)
-    weight = ys.apply_rows(weight_x)
+    if valid.all():  # the common case: the weights are the same on every row, no need to warp them
+        total = ys.apply_rows(xs.apply_columns(source.astype(np.float64)))
+        weight = ys.apply_rows_to_row(xs.apply_columns(np.ones((1, source.shape[1])))[0])
+    else:
+        data = np.where(valid, source, 0).astype(np.float64)
+        total = ys.apply_rows(xs.apply_columns(data))
+        weight = ys.apply_rows(xs.apply_columns(valid.astype(np.float64)))
     ok = centre_valid & (weight > 1e-10)
     with np.errstate(invalid="ignore", divide="ignore"):
         values = total / np.where(ok, weight, 1.0)
@@ -100,6 +102,13 @@ class _Axis:
         out = np.zeros((self.taps[0][0].size, array.shape[1]))
         for index, weight in self.taps:
             out += array[index, :] * weight[:, np.newaxis]
+        return out
+
+    def apply_rows_to_row(self, row: np.ndarray) -> np.ndarray:
+        """`apply_rows` of an array whose rows all equal `row`, term for term the same sums."""
+        out = np.zeros((self.taps[0][0].size, row.size))
+        for _, weight in self.taps:
+            out += row[np.newaxis, :] * weight[:, np.newaxis]
         return out
 
 

@@ -66,11 +66,21 @@ CLOUD_MIN_WEIGHT = 0.01
 """Floor of W_cld: a clear pixel deep inside a cloudy area still counts, just very little,
 rather than vanishing from the average (and the output) altogether."""
 
-SYNTHESIS_GDAL_OPTIONS: dict[str, int] = {"GDAL_CACHEMAX": 32 * 2**20}
-"""GDAL's block cache for a synthesis, in bytes (rasterio hands an integer GDAL_CACHEMAX to GDAL
-as bytes, not megabytes). Each input block is read once per pass, so a big cache buys nothing:
-at 1098 px, 256 MB cost 246 MB more peak memory for the same CPU time as a cache of a few bytes;
-its default (5 % of RAM) would grow with the machine, not the work."""
+SYNTHESIS_GDAL_OPTIONS: dict[str, int] = {
+    "GDAL_CACHEMAX": 32 * 2**20,
+    "CPL_VSIL_CURL_CACHE_SIZE": 128 * 2**20,
+}
+"""GDAL settings of a synthesis (rasterio hands integers to GDAL as bytes, not megabytes).
+
+- `GDAL_CACHEMAX`, the decoded block cache: each input block is read once per pass, so a big
+  cache buys nothing (at 1098 px, 256 MB cost 246 MB more peak memory for the same CPU time as
+  a cache of a few bytes); its default (5 % of RAM) would grow with the machine, not the work.
+- `CPL_VSIL_CURL_CACHE_SIZE`, the cache of bytes downloaded from S3 (16 MB by default): reading
+  a file's blocks in order, GDAL downloads ahead (up to 2 MB), but a window visits some 80
+  files in turn, and 16 MB could not keep their read-ahead until the next window came back to
+  them. With 128 MB, at 2748 px, the reads come in fewer, larger requests (the local S3
+  server spent 9 s of CPU serving them instead of 17) for about 140 MB more peak memory.
+"""
 READ_THREADS = 4
 """Threads reading observations at once: reads mostly wait on S3, so a few threads overlap the
 waits (and the decoding, which GDAL does without the GIL) even on one vCPU."""
@@ -250,18 +260,32 @@ def weighted_composite(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Weighted mean over observations (axis 0) of the clear values, and the sum of weights.
 
-    Arrays are (n_obs, h, w). Returns (mean, weight_sum), each (h, w) float32; the mean is NaN
-    where no observation is clear (or every clear weight is 0).
+    Arrays are (n_obs, h, w); weights are >= 0. Returns (mean, weight_sum), each (h, w)
+    float32; the mean is NaN where no observation is clear (or every clear weight is 0).
     """
-    use = clear & np.isfinite(reflectance) & (weights > 0)
-    zero = np.float32(0)
-    w = np.where(use, weights, zero).astype(np.float32, copy=False)
+    use = clear & np.isfinite(reflectance)
+    w = np.where(use, weights, np.float32(0)).astype(np.float32, copy=False)
     total = w.sum(axis=0, dtype=np.float32)
-    w *= np.where(use, reflectance, zero)  # float32: sums of a few dozen terms lose < 1e-6
-    weighted = w.sum(axis=0, dtype=np.float32)
+    return weighted_mean(reflectance, use, w, total), total
+
+
+def weighted_mean(
+    values: np.ndarray, use: np.ndarray, weights: np.ndarray, total: np.ndarray
+) -> np.ndarray:
+    """`sum(weights * values) / total` over axis 0 where `use`, NaN where `total` is 0.
+
+    `weights` must be 0 wherever `use` is False and sum to `total`: the synthesis masks each
+    band's weights once and reuses them for the band's mean, its WGT and its DTS."""
+    product = np.where(use, values, np.float32(0))
+    product *= weights  # float32: sums of a few dozen terms lose < 1e-6
+    weighted = product.sum(axis=0, dtype=np.float32)
+    return _ratio(weighted, total)
+
+
+def _ratio(numerator: np.ndarray, total: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.where(total > 0, weighted / np.where(total > 0, total, np.float32(1)), np.nan)
-    return mean.astype(np.float32, copy=False), total
+        ratio = np.where(total > 0, numerator / np.where(total > 0, total, np.float32(1)), np.nan)
+    return ratio.astype(np.float32, copy=False)
 
 
 def first_index(candidates: np.ndarray) -> np.ndarray:
@@ -381,11 +405,12 @@ def upsample(coarse: np.ndarray, factor: int, rows: slice, cols: slice) -> np.nd
     used = slice(int(y0.min()), int(y1.max()) + 1)  # the coarse rows the window needs
     grids = coarse.reshape(-1, *coarse.shape[-2:])
     out = np.empty((grids.shape[0], y0.size, x0.size), dtype=np.float32)
-    for grid, values in zip(grids, out, strict=True):  # one at a time: float64 stays small
-        band = grid[used].astype(np.float64)
+    fx, fy = fx.astype(np.float32), fy.astype(np.float32)[:, None]
+    for grid, values in zip(grids, out, strict=True):
+        band = grid[used].astype(np.float32)
         across = band[:, x0] * (1 - fx) + band[:, x1] * fx
-        top, bottom = across[y0 - used.start], across[y1 - used.start]
-        values[...] = top * (1 - fy)[:, None] + bottom * fy[:, None]
+        np.multiply(across[y0 - used.start], 1 - fy, out=values)
+        values += across[y1 - used.start] * fy
     return out.reshape(*coarse.shape[:-2], y0.size, x0.size)
 
 
@@ -506,6 +531,10 @@ class WindowWarp:
     resampling: Resampling
     src_nodata: float | None
     nodata: float | None
+    blocks: SourceBlocks = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "blocks", SourceBlocks(self.src))
 
     def read(self, band: int, window: Window) -> np.ndarray:
         shape = (int(window.height), int(window.width))
@@ -514,7 +543,7 @@ class WindowWarp:
         source = self._source_window(window)
         if source is None:
             return out
-        data = self.src.read(band, window=source)
+        data = self.blocks.read(band, source)
         src_transform = self.src.transform @ Affine.translation(source.col_off, source.row_off)
         dst_transform = self.grid.transform @ Affine.translation(window.col_off, window.row_off)
         if self.resampling in resample.SUPPORTED:
@@ -550,6 +579,52 @@ class WindowWarp:
         if col1 <= col0 or row1 <= row0:
             return None
         return Window(col0, row0, col1 - col0, row1 - row0)
+
+
+class SourceBlocks:
+    """Reads windows of a source through its blocks, keeping the last two columns of blocks
+    a read touched for the next read (one thread at a time: `GridReader` locks per path).
+
+    Output windows go left to right, and a source at another resolution shares blocks between
+    neighbours: a 512 px block of Landsat-8 lies under three 10 m windows of a row, and the
+    resampling kernel's margin of a window of the 10 m blue on the 20 m grid reaches a pixel
+    into the next blocks. Read directly, each window decoded all of them again (GDAL's block
+    cache, which every input passes through, does not keep them that long)."""
+
+    KEPT_COLUMNS = 2
+
+    def __init__(self, src: DatasetReader) -> None:
+        self._src = src
+        self._kept: dict[int, dict[tuple[int, int], np.ndarray]] = {}
+
+    def read(self, band: int, window: Window) -> np.ndarray:
+        """`src.read(band, window=window)` for a window inside the image."""
+        block_h, block_w = self._src.block_shapes[band - 1]
+        row0, col0 = int(window.row_off), int(window.col_off)
+        row1, col1 = row0 + int(window.height), col0 + int(window.width)
+        out = np.empty((row1 - row0, col1 - col0), dtype=self._src.dtypes[band - 1])
+        kept, last = self._kept.get(band, {}), (col1 - 1) // block_w
+        keep: dict[tuple[int, int], np.ndarray] = {}
+        for r in range(row0 // block_h, (row1 - 1) // block_h + 1):
+            for c in range(col0 // block_w, last + 1):
+                block = kept.get((r, c))
+                if block is None:
+                    block = self._block(band, r * block_h, c * block_w, block_h, block_w)
+                if c > last - self.KEPT_COLUMNS:
+                    keep[(r, c)] = block
+                top, left = max(row0, r * block_h), max(col0, c * block_w)
+                bottom = min(row1, r * block_h + block.shape[0])
+                right = min(col1, c * block_w + block.shape[1])
+                out[top - row0 : bottom - row0, left - col0 : right - col0] = block[
+                    top - r * block_h : bottom - r * block_h,
+                    left - c * block_w : right - c * block_w,
+                ]
+        self._kept[band] = keep
+        return out
+
+    def _block(self, band: int, row: int, col: int, height: int, width: int) -> np.ndarray:
+        height, width = min(height, self._src.height - row), min(width, self._src.width - col)
+        return self._src.read(band, window=Window(col, row, width, height))
 
 
 class MaskStore:
@@ -599,58 +674,71 @@ def _bits(values: np.ndarray, bit: int) -> np.ndarray:
 
 
 def _reflectance(
-    reader: GridReader, ref: RasterRef | None, window: Window, resampling: Resampling
+    reader: GridReader,
+    ref: RasterRef | None,
+    window: Window,
+    resampling: Resampling,
+    out: np.ndarray,
 ) -> np.ndarray:
-    """One band of one observation in `window`: float32 reflectance, NaN where missing. Every
-    reflectance the synthesis reads comes through here (a per-band correction goes here)."""
-    shape = (int(window.height), int(window.width))
+    """One band of one observation in `window`, into `out`: float32 reflectance, NaN where
+    missing. Every reflectance the synthesis reads comes through here (a per-band correction
+    goes here)."""
     if ref is None:
-        return np.full(shape, np.nan, dtype=np.float32)
+        out.fill(np.nan)
+        return out
     raw, nodata = reader.read(ref, window, resampling, _REFLECTANCE_NODATA_DEFAULT)
-    values = raw.astype(np.float32) * np.float32(ref.scale)
-    missing = raw == nodata if nodata is not None else np.zeros(shape, bool)
-    return np.where(missing, np.nan, values).astype(np.float32)
+    np.multiply(raw, np.float32(ref.scale), out=out, dtype=np.float32)
+    if nodata is not None:
+        out[raw == nodata] = np.nan
+    return out
 
 
-@dataclass
-class _ObservationWindow:
-    reflectance: dict[str, np.ndarray]
-    blue: np.ndarray
-    aot: np.ndarray
-    valid: np.ndarray
-    cloudy: np.ndarray
-    water: np.ndarray
-    snow: np.ndarray
+def _empty_stack(count: int, bands: Sequence[str], shape: tuple[int, int]) -> Stack:
+    """A window's arrays for `count` observations, to be filled in place by the readers (no
+    copies from per-observation arrays into stacks). The blue is the B2 stack when the group
+    has B2."""
+    size = (count, *shape)
+    reflectance = {b: np.empty(size, np.float32) for b in bands}
+    blue = reflectance["B2"] if "B2" in reflectance else np.empty(size, np.float32)
+    state = PixelState(*(np.zeros(size, bool) for _ in range(4)))
+    return Stack(reflectance, blue, np.empty(size, np.float32), state)
 
 
 def _read_observation(
-    reader: GridReader, obs: Observation, bands: Sequence[str], window: Window
-) -> _ObservationWindow:
-    """Reflectance and masks of one observation in one window (bands it lacks are NaN)."""
+    reader: GridReader, obs: Observation, bands: Sequence[str], window: Window, stack: Stack, i: int
+) -> None:
+    """Reflectance and masks of one observation in one window into slot `i` of `stack` (bands
+    it lacks are NaN); `clear` holds "not cloudy" until `_gather` combines it with `valid`."""
     present = [b for b in bands if b in obs.reflectance]
     first = present[0]
-    shape = (int(window.height), int(window.width))
     bilinear, nearest = Resampling.bilinear, Resampling.nearest
-    refl = {b: _reflectance(reader, obs.reflectance.get(b), window, bilinear) for b in bands}
+    refl = {
+        b: _reflectance(reader, obs.reflectance.get(b), window, bilinear, stack.reflectance[b][i])
+        for b in bands
+    }
     if obs.nadir is not None:
         offset = Affine.translation(window.col_off, window.row_off)
-        refl = obs.nadir.apply(refl, reader._grid.transform @ offset)
-    blue_ref = obs.reflectance.get("B2", obs.reflectance[first])
-    blue = refl["B2"] if "B2" in refl else _reflectance(reader, blue_ref, window, bilinear)
+        for band, values in obs.nadir.apply(refl, reader._grid.transform @ offset).items():
+            refl[band][...] = values
+    if "B2" not in refl:
+        blue_ref = obs.reflectance.get("B2", obs.reflectance[first])
+        _reflectance(reader, blue_ref, window, bilinear, stack.blue[i])
     inside, cloudy = _masks(reader, obs, first, window)
-    valid = inside
+    valid = stack.state.valid[i]
+    valid[...] = inside
     for band in present:
         valid &= np.isfinite(refl[band])
+    np.logical_not(cloudy, out=stack.state.clear[i])
     aot_ref = obs.aot[first]
     aot_raw, aot_nodata = reader.read(aot_ref, window, nearest, 0)
-    aot = aot_raw.astype(np.float32) * np.float32(aot_ref.scale)
+    aot = stack.aot[i]
+    np.multiply(aot_raw, np.float32(aot_ref.scale), out=aot, dtype=np.float32)
     if aot_nodata is not None:
         aot[aot_raw == aot_nodata] = np.nan
-    water = snow = np.zeros(shape, dtype=bool)
     if obs.water_snow and first in obs.water_snow:
         mg2, _ = reader.read(obs.water_snow[first], window, nearest, 0)
-        water, snow = _bits(mg2, MG2_WATER_BIT), _bits(mg2, MG2_SNOW_BIT)
-    return _ObservationWindow(refl, blue, aot, valid, cloudy, water, snow)
+        stack.state.water[i] = _bits(mg2, MG2_WATER_BIT)
+        stack.state.snow[i] = _bits(mg2, MG2_SNOW_BIT)
 
 
 def _mask_key(obs: Observation, band: str, window: Window) -> tuple[object, ...]:
@@ -682,37 +770,29 @@ def _gather(
     window: Window,
     pool: ThreadPoolExecutor | None = None,
 ) -> Stack:
-    def one(obs: Observation) -> _ObservationWindow:
-        return _read_observation(reader, obs, bands, window)
+    stack = _empty_stack(len(observations), bands, (int(window.height), int(window.width)))
 
-    parts = list(pool.map(_in_env(one), observations) if pool else map(one, observations))
-    _merge_pieces(observations, parts)
-    valid = np.stack([p.valid for p in parts])
-    state = PixelState(
-        valid=valid,
-        clear=valid & ~np.stack([p.cloudy for p in parts]),
-        water=np.stack([p.water for p in parts]),
-        snow=np.stack([p.snow for p in parts]),
-    )
-    return Stack(
-        reflectance={b: np.stack([p.reflectance[b] for p in parts]) for b in bands},
-        blue=np.stack([p.blue for p in parts]),
-        aot=np.stack([p.aot for p in parts]),
-        state=state,
-    )
+    def one(i: int) -> None:
+        _read_observation(reader, observations[i], bands, window, stack, i)
+
+    indices = range(len(observations))
+    list(pool.map(_in_env(one), indices) if pool else map(one, indices))
+    _merge_pieces(observations, stack.state.valid)
+    np.logical_and(stack.state.clear, stack.state.valid, out=stack.state.clear)
+    return stack
 
 
-def _merge_pieces(observations: Sequence[Observation], parts: list[_ObservationWindow]) -> None:
+def _merge_pieces(observations: Sequence[Observation], valid: np.ndarray) -> None:
     """Pieces of one datatake (same platform, same day) are one observation: where pieces
     overlap, the first keeps the pixel, so the day is neither counted twice nor dated twice."""
     covered: dict[tuple[str, date], np.ndarray] = {}
-    for obs, part in zip(observations, parts, strict=True):
+    for obs, piece in zip(observations, valid, strict=True):
         key = (obs.platform, obs.acquired.date())
         if key in covered:
-            part.valid &= ~covered[key]
-            covered[key] |= part.valid
+            piece &= ~covered[key]
+            covered[key] |= piece
         else:
-            covered[key] = part.valid.copy()
+            covered[key] = piece.copy()
 
 
 def read_stack(
@@ -773,25 +853,44 @@ def _coarse_cloud_weights(
     """
     factor = _cloud_factor(grid)
     shape = (math.ceil(grid.height / factor), math.ceil(grid.width / factor))
-    cells = shape[0] * shape[1]
     windows = list(_windows(grid, block_size))
 
     def one(obs: Observation) -> np.ndarray:
         first = next(b for b in bands if b in obs.reflectance)
-        total, count = np.zeros(cells), np.zeros(cells)
+        total, count = np.zeros(shape, np.int64), np.zeros(shape, np.int64)
         for window in windows:
             inside, cloudy = _read_masks(reader, obs, first, window)
             if keep:
                 reader.masks.put(_mask_key(obs, first, window), inside, cloudy)
-            rows = np.arange(window.row_off, window.row_off + window.height) // factor
-            cols = np.arange(window.col_off, window.col_off + window.width) // factor
-            index = (rows[:, None] * shape[1] + cols[None, :]).ravel()
-            total += np.bincount(index, weights=(cloudy & inside).ravel(), minlength=cells)
-            count += np.bincount(index, weights=inside.ravel(), minlength=cells)
-        fraction = np.where(count > 0, total / np.maximum(count, 1), 0.0).reshape(shape)
+            cells, sums = _cell_sums(window, factor)
+            total[cells] += sums(cloudy & inside)
+            count[cells] += sums(inside)
+        fraction = np.where(count > 0, total / np.maximum(count, 1), 0.0)
         return cloud_weight_coarse(fraction, cell_m=factor * abs(grid.transform.a))
 
     return list(pool.map(_in_env(one), observations) if pool else map(one, observations))
+
+
+def _cell_sums(
+    window: Window, factor: int
+) -> tuple[tuple[np.ndarray, ...], Callable[[np.ndarray], np.ndarray]]:
+    """The coarse cells (of `factor` pixels) a window overlaps, as an index of the coarse grid,
+    and a function summing a window's pixels per cell (cells cut by the window's edge get the
+    part inside; the neighbouring window adds the rest)."""
+
+    def starts(offset: float, length: float) -> tuple[np.ndarray, np.ndarray]:
+        cells = np.arange(int(offset), int(offset + length)) // factor
+        first = np.flatnonzero(np.diff(cells, prepend=-1))
+        return first, cells[first]
+
+    row_starts, rows = starts(window.row_off, window.height)
+    col_starts, cols = starts(window.col_off, window.width)
+
+    def sums(values: np.ndarray) -> np.ndarray:
+        by_row = np.add.reduceat(values, row_starts, axis=0, dtype=np.int32)
+        return np.add.reduceat(by_row, col_starts, axis=1)
+
+    return np.ix_(rows, cols), sums
 
 
 # --- the synthesis of one group ----------------------------------------------------------------
@@ -970,12 +1069,6 @@ def _decide(
     index: list[int] | slice = list(band_set.observations)
     if index == list(range(len(days))):
         index = slice(None)  # every observation: views, not copies
-    base, excess, scale = weighting[0][index], weighting[1][index], weighting[2]
-
-    def weights(band: str) -> np.ndarray:  # one band's at a time, not all at once in memory
-        band_scale = band_haze_scale(band, scale)
-        return base * np.exp(-excess / band_scale) if band_scale > 0 else base
-
     state = PixelState(
         valid=data.state.valid[index],
         clear=data.state.clear[index],
@@ -983,6 +1076,17 @@ def _decide(
         snow=data.state.snow[index],
     )
     choice = choose(state, data.blue[index])
+    excess, scale = weighting[1][index], weighting[2]
+    base = np.where(choice.clear_land, weighting[0][index], np.float32(0))  # 0 if not averaged
+
+    def weights(band: str) -> np.ndarray:  # one band's at a time, not all at once in memory
+        band_scale = band_haze_scale(band, scale)
+        if band_scale <= 0:
+            return base
+        haze = np.exp(excess * np.float32(-1 / band_scale))
+        haze *= base
+        return haze
+
     subset = {b: data.reflectance[b][index] for b in band_set.bands}
     suffix = "" if number == 0 else "_" + "".join(band_set.bands)
     _write_window(writers, window, subset, choice, weights, days[index], suffix)
@@ -1057,13 +1161,22 @@ def _write_window(
     days: np.ndarray,
     suffix: str = "",
 ) -> None:
+    """Write one window of a band set. `band_weights` gives a band's weights, 0 for the views
+    not averaged; WGT and DTS come from the set's first band's."""
+    first: tuple[np.ndarray, np.ndarray] | None = None
     for band, stack in reflectance.items():
-        mean, _ = weighted_composite(stack, choice.clear_land, band_weights(band))
+        weights = band_weights(band)
+        total = weights.sum(axis=0, dtype=np.float32)
+        mean = weighted_mean(stack, choice.clear_land, weights, total)
         value = np.where(np.isnan(mean), take(stack, choice.fallback), mean)
         writers[band].write(_to_int16(value * FRC_SCALE, FRC_NODATA), 1, window=window)
-    weights = band_weights(next(iter(reflectance)))
+        if first is None:
+            first = (weights, total)
+    if first is None:  # a band set always has a band
+        return
+    weights, total = first
+    mean_day = _ratio(np.tensordot(days, weights, axes=(0, 0)), total)  # days are never NaN
     day_stack = np.broadcast_to(days[:, None, None], weights.shape)
-    mean_day, total = weighted_composite(day_stack, choice.clear_land, weights)
     mean_day = np.where(np.isnan(mean_day), take(day_stack, choice.fallback), mean_day)
     writers["FLG" + suffix].write(choice.flags, 1, window=window)
     writers["WGT" + suffix].write(

@@ -12,6 +12,11 @@ The server process runs moto with two overrides (`serve_like_s3`), both keeping 
 - **conditional writes are atomic**: moto checks `If-Match` / `If-None-Match` and then stores,
   so two concurrent conditional PUTs of one key could both succeed; S3 lets one win. The
   override serialises conditional PUTs (small documents only; other PUTs run in parallel).
+
+Two more overrides cut the server's own CPU per request (it shares the machine's cores with
+the code it serves; window-by-window raster reads make thousands of small requests): the
+list of moto's service modules, which moto rebuilds from the file system on every request,
+is built once, and the per-request access log, which nobody reads, is not formatted.
 """
 
 from __future__ import annotations
@@ -154,6 +159,7 @@ def sliced_by_moto(header: str | None, length: int) -> bool:
 def serve_like_s3() -> None:
     """Patch moto (in the server process only): a ranged GetObject and UploadPartCopy read
     only their range, conditional PutObjects are atomic. Everything else is moto's code."""
+    _serve_cheaply()
     from moto.s3.models import FakeKey, S3Backend
     from moto.s3.responses import S3Response
 
@@ -213,6 +219,18 @@ def serve_like_s3() -> None:
         return put_object(self)
 
     S3Response.put_object = atomic_put_object  # type: ignore[method-assign]
+
+
+def _serve_cheaply() -> None:
+    """Less CPU per request: moto's module list built once (moto lists its package folder on
+    every request to route it), and no access log line per request."""
+    import logging
+
+    from moto import backends
+
+    modules = tuple(backends.list_of_moto_modules())
+    backends.list_of_moto_modules = lambda: modules
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
 
 if __name__ == "__main__":
