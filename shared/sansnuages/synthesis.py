@@ -592,6 +592,9 @@ class SourceBlocks:
     cache, which every input passes through, does not keep them that long)."""
 
     KEPT_COLUMNS = 2
+    MIN_BLOCK_ROWS = 64
+    """Sources in strips of fewer rows (not tiled) are read directly: a block a row would mean a
+    read a row."""
 
     def __init__(self, src: DatasetReader) -> None:
         self._src = src
@@ -600,6 +603,8 @@ class SourceBlocks:
     def read(self, band: int, window: Window) -> np.ndarray:
         """`src.read(band, window=window)` for a window inside the image."""
         block_h, block_w = self._src.block_shapes[band - 1]
+        if block_h < self.MIN_BLOCK_ROWS:
+            return self._src.read(band, window=window)
         row0, col0 = int(window.row_off), int(window.col_off)
         row1, col1 = row0 + int(window.height), col0 + int(window.width)
         out = np.empty((row1 - row0, col1 - col0), dtype=self._src.dtypes[band - 1])
