@@ -58,12 +58,12 @@ def resample(
         values = source[y_cell][:, x_cell]
         return np.where(centre_valid, values, fill).astype(source.dtype)
     # along x, for every source row, then along y: the 2-D weights are products
-    if valid.all():  # the common case: the weights are the same on every row, no need to warp them
-        total = ys.apply_rows(xs.apply_columns(source.astype(np.float64)))
+    all_valid = bool(valid.all())
+    data = source if all_valid else np.where(valid, source, 0)
+    total = ys.apply_rows(xs.apply_columns(data.astype(np.float64)))
+    if all_valid:  # the common case: the weights are the same on every row, no need to warp them
         weight = ys.apply_rows_to_row(xs.apply_columns(np.ones((1, source.shape[1])))[0])
     else:
-        data = np.where(valid, source, 0).astype(np.float64)
-        total = ys.apply_rows(xs.apply_columns(data))
         weight = ys.apply_rows(xs.apply_columns(valid.astype(np.float64)))
     ok = centre_valid & (weight > 1e-10)
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -723,7 +723,7 @@ def _read_observation(
     }
     if obs.nadir is not None:
         offset = Affine.translation(window.col_off, window.row_off)
-        for band, values in obs.nadir.apply(refl, reader._grid.transform @ offset).items():
+        for band, values in obs.nadir.apply(refl, reader.grid.transform @ offset).items():
             refl[band][...] = values
     if "B2" not in refl:
         blue_ref = obs.reflectance.get("B2", obs.reflectance[first])
@@ -858,16 +858,15 @@ def _coarse_cloud_weights(
     """
     factor = _cloud_factor(grid)
     shape = (math.ceil(grid.height / factor), math.ceil(grid.width / factor))
-    windows = list(_windows(grid, block_size))
+    windows = [(window, *_cell_sums(window, factor)) for window in _windows(grid, block_size)]
 
     def one(obs: Observation) -> np.ndarray:
         first = next(b for b in bands if b in obs.reflectance)
         total, count = np.zeros(shape, np.int64), np.zeros(shape, np.int64)
-        for window in windows:
+        for window, cells, sums in windows:
             inside, cloudy = _read_masks(reader, obs, first, window)
             if keep:
                 reader.masks.put(_mask_key(obs, first, window), inside, cloudy)
-            cells, sums = _cell_sums(window, factor)
             total[cells] += sums(cloudy & inside)
             count[cells] += sums(inside)
         fraction = np.where(count > 0, total / np.maximum(count, 1), 0.0)
