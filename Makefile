@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 # The viewer's map library: pinned in package.json, copied into the package (and so into the
 # core layer) because the API serves it itself, offline.
-VIEWER_VENDOR := shared/sansnuages/viewer/vendor
+VIEWER_VENDOR := shared/sansnuages/api/viewer/vendor
 $(VIEWER_VENDOR)/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --ignore-scripts
 	mkdir -p $(VIEWER_VENDOR)

@@ -49,11 +49,11 @@ import numpy as np
 import rasterio
 from affine import Affine
 
-from sansnuages import cog
-from sansnuages.bands import LANDSAT8_TO_SENTINEL2, SENTINEL2_GROUPS
-from sansnuages.local.moto_process import LOCAL_CREDENTIALS, MotoServer
+from sansnuages.formats.bands import LANDSAT8_TO_SENTINEL2, SENTINEL2_GROUPS
+from sansnuages.processing.synthesis import SYNTHESIS_GDAL_OPTIONS
+from sansnuages.raster import cog
 from sansnuages.settings import Settings
-from sansnuages.synthesis import SYNTHESIS_GDAL_OPTIONS
+from sansnuages.tools.local.moto_process import LOCAL_CREDENTIALS, MotoServer
 
 TILE_M = 109800.0
 ULX, ULY, EPSG = 600000.0, 5700000.0, 32631
@@ -233,7 +233,7 @@ def _vsi(key: str) -> str:
 
 
 def observations(spec: Spec) -> list[Any]:
-    from sansnuages.synthesis import Observation, RasterRef
+    from sansnuages.processing.synthesis import Observation, RasterRef
 
     result = []
     for index, (sensor, when, _) in enumerate(dates(spec)):
@@ -255,14 +255,14 @@ def observations(spec: Spec) -> list[Any]:
 
 
 def output_grid(spec: Spec, group: str) -> Any:
-    from sansnuages.synthesis import OutputGrid
+    from sansnuages.processing.synthesis import OutputGrid
 
     n = spec.size if group == "R1" else spec.size // 2
     return OutputGrid(f"EPSG:{EPSG}", _grid(n), n, n)
 
 
 def outputs(group: str, route: str) -> Any:
-    from sansnuages.synthesis import GroupOutputs
+    from sansnuages.processing.synthesis import GroupOutputs
 
     prefix = f"outputs/{route}"
     return GroupOutputs(
@@ -274,7 +274,7 @@ def outputs(group: str, route: str) -> Any:
 
 
 def route_synthesis(spec: Spec) -> None:
-    from sansnuages.synthesis import synthesize_group
+    from sansnuages.processing.synthesis import synthesize_group
 
     obs = observations(spec)
     with rasterio.Env(**spec.gdal()):

@@ -34,9 +34,9 @@ WHEN = datetime(2018, 7, 14, 10, 56, 26, 461000, tzinfo=UTC)
 
 
 def _settings_env(endpoint: str, stack_name: str) -> dict[str, str]:
-    from sansnuages.local.moto_process import LOCAL_CREDENTIALS
-    from sansnuages.local.provision import local_environment, provision
-    from sansnuages.local.template import load_stack
+    from sansnuages.tools.local.moto_process import LOCAL_CREDENTIALS
+    from sansnuages.tools.local.provision import local_environment, provision
+    from sansnuages.tools.local.template import load_stack
 
     stack = load_stack(ROOT / "template.yaml", stack_name=stack_name, endpoint_url=endpoint)
     provision(stack, endpoint_url=endpoint)
@@ -45,8 +45,8 @@ def _settings_env(endpoint: str, stack_name: str) -> dict[str, str]:
 
 def run_sansnuages(key: str) -> None:
     """The ingest function's core, as a worker runs it."""
-    from sansnuages.ingest import Ingestor, Outcome
     from sansnuages.settings import Settings
+    from sansnuages.stages.ingest import Ingestor, Outcome
 
     result = Ingestor.from_settings(Settings.from_env()).ingest(key)
     if result.outcome != Outcome.INGESTED:
@@ -62,9 +62,10 @@ def run_gdal(key: str) -> None:
     import rasterio.shutil
     import s3fs
 
-    from sansnuages import aws, cog
-    from sansnuages.ingest import CONVERSION_THREADS
+    from sansnuages.raster import cog
     from sansnuages.settings import Settings
+    from sansnuages.stages.ingest import CONVERSION_THREADS
+    from sansnuages.stores import aws
 
     settings = Settings.from_env()
     fs = s3fs.S3FileSystem(endpoint_url=settings.endpoint_url)
@@ -103,10 +104,10 @@ def measure(mode: str, key: str, env: dict[str, str]) -> dict[str, float]:
 
 
 def bench(resolution: float, workdir: Path, product: Path | None = None) -> dict[str, Any]:
-    from sansnuages.local.moto_process import LOCAL_CREDENTIALS, MotoServer
     from sansnuages.settings import Settings
-    from sansnuages.simulate import simulate_product
-    from sansnuages.storage import DataBucket
+    from sansnuages.stores.bucket import DataBucket
+    from sansnuages.tools.local.moto_process import LOCAL_CREDENTIALS, MotoServer
+    from sansnuages.tools.simulate import simulate_product
 
     started = time.monotonic()
     if product is None or not product.exists():

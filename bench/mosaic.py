@@ -40,8 +40,10 @@ from rasterio.warp import transform as warp_points
 from rasterio.windows import Window
 from shapely.geometry import mapping
 
-from sansnuages import areas, grid, mosaic
-from sansnuages.synthesis import RasterRef
+from sansnuages import areas
+from sansnuages.formats import grid
+from sansnuages.processing import mosaic
+from sansnuages.processing.synthesis import RasterRef
 
 CRS = "EPSG:3035"
 BANDS = ("B4", "B3", "B2")

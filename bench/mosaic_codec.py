@@ -23,9 +23,12 @@ import rasterio
 from affine import Affine
 from rasterio.warp import transform as warp_points
 
-from sansnuages import areas, grid, mosaic, simulate
-from sansnuages.muscate import GroupGeometry
-from sansnuages.synthesis import RasterRef
+from sansnuages import areas
+from sansnuages.formats import grid
+from sansnuages.formats.muscate import GroupGeometry
+from sansnuages.processing import mosaic
+from sansnuages.processing.synthesis import RasterRef
+from sansnuages.tools import simulate
 
 TILE = "31UES"
 CENTRE_LONLAT = (3.25, 50.72)

@@ -32,10 +32,12 @@ from typing import Any
 import shapely
 from rasterio.crs import CRS
 
-from sansnuages import areas, grid, mosaic, mosaic_parts
+from sansnuages import areas
 from sansnuages.errors import NoInputs
-from sansnuages.mosaic import MosaicInput
-from sansnuages.synthesis import RasterRef
+from sansnuages.formats import grid
+from sansnuages.processing import mosaic, mosaic_parts
+from sansnuages.processing.mosaic import MosaicInput
+from sansnuages.processing.synthesis import RasterRef
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import mosaic as bench_mosaic  # noqa: E402  (bench/mosaic.py: the tile simulator)

@@ -15,13 +15,13 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sansnuages.catalog import Catalog
-from sansnuages.demo import wait_for_ingest
-from sansnuages.jobs import JobStore
-from sansnuages.local.client import RuntimeClient
-from sansnuages.local.runtime import LocalRuntime
-from sansnuages.simulate import simulate_month
-from sansnuages.storage import DataBucket
+from sansnuages.stores.bucket import DataBucket
+from sansnuages.stores.catalog import Catalog
+from sansnuages.stores.jobs import JobStore
+from sansnuages.tools.demo import wait_for_ingest
+from sansnuages.tools.local.client import RuntimeClient
+from sansnuages.tools.local.runtime import LocalRuntime
+from sansnuages.tools.simulate import simulate_month
 
 ROOT = Path(__file__).resolve().parents[1]
 

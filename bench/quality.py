@@ -34,18 +34,9 @@ import numpy as np
 import rasterio
 from affine import Affine
 
-from sansnuages import baselines
-from sansnuages.bands import LANDSAT8_TO_SENTINEL2, SENTINEL2_GROUPS, is_landsat
-from sansnuages.brdf import NadirNormalisation, ViewGeometry
-from sansnuages.muscate import parse_metadata, view_angle_grid
-from sansnuages.simulate import (
-    LANDSAT_PLATFORM,
-    group_geometries,
-    overpass_time,
-    simulate_product,
-    truth_reflectance,
-)
-from sansnuages.synthesis import (
+from sansnuages.formats.bands import LANDSAT8_TO_SENTINEL2, SENTINEL2_GROUPS, is_landsat
+from sansnuages.formats.muscate import parse_metadata, view_angle_grid
+from sansnuages.processing.synthesis import (
     FLAG_CLEAR,
     FLAG_SNOW,
     FLAG_WATER,
@@ -60,6 +51,15 @@ from sansnuages.synthesis import (
     read_stack,
     subset_path,
     synthesize_group,
+)
+from sansnuages.raster.brdf import NadirNormalisation, ViewGeometry
+from sansnuages.tools import baselines
+from sansnuages.tools.simulate import (
+    LANDSAT_PLATFORM,
+    group_geometries,
+    overpass_time,
+    simulate_product,
+    truth_reflectance,
 )
 
 LEVELS = ("light", "typical", "heavy")
@@ -276,7 +276,7 @@ def run_level(
     observations = [observation_from_zip(p) for p in paths]
     nadir = [observation_from_zip(p, nadir=True) for p in paths] if directional else None
     geometries = group_geometries(tile, "SENTINEL2A", resolution)
-    from sansnuages import grid as s2grid
+    from sansnuages.formats import grid as s2grid
 
     epsg = s2grid.tile(tile).epsg
     scores = {}

@@ -41,9 +41,9 @@ from moto.core.botocore_stubber import BotocoreStubber
 from moto.dynamodb.models.dynamo_type import LimitedSizeDict
 from moto.dynamodb.models.table import Table
 
-from sansnuages.catalog import Catalog, SearchPage
-from sansnuages.local.http_front import LocalContext, build_event
-from sansnuages.stac_api import ApiConfig, make_resolver
+from sansnuages.api.stac import ApiConfig, make_resolver
+from sansnuages.stores.catalog import Catalog, SearchPage
+from sansnuages.tools.local.http_front import LocalContext, build_event
 
 S2, L8 = "sentinel2-l2a", "landsat8-l2a"
 COLUMNS, ROWS = 12, 10

@@ -13,10 +13,10 @@ import pytest
 from pystac import StacIO
 from pystac.stac_io import DefaultStacIO
 
-from sansnuages.local.moto_process import LOCAL_CREDENTIALS, MotoServer
-from sansnuages.local.provision import local_environment, provision
-from sansnuages.local.template import Stack, load_stack
 from sansnuages.settings import Settings
+from sansnuages.tools.local.moto_process import LOCAL_CREDENTIALS, MotoServer
+from sansnuages.tools.local.provision import local_environment, provision
+from sansnuages.tools.local.template import Stack, load_stack
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.update(LOCAL_CREDENTIALS)

@@ -3,12 +3,12 @@ API, payload 2.0)."""
 
 from aws_lambda_powertools import Logger
 
-from sansnuages.catalog import Catalog
-from sansnuages.job_routes import add_job_routes
-from sansnuages.jobs import JobStore
-from sansnuages.map_routes import add_map_routes
+from sansnuages.api.job_routes import add_job_routes
+from sansnuages.api.map_routes import add_map_routes
+from sansnuages.api.stac import make_resolver
 from sansnuages.settings import Settings
-from sansnuages.stac_api import make_resolver
+from sansnuages.stores.catalog import Catalog
+from sansnuages.stores.jobs import JobStore
 
 logger = Logger()
 settings = Settings.from_env()

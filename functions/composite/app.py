@@ -11,8 +11,8 @@ from aws_lambda_powertools.utilities.batch import (
 )
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from sansnuages.composite import TileCompositor, TileTask, is_last_attempt
 from sansnuages.settings import Settings
+from sansnuages.stages.composite import TileCompositor, TileTask, is_last_attempt
 
 logger = Logger()
 processor = BatchProcessor(event_type=EventType.SQS)

@@ -12,9 +12,9 @@ from aws_lambda_powertools.utilities.batch import (
 from aws_lambda_powertools.utilities.data_classes import S3Event
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from sansnuages.ingest import Ingestor
 from sansnuages.settings import Settings
-from sansnuages.storage import decode_event_key
+from sansnuages.stages.ingest import Ingestor
+from sansnuages.stores.bucket import decode_event_key
 
 logger = Logger()
 metrics = Metrics()

@@ -10,8 +10,8 @@ from aws_lambda_powertools.utilities.batch import (
 )
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from sansnuages.mosaic_job import Mosaicker
 from sansnuages.settings import Settings
+from sansnuages.stages.mosaic import Mosaicker
 
 logger = Logger()
 processor = BatchProcessor(event_type=EventType.SQS)

@@ -4,8 +4,8 @@ import os
 
 from aws_lambda_powertools import Logger
 
-from sansnuages.plan import JobRequest, plan_job, schedule_lag_days
 from sansnuages.settings import Settings
+from sansnuages.stages.plan import JobRequest, plan_job, schedule_lag_days
 
 logger = Logger()
 settings = Settings.from_env()

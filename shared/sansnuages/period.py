@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
-from .errors import InvalidRequest
+from sansnuages.errors import InvalidRequest
 
 HALF_WINDOW_DAYS = 23
 _MONTH = re.compile(r"^(\d{4})-(\d{2})$")

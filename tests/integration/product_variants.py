@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sansnuages.simulate import Packaging, simulate_product, simulate_snow_product
+from sansnuages.tools.simulate import Packaging, simulate_product, simulate_snow_product
 
 SMALL = 1098.0  # 100 x 100 px R1: real sizes are measured by bench/ingest.py
 WHEN = datetime(2025, 7, 20, 10, 50, 1, tzinfo=UTC)  # Sentinel-2C flies from 2024

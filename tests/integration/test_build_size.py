@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from sansnuages.local.template import parse_template
+from sansnuages.tools.local.template import parse_template
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = ROOT / ".aws-sam" / "build"

@@ -22,14 +22,14 @@ from product_variants import SMALL, variant_products
 from pystac.validation import validate_dict
 from shapely.geometry import box, shape
 
-from sansnuages import grid
-from sansnuages.catalog import Catalog
-from sansnuages.cli import main as cli
 from sansnuages.errors import NotFound, TransientError
-from sansnuages.ingest import Ingestor, Outcome
+from sansnuages.formats import grid
 from sansnuages.settings import Settings
-from sansnuages.simulate import simulate_product
-from sansnuages.stac_items import COG
+from sansnuages.stac.items import COG
+from sansnuages.stages.ingest import Ingestor, Outcome
+from sansnuages.stores.catalog import Catalog
+from sansnuages.tools.cli import main as cli
+from sansnuages.tools.simulate import simulate_product
 
 WHEN = datetime(2018, 7, 14, 10, 56, 26, tzinfo=UTC)
 
@@ -577,7 +577,7 @@ def test_versions_ingested_at_the_same_instant_are_linked(
 ) -> None:
     """Both ingests look for other versions before either has published: each must still
     end up linked to the other, in the files and in the index."""
-    import sansnuages.ingest as ingest_module
+    import sansnuages.stages.ingest as ingest_module
 
     make = partial(simulate_product, "31UFS", WHEN, "SENTINEL2B", resolution=SMALL, seed=3)
     older, newer = make(out_dir=tmp_path, version="1-8"), make(out_dir=tmp_path, version="2-0")
@@ -664,7 +664,7 @@ def test_collection_files_keep_the_extent_of_their_items(
 
 
 def test_concurrent_items_never_lose_an_extent(ingestor: Ingestor) -> None:
-    from sansnuages.publish import widen_collection
+    from sansnuages.stages.publish import widen_collection
 
     items = [
         {

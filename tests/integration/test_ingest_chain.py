@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 from product_variants import variant_products
 
-from sansnuages.catalog import Catalog
-from sansnuages.local.client import RuntimeClient
-from sansnuages.local.runtime import LocalRuntime
-from sansnuages.muscate import ProductLayout
-from sansnuages.simulate import simulate_product, simulate_snow_product
-from sansnuages.storage import DataBucket
+from sansnuages.formats.muscate import ProductLayout
+from sansnuages.stores.bucket import DataBucket
+from sansnuages.stores.catalog import Catalog
+from sansnuages.tools.local.client import RuntimeClient
+from sansnuages.tools.local.runtime import LocalRuntime
+from sansnuages.tools.simulate import simulate_product, simulate_snow_product
 
 ROOT = Path(__file__).resolve().parents[2]
 WHEN = datetime(2018, 3, 2, 10, 40, 5, tzinfo=UTC)

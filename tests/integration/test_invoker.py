@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from sansnuages.local.invoker import FunctionConfig, FunctionPool
+from sansnuages.tools.local.invoker import FunctionConfig, FunctionPool
 
 HANDLERS = """
 import os, time

@@ -15,9 +15,9 @@ from urllib.parse import quote
 import pytest
 from test_stac_api import http
 
-from sansnuages.jobs import JobState, JobStore, TileState
-from sansnuages.local.http_front import HttpFront
 from sansnuages.settings import Settings
+from sansnuages.stores.jobs import JobState, JobStore, TileState
+from sansnuages.tools.local.http_front import HttpFront
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -55,8 +55,8 @@ def _finished_job(store: JobStore) -> str:
 def _cli_json(
     settings: Settings, job_id: str, monkeypatch: pytest.MonkeyPatch, capsys: Any
 ) -> list[dict[str, Any]]:
-    from sansnuages.cli import build_parser
-    from sansnuages.local.client import RuntimeClient
+    from sansnuages.tools.cli import build_parser
+    from sansnuages.tools.local.client import RuntimeClient
 
     class Runtime:
         def settings(self) -> Settings:

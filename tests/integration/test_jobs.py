@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from sansnuages import composite
-from sansnuages.aws import client
-from sansnuages.catalog import Catalog
-from sansnuages.composite import TileCompositor, TileTask
-from sansnuages.ingest import Ingestor
-from sansnuages.jobs import JobState, JobStore, TileState
 from sansnuages.period import SynthesisPeriod
 from sansnuages.settings import Settings
-from sansnuages.simulate import simulate_product
+from sansnuages.stages import composite
+from sansnuages.stages.composite import TileCompositor, TileTask
+from sansnuages.stages.ingest import Ingestor
+from sansnuages.stores.aws import client
+from sansnuages.stores.catalog import Catalog
+from sansnuages.stores.jobs import JobState, JobStore, TileState
+from sansnuages.tools.simulate import simulate_product
 
 
 def test_a_job_records_its_tiles_pending(function_settings: Settings) -> None:
@@ -230,7 +230,7 @@ def test_redrive_sends_dead_letters_back_and_reopens_their_tiles(
 ) -> None:
     import json
 
-    from sansnuages.redrive import dead_letter_queue_url, redrive_composites
+    from sansnuages.tools.redrive import dead_letter_queue_url, redrive_composites
 
     store = JobStore(function_settings)
     store.create("2018-07", "Belgium", "BEL", [TILE, "31UES"])
@@ -258,7 +258,7 @@ def test_redrive_sends_dead_letters_back_and_reopens_their_tiles(
 def test_a_late_product_marks_the_synthesis_stale(
     compositor: TileCompositor, function_settings: Settings, tmp_path: Path
 ) -> None:
-    from sansnuages.staleness import mark_stale_syntheses
+    from sansnuages.stages.staleness import mark_stale_syntheses
 
     item_key = compositor.run(_task())
     assert item_key is not None
@@ -288,8 +288,8 @@ def test_jobs_json_shows_a_polygon_area_by_name_and_keeps_its_geometry(
     """`sansnuages jobs --json` on a polygon job: the area's id, name and bbox; the job record
     still holds the polygon (the mosaic cuts to it)."""
     from sansnuages import areas
-    from sansnuages.cli import build_parser
-    from sansnuages.local.client import RuntimeClient
+    from sansnuages.tools.cli import build_parser
+    from sansnuages.tools.local.client import RuntimeClient
 
     polygon = {
         "type": "Polygon",

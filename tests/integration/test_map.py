@@ -21,14 +21,16 @@ from rasterio.features import geometry_mask
 from rasterio.warp import transform_geom
 from shapely.geometry import Polygon, mapping, shape
 
-from sansnuages import cog, mosaic, storage
-from sansnuages.catalog import Catalog
-from sansnuages.local.http_front import HttpFront
-from sansnuages.map_routes import add_map_routes
-from sansnuages.publish import ensure_collection
+from sansnuages.api.map_routes import add_map_routes
+from sansnuages.api.stac import make_resolver
+from sansnuages.processing import mosaic
+from sansnuages.raster import cog
 from sansnuages.settings import Settings
-from sansnuages.stac_api import make_resolver
-from sansnuages.storage import DataBucket
+from sansnuages.stages.publish import ensure_collection
+from sansnuages.stores import bucket as storage
+from sansnuages.stores.bucket import DataBucket
+from sansnuages.stores.catalog import Catalog
+from sansnuages.tools.local.http_front import HttpFront
 
 AREA = Polygon([(4.0, 50.2), (5.6, 50.2), (5.6, 51.0), (4.0, 51.0)])
 CRS, RES = "EPSG:3035", 500.0
@@ -248,6 +250,6 @@ def test_viewer_draws_the_chosen_month(
 def test_the_built_core_layer_carries_the_map_library() -> None:
     """The viewer works offline on Lambda only if `sam build` copied Leaflet into the layer."""
     root = Path(__file__).resolve().parents[2]
-    vendor = root / ".aws-sam/build/CoreLayer/python/sansnuages/viewer/vendor"
+    vendor = root / ".aws-sam/build/CoreLayer/python/sansnuages/api/viewer/vendor"
     assert (vendor / "leaflet.js").is_file(), "run `make sam` (npm ci, then sam build)"
     assert b"1.9.4" in (vendor / "leaflet.js").read_bytes()[:400]

@@ -12,15 +12,18 @@ import rasterio
 from affine import Affine
 from rasterio.warp import transform
 
-from sansnuages import cli, cog, grid, storage
-from sansnuages.catalog import Catalog
 from sansnuages.errors import InvalidRequest
-from sansnuages.jobs import JobState, JobStore
-from sansnuages.mosaic_job import Mosaicker
+from sansnuages.formats import grid
 from sansnuages.period import SynthesisPeriod
-from sansnuages.publish import ensure_collection
+from sansnuages.raster import cog
 from sansnuages.settings import Settings
-from sansnuages.storage import DataBucket
+from sansnuages.stages.mosaic import Mosaicker
+from sansnuages.stages.publish import ensure_collection
+from sansnuages.stores import bucket as storage
+from sansnuages.stores.bucket import DataBucket
+from sansnuages.stores.catalog import Catalog
+from sansnuages.stores.jobs import JobState, JobStore
+from sansnuages.tools import cli
 
 MONTH = "2018-07"
 TILES = {"31UFS": (800, 600, 400), "31UGS": (1600, 1200, 200)}

@@ -10,7 +10,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from sansnuages.local.moto_process import MotoServer, sliced_by_moto
+from sansnuages.tools.local.moto_process import MotoServer, sliced_by_moto
 
 MIB = 1024 * 1024
 

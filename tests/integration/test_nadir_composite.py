@@ -13,12 +13,12 @@ import pystac
 import pytest
 import rasterio
 
-from sansnuages.composite import TileCompositor, TileTask, view_geometry
-from sansnuages.gdal import gdal_env
-from sansnuages.ingest import Ingestor
 from sansnuages.period import SynthesisPeriod
+from sansnuages.raster.gdal import gdal_env
 from sansnuages.settings import Settings
-from sansnuages.simulate import simulate_product
+from sansnuages.stages.composite import TileCompositor, TileTask, view_geometry
+from sansnuages.stages.ingest import Ingestor
+from sansnuages.tools.simulate import simulate_product
 
 TILE = "31UFS"
 WHEN = datetime(2018, 7, 14, 10, 56, tzinfo=UTC)

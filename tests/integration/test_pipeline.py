@@ -15,14 +15,14 @@ import rasterio
 from pystac_client import Client
 from rasterio.warp import transform
 
-from sansnuages import grid
-from sansnuages.catalog import Catalog
-from sansnuages.cli import main as cli
-from sansnuages.jobs import JobState, JobStore, TileState
-from sansnuages.local.client import RuntimeClient
-from sansnuages.local.runtime import LocalRuntime, state_file
-from sansnuages.simulate import simulate_month
-from sansnuages.storage import DataBucket
+from sansnuages.formats import grid
+from sansnuages.stores.bucket import DataBucket
+from sansnuages.stores.catalog import Catalog
+from sansnuages.stores.jobs import JobState, JobStore, TileState
+from sansnuages.tools.cli import main as cli
+from sansnuages.tools.local.client import RuntimeClient
+from sansnuages.tools.local.runtime import LocalRuntime, state_file
+from sansnuages.tools.simulate import simulate_month
 
 ROOT = Path(__file__).resolve().parents[2]
 TILES = ["31UES", "31UFS"]

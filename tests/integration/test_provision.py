@@ -10,10 +10,10 @@ from urllib.parse import unquote_plus
 import boto3
 import pytest
 
-from sansnuages.local.moto_process import MotoServer
-from sansnuages.local.provision import local_environment, provision
-from sansnuages.local.template import Stack, load_stack, parse_template
 from sansnuages.settings import Settings
+from sansnuages.tools.local.moto_process import MotoServer
+from sansnuages.tools.local.provision import local_environment, provision
+from sansnuages.tools.local.template import Stack, load_stack, parse_template
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"

@@ -20,9 +20,9 @@ from pystac.extensions.grid import GridExtension
 from pystac_client import Client
 
 from sansnuages import errors
-from sansnuages.catalog import Catalog
-from sansnuages.local.http_front import HttpFront
-from sansnuages.stac_api import make_resolver, parse_datetime_range
+from sansnuages.api.stac import make_resolver, parse_datetime_range
+from sansnuages.stores.catalog import Catalog
+from sansnuages.tools.local.http_front import HttpFront
 
 S2, L8 = "sentinel2-l2a", "landsat8-l2a"
 # Three tiles far enough apart that a bbox around one touches no other.

@@ -35,10 +35,10 @@ from test_stac_api import (
     when,
 )
 
-from sansnuages.api_assets import AssetLinker, s3_presigner
-from sansnuages.catalog import Catalog
-from sansnuages.local.http_front import HttpFront, LocalContext, build_event
-from sansnuages.stac_api import ApiConfig, make_resolver
+from sansnuages.api.assets import AssetLinker, s3_presigner
+from sansnuages.api.stac import ApiConfig, make_resolver
+from sansnuages.stores.catalog import Catalog
+from sansnuages.tools.local.http_front import HttpFront, LocalContext, build_event
 
 ROOT = Path(__file__).resolve().parents[2]
 PYSTAC_SCHEMAS = Path(pystac.__file__).parent / "validation" / "jsonschemas"

@@ -10,7 +10,7 @@ from shapely.geometry import Point
 
 from sansnuages import areas
 from sansnuages.errors import InvalidArea, InvalidRequest
-from sansnuages.plan import JobRequest, request_area
+from sansnuages.stages.plan import JobRequest, request_area
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 SQUARE = {
@@ -139,7 +139,7 @@ def test_the_cli_argument_is_a_file_or_inline_json(tmp_path: Path) -> None:
 def test_the_month_command_refuses_a_bad_polygon_before_asking_for_a_job(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from sansnuages.cli import main
+    from sansnuages.tools.cli import main
 
     monkeypatch.chdir(tmp_path)  # no runtime here: the polygon is refused before looking for one
     assert main(["month", "2018-07", "--area-geojson", json.dumps(BOWTIE)]) == 2

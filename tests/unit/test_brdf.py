@@ -12,9 +12,11 @@ import numpy as np
 import pytest
 from affine import Affine
 
-from sansnuages import brdf, muscate, simulate
-from sansnuages.grid import tile as s2tile
-from sansnuages.synthesis import Observation, OutputGrid, RasterRef, read_stack
+from sansnuages.formats import muscate
+from sansnuages.formats.grid import tile as s2tile
+from sansnuages.processing.synthesis import Observation, OutputGrid, RasterRef, read_stack
+from sansnuages.raster import brdf
+from sansnuages.tools import simulate
 
 RED = brdf.ROY_COEFFICIENTS["B4"]
 NIR = brdf.ROY_COEFFICIENTS["B8"]
@@ -242,7 +244,7 @@ def _item(**properties: object) -> dict:
 
 
 def test_an_item_angles_drive_the_normalisation() -> None:
-    from sansnuages.composite import observation_from_item
+    from sansnuages.stages.composite import observation_from_item
 
     angles = {
         "view:sun_elevation": 56.0,
@@ -268,7 +270,7 @@ def test_setting_reads_the_environment() -> None:
 
 
 def test_cli_simulates_directional_products(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from sansnuages.cli import build_parser
+    from sansnuages.tools.cli import build_parser
 
     args = build_parser().parse_args(
         ["simulate", "--tiles", "31UFS", "--dates", "2018-07-01", "--resolution", "5490"]

@@ -13,7 +13,18 @@ import pytest
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 
 from sansnuages import errors
-from sansnuages.catalog import (
+from sansnuages.api.stac import (
+    MAX_LIMIT,
+    Fields,
+    base_url,
+    fitting_features,
+    parse_bbox,
+    parse_datetime_range,
+    parse_limit,
+    parse_search,
+    select_fields,
+)
+from sansnuages.stores.catalog import (
     Bbox,
     IndexDelta,
     Query,
@@ -32,18 +43,7 @@ from sansnuages.catalog import (
     summary_attributes,
     tiles_touching,
 )
-from sansnuages.local.http_front import build_event, query_parameters, response_parts
-from sansnuages.stac_api import (
-    MAX_LIMIT,
-    Fields,
-    base_url,
-    fitting_features,
-    parse_bbox,
-    parse_datetime_range,
-    parse_limit,
-    parse_search,
-    select_fields,
-)
+from sansnuages.tools.local.http_front import build_event, query_parameters, response_parts
 
 # --- paging tokens ------------------------------------------------------------------------
 
@@ -272,7 +272,7 @@ def test_count_plan_refuses_what_counts_cannot_answer(query: Query) -> None:
 
 
 def count_plan_of(months: tuple[str, ...]) -> object:
-    from sansnuages.catalog import CountPlan
+    from sansnuages.stores.catalog import CountPlan
 
     return CountPlan(months)
 

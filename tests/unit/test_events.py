@@ -5,9 +5,9 @@ from pathlib import Path
 
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2, S3Event, SQSEvent
 
-from sansnuages.composite import TileTask
-from sansnuages.plan import JobRequest
-from sansnuages.storage import decode_event_key
+from sansnuages.stages.composite import TileTask
+from sansnuages.stages.plan import JobRequest
+from sansnuages.stores.bucket import decode_event_key
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from shapely.geometry import Point, shape
 
-from sansnuages import grid
+from sansnuages.formats import grid
 
 BELGIUM = {
     "type": "Polygon",

@@ -9,11 +9,11 @@ from datetime import UTC, datetime
 import pytest
 
 from sansnuages import areas
-from sansnuages.composite import TileTask, is_last_attempt
 from sansnuages.errors import InvalidRequest
-from sansnuages.jobs import Job, JobState, TileState, TileStatus, job_status
 from sansnuages.period import latest_closed_period
-from sansnuages.plan import JobRequest, schedule_lag_days
+from sansnuages.stages.composite import TileTask, is_last_attempt
+from sansnuages.stages.plan import JobRequest, schedule_lag_days
+from sansnuages.stores.jobs import Job, JobState, TileState, TileStatus, job_status
 
 
 def test_the_lag_leaves_time_for_late_products() -> None:
@@ -130,7 +130,7 @@ def test_the_composite_function_knows_its_queues_max_receive_count() -> None:
     come from template.yaml and must agree."""
     from pathlib import Path
 
-    from sansnuages.local.template import load_stack
+    from sansnuages.tools.local.template import load_stack
 
     stack = load_stack(Path(__file__).resolve().parents[2] / "template.yaml")
     queue = stack.queue("CompositeQueue")

@@ -12,15 +12,15 @@ from affine import Affine
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.io import MemoryFile
 
-from sansnuages.cog import write_cog
-from sansnuages.l3a_product import (
+from sansnuages.formats.l3a_product import (
     SynthesisFacts,
     l3a_product_id,
     metadata_xml,
     quicklook_jpeg,
     to_bytes_rgb,
 )
-from sansnuages.muscate import ProductName
+from sansnuages.formats.muscate import ProductName
+from sansnuages.raster.cog import write_cog
 
 
 def test_name_says_which_satellites_and_which_run() -> None:

@@ -17,16 +17,16 @@ from rasterio.warp import transform
 from shapely import contains_xy
 from shapely.geometry import Polygon
 
-from sansnuages import mosaic, mosaic_parts
 from sansnuages.errors import NoInputs
-from sansnuages.mosaic import (
+from sansnuages.processing import mosaic, mosaic_parts
+from sansnuages.processing.mosaic import (
     MosaicInput,
     build_mosaic,
     nearest_valid,
     stretch_to_byte,
     write_preview_png,
 )
-from sansnuages.synthesis import RasterRef
+from sansnuages.processing.synthesis import RasterRef
 
 MOSAIC_CRS = "EPSG:3035"
 RES = 200.0

@@ -14,9 +14,9 @@ from rasterio.enums import MaskFlags
 from rasterio.errors import NotGeoreferencedWarning
 from test_mosaic import AREA, EAST, MOSAIC_CRS, RES, WEST, _tile
 
-from sansnuages import mosaic, mosaic_parts
 from sansnuages.errors import InvalidRequest, NoInputs
-from sansnuages.mosaic import build_mosaic, fill_outside, write_preview_png
+from sansnuages.processing import mosaic, mosaic_parts
+from sansnuages.processing.mosaic import build_mosaic, fill_outside, write_preview_png
 
 
 def _build(tmp_path: Path, codec: str) -> Path:

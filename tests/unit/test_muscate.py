@@ -6,8 +6,8 @@ import datetime as dt
 
 import pytest
 
-from sansnuages import muscate
 from sansnuages.errors import InconsistentMetadata, MissingBand, NotAMuscateProduct, UnsafeArchive
+from sansnuages.formats import muscate
 
 S2_ID = "SENTINEL2B_20180714-105626-461_L2A_T31UFS_D_V1-8"
 L8_ID = "LANDSAT8-OLITIRS-XS_20180715-103512-123_L2A_T31TCJ_D_V1-9"

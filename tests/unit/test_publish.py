@@ -7,9 +7,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from sansnuages import errors, stac_items
-from sansnuages.l3a_product import l3a_platform
-from sansnuages.publish import relinked, union_bbox, version_fields, widened_extent
+from sansnuages import errors
+from sansnuages.formats.l3a_product import l3a_platform
+from sansnuages.stac import items as stac_items
+from sansnuages.stages.publish import relinked, union_bbox, version_fields, widened_extent
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,5 @@
-from sansnuages.local.invoker import Invocation
-from sansnuages.local.pump import QueueBinding, failed_message_ids, sqs_event
+from sansnuages.tools.local.invoker import Invocation
+from sansnuages.tools.local.pump import QueueBinding, failed_message_ids, sqs_event
 
 MESSAGES = [{"MessageId": f"m{i}", "ReceiptHandle": f"r{i}", "Body": "{}"} for i in range(3)]
 

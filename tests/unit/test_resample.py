@@ -10,7 +10,7 @@ from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.warp import reproject
 
-from sansnuages.resample import resample
+from sansnuages.raster.resample import resample
 
 CRS_ = CRS.from_epsg(32631)
 NODATA = -10000

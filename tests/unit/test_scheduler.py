@@ -2,7 +2,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from sansnuages.local.scheduler import next_fire, schedule_event
+from sansnuages.tools.local.scheduler import next_fire, schedule_event
 
 
 def test_monthly_cron_fires_on_the_tenth_at_three() -> None:

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import rasterio
 
-from sansnuages import grid, muscate, simulate
-from sansnuages.muscate import GroupGeometry
+from sansnuages.formats import grid, muscate
+from sansnuages.formats.muscate import GroupGeometry
+from sansnuages.tools import simulate
 
 WHEN = dt.datetime(2018, 7, 14, 10, 56, 26, 461000, tzinfo=dt.UTC)
 SMALL = 1098.0  # 100 x 100 px R1, 50 x 50 px R2

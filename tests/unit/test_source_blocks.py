@@ -10,7 +10,7 @@ import rasterio
 from affine import Affine
 from rasterio.windows import Window
 
-from sansnuages.synthesis import SourceBlocks
+from sansnuages.processing.synthesis import SourceBlocks
 
 SIZE = 300
 

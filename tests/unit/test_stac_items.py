@@ -10,8 +10,9 @@ import pystac
 import pytest
 from pystac.validation import validate_dict
 
-from sansnuages import snow, stac_items
-from sansnuages.publish import version_label
+from sansnuages.formats import snow
+from sansnuages.stac import items as stac_items
+from sansnuages.stages.publish import version_label
 
 
 def _item() -> pystac.Item:

@@ -11,7 +11,7 @@ import rasterio
 from affine import Affine
 
 from sansnuages.errors import NoInputs
-from sansnuages.synthesis import (
+from sansnuages.processing.synthesis import (
     FLAG_CLEAR,
     FLAG_CLOUD,
     FLAG_NO_DATA,
@@ -349,7 +349,7 @@ def test_observations_outside_the_window_are_ignored(tmp_path: Path) -> None:
 
 
 def test_haze_weight_favours_the_darkest_clear_view() -> None:
-    from sansnuages.synthesis import haze_weight
+    from sansnuages.processing.synthesis import haze_weight
 
     weight = haze_weight(_px(0.05, 0.07, 0.01), _px(1, 1, 0) > 0, scale=0.02)
     # the cloudy 0.01 is not the reference: the darkest *clear* view is
@@ -358,7 +358,7 @@ def test_haze_weight_favours_the_darkest_clear_view() -> None:
 
 
 def test_band_sets_split_bands_landsat_lacks(tmp_path: Path) -> None:
-    from sansnuages.synthesis import band_sets
+    from sansnuages.processing.synthesis import band_sets
 
     s2 = _sentinel2(tmp_path, np.zeros((SIZE, SIZE)))
     l8 = _landsat8(tmp_path, np.zeros((SIZE // 3, SIZE // 3)))
@@ -373,7 +373,7 @@ def test_band_sets_split_bands_landsat_lacks(tmp_path: Path) -> None:
 def test_a_band_landsat_lacks_gets_its_own_flags(tmp_path: Path) -> None:
     """S2 cloudy on the left half, Landsat-8 clear everywhere but without B4: B2 is clear
     everywhere (from Landsat on the left), B4 is cloud there, and its own FLG says so."""
-    from sansnuages.synthesis import subset_path
+    from sansnuages.processing.synthesis import subset_path
 
     cloud = np.zeros((SIZE, SIZE), dtype=np.uint8)
     cloud[:, :300] = 1

@@ -23,8 +23,14 @@ import pytest
 import rasterio
 from affine import Affine
 
-from sansnuages import synthesis
-from sansnuages.synthesis import GroupOutputs, Observation, OutputGrid, RasterRef, subset_path
+from sansnuages.processing import synthesis
+from sansnuages.processing.synthesis import (
+    GroupOutputs,
+    Observation,
+    OutputGrid,
+    RasterRef,
+    subset_path,
+)
 
 REFERENCE = Path(__file__).parent / "data" / "synthesis_reference.npz"
 CRS = "EPSG:32631"

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from sansnuages.synthesis import (
+from sansnuages.processing.synthesis import (
     FLAG_CLEAR,
     FLAG_CLOUD,
     GroupOutputs,

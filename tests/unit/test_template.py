@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from sansnuages.local.template import (
+from sansnuages.tools.local.template import (
     Resolver,
     Stack,
     TemplateError,

@@ -7,7 +7,7 @@ import zipfile
 
 import pytest
 
-from sansnuages import zipdir
+from sansnuages.formats import zipdir
 
 
 def _zip(comment: bytes = b"", prefix: bytes = b"") -> bytes:

@@ -1,0 +1,206 @@
+"""The map side of the API: tiles, TileJSON, the months of an area, and the viewer page.
+
+Routes are added to the STAC API's resolver, so one function serves the catalog and the map:
+  /map/areas/{area}                  the area's mosaics, one per month, with border and TileJSON
+  /map/{item}/tilejson.json          TileJSON 3.0.0 of one mosaic
+  /map/{item}/tiles/{z}/{x}/{y}.png  XYZ tiles (web mercator), cut from the COGs on request
+  /viewer/{area}                     a Leaflet page over those routes (works offline)
+  /viewer/static/{file}              the page's script, styles and the pinned Leaflet
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from typing import Any
+
+import rasterio
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
+
+from sansnuages import errors
+from sansnuages.api import tiles
+from sansnuages.settings import Settings
+from sansnuages.stores.catalog import Catalog
+
+MOSAIC_COLLECTION = "mosaics"
+TILE_CACHE = "public, max-age=86400, stale-while-revalidate=604800"
+"""A published mosaic changes only if its month is rebuilt; the ETag then changes too."""
+DOCUMENT_CACHE = "public, max-age=300"
+STATIC_CACHE = "public, max-age=86400"
+STATIC_FILES = {
+    "viewer.js": "application/javascript",
+    "viewer.css": "text/css",
+    "leaflet.js": "application/javascript",
+    "leaflet.css": "text/css",
+}
+
+
+def add_map_routes(
+    app: APIGatewayHttpResolver, catalog: Catalog, settings: Settings | None = None
+) -> APIGatewayHttpResolver:
+    """Register the map routes on `app` (the STAC API resolver) and return it."""
+    gdal = settings.gdal_options() if settings else {}
+
+    def layer(item_id: str) -> tiles.MapLayer:
+        return tiles.layer_of(catalog.get_item(MOSAIC_COLLECTION, item_id))
+
+    @app.get("/map/areas/<area_id>")
+    def area_months(area_id: str) -> Response:
+        base = request_base(app.current_event)
+        document = months_document(mosaics_of_area(catalog, area_id), base)
+        return _json(document, DOCUMENT_CACHE)
+
+    @app.get("/map/<item_id>/tilejson.json")
+    def tilejson(item_id: str) -> Response:
+        base = request_base(app.current_event)
+        url = f"{base}/map/{item_id}/tiles/{{z}}/{{x}}/{{y}}.png"
+        return _json(tiles.tilejson(layer(item_id), url), DOCUMENT_CACHE)
+
+    @app.get("/map/<item_id>/tiles/<z>/<x>/<y>.png")
+    def tile(item_id: str, z: str, x: str, y: str) -> Response:
+        zxy = _tile_numbers(z, x, y)
+        mosaic = layer(item_id)
+        etag = f'"{mosaic.version}-{"-".join(map(str, zxy))}"'
+        headers = {"Cache-Control": TILE_CACHE, "ETag": etag}
+        if app.current_event.headers.get("if-none-match") == etag:
+            return Response(status_code=304, headers=headers, body="")
+        with rasterio.Env(**gdal):
+            png = tiles.tile_png(mosaic, *zxy)
+        return Response(status_code=200, content_type="image/png", body=png, headers=headers)
+
+    @app.get("/viewer")
+    def viewer_index() -> Response:
+        return _html(viewer_index_page(mosaics_of_area(catalog, None)))
+
+    @app.get("/viewer/<area_id>")
+    def viewer(area_id: str) -> Response:
+        return _html(viewer_page())
+
+    @app.get("/viewer/static/<name>")
+    def static(name: str) -> Response:
+        if name not in STATIC_FILES:
+            raise errors.NotFound(f"no file {name!r} in the viewer")
+        return Response(
+            status_code=200,
+            content_type=STATIC_FILES[name],
+            body=_asset(name),
+            headers={"Cache-Control": STATIC_CACHE},
+        )
+
+    return app
+
+
+def viewer_url(api_url: str, area_id: str, month: str) -> str:
+    """Where a browser shows the mosaic of `area_id` for `month` (YYYY-MM)."""
+    return f"{api_url.rstrip('/')}/viewer/{area_id}?month={month}"
+
+
+def request_base(event: APIGatewayProxyEventV2) -> str:
+    """Scheme, host and stage of the request, for the absolute URLs TileJSON needs."""
+    context = event.request_context
+    host = context.domain_name or event.headers.get("host", "localhost")
+    scheme = (event.headers.get("x-forwarded-proto") or "https").split(",")[0].strip()
+    stage = context.stage
+    return f"{scheme}://{host}" + ("" if stage in (None, "", "$default") else f"/{stage}")
+
+
+def mosaics_of_area(catalog: Catalog, area_id: str | None) -> list[dict[str, Any]]:
+    """The Items of `mosaics` for one area (all areas if None), oldest month first.
+
+    One Item per area and month: even decades of monthly mosaics are a few hundred records.
+    """
+    found = [
+        i
+        for i in catalog.iter_items([MOSAIC_COLLECTION])
+        if (area_id is None or i["properties"].get("sansnuages:area_id") == area_id)
+        and not i["properties"].get("sansnuages:piece")  # the main piece of an area
+    ]
+    return sorted(found, key=lambda i: (_month(i), i["id"]))
+
+
+def months_document(items: list[dict[str, Any]], base: str) -> dict[str, Any]:
+    """What the viewer needs to switch between months: label, TileJSON URL, border, bounds."""
+    if not items:
+        raise errors.NotFound("no mosaic of this area yet")
+    props = items[-1]["properties"]
+    return {
+        "area_id": props.get("sansnuages:area_id"),
+        "name": props.get("sansnuages:area"),
+        "border": items[-1]["geometry"],
+        "months": [
+            {
+                "month": _month(i),
+                "item": i["id"],
+                "tilejson": f"{base}/map/{i['id']}/tilejson.json",
+                "bbox": i["bbox"],
+                "valid_fraction": i["properties"].get("sansnuages:valid_fraction"),
+            }
+            for i in items
+        ],
+    }
+
+
+def _month(item: dict[str, Any]) -> str:
+    """The month a mosaic is of: that of its central date (its window starts the month before)."""
+    return str(item["properties"].get("datetime") or "")[:7]
+
+
+def viewer_page() -> str:
+    return _asset("index.html").decode("utf-8")
+
+
+def viewer_index_page(items: list[dict[str, Any]]) -> str:
+    """A plain list of the areas that have mosaics, each linking to its viewer."""
+    areas = {
+        i["properties"].get("sansnuages:area_id"): i["properties"].get("sansnuages:area")
+        for i in items
+    }
+    rows = "".join(
+        f'<li><a href="viewer/{_escape(str(a))}">{_escape(str(n))}</a></li>'
+        for a, n in sorted(areas.items(), key=lambda kv: str(kv[1]))
+    )
+    return (
+        "<!doctype html><meta charset='utf-8'><title>sansnuages mosaics</title>"
+        f"<h1>Mosaics</h1><ul>{rows or '<li>none yet</li>'}</ul>"
+    )
+
+
+def _escape(text: str) -> str:
+    return (
+        text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+    )
+
+
+def _tile_numbers(z: str, x: str, y: str) -> tuple[int, int, int]:
+    try:
+        return int(z), int(x), int(y)
+    except ValueError as exc:
+        raise errors.InvalidRequest(f"tile numbers must be integers, got {z}/{x}/{y}") from exc
+
+
+def _asset(name: str) -> bytes:
+    """A file of the viewer; Leaflet is copied into `viewer/vendor` by `make viewer`."""
+    folder = resources.files("sansnuages.api").joinpath("viewer")
+    path = folder.joinpath(name) if not name.startswith("leaflet") else folder / "vendor" / name
+    if not path.is_file():
+        raise errors.NotFound(f"viewer file {name!r} is missing: run `make viewer` (npm ci)")
+    return path.read_bytes()
+
+
+def _json(document: Any, cache: str) -> Response:
+    return Response(
+        status_code=200,
+        content_type="application/json",
+        body=json.dumps(document),
+        headers={"Cache-Control": cache},
+    )
+
+
+def _html(page: str) -> Response:
+    return Response(
+        status_code=200,
+        content_type="text/html; charset=utf-8",
+        body=page,
+        headers={"Cache-Control": DOCUMENT_CACHE},
+    )

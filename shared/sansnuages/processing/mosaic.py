@@ -1,0 +1,453 @@
+"""Country mosaic: the month's L3A tiles (several UTM zones) on one grid, cut to a border.
+
+Every output window reads only the tiles whose footprint touches it, each reprojected through
+a `WarpedVRT` (bilinear) onto the mosaic grid. Where tiles overlap, each pixel takes the tile
+whose centre is nearest among those with data there: the choice is deterministic, does not
+depend on the order of the inputs, and falls back to the next tile where the nearest one has
+no data, so neither gaps nor seams appear along the 9.8 km overlaps or the zone edges.
+True colour is stretched to 1..255 (0 is no data, so a dark valid pixel is never confused
+with it) and written as one RGB COG with overviews.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import warnings
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import rasterio
+import shapely
+from affine import Affine
+from rasterio.enums import Resampling
+from rasterio.errors import NotGeoreferencedWarning
+from rasterio.features import geometry_mask
+from rasterio.vrt import WarpedVRT
+from rasterio.warp import transform_bounds, transform_geom
+from rasterio.windows import Window
+from shapely.geometry import box, mapping, shape
+from shapely.geometry.base import BaseGeometry
+
+from sansnuages.errors import InvalidRequest, NoInputs
+from sansnuages.processing.synthesis import OutputGrid, RasterRef
+from sansnuages.raster import cog
+
+NODATA = 0
+LONLAT = "EPSG:4326"
+GDAL_CACHE_BYTES = 64 * 2**20
+"""GDAL's block cache while mosaicking. Its default, 5 % of the machine's memory, filled to
+460 MB on a 24 GB machine (Belgium at 60 m: peak 700 MB), and it buys nothing here: each
+output window decodes its few source blocks once, so the CPU time is the same with 0 or 1.2 GB
+of cache. (rasterio passes GDAL_CACHEMAX to GDAL in bytes.)"""
+MAX_OPEN_VIEWS = 48
+"""Input rasters kept open on the mosaic grid at once (see `_Views`): 12 tiles of FRC B4, B3,
+B2 and FLG, more than a row of 512 px windows meets at 10 m."""
+CELL_MARGIN_M = 20000.0
+"""Inputs whose extent is farther than this from a part's cell are not even opened: more than
+the corners that a tile's bounding box gains when it is turned into the mosaic CRS."""
+
+
+@dataclass(frozen=True)
+class Codec:
+    """How the true-colour COG is compressed (GDAL COG driver options)."""
+
+    options: tuple[tuple[str, str], ...]
+    lossy: bool
+    """A lossy codec cannot keep 0 as the no-data value (a decoded pixel near 0 may read 0, a
+    pixel outside may not): validity then goes to an internal mask, exact whatever the codec."""
+
+
+CODECS: dict[str, Codec] = {
+    "deflate": Codec((("COMPRESS", "DEFLATE"),), lossy=False),
+    "zstd": Codec((("COMPRESS", "ZSTD"), ("LEVEL", "9")), lossy=False),
+    "webp-lossless": Codec((("COMPRESS", "WEBP"), ("QUALITY", "100")), lossy=False),
+    "jpeg": Codec((("COMPRESS", "JPEG"), ("QUALITY", "90")), lossy=True),
+    "webp": Codec((("COMPRESS", "WEBP"), ("QUALITY", "90")), lossy=True),
+}
+"""The codecs offered for the visual layer; `bench/mosaic_codec.py` measures them. JPEG is
+YCbCr (the COG driver's choice for 3 bands); WEBP at QUALITY=100 is lossless."""
+DEFAULT_CODEC = "deflate"
+
+
+def codec_named(name: str) -> Codec:
+    """The codec called `name`; InvalidRequest (naming the choices) for an unknown one."""
+    found = CODECS.get(name.lower())
+    if found is None:
+        raise InvalidRequest(f"unknown codec {name!r}: one of {', '.join(CODECS)}")
+    return found
+
+
+@dataclass(frozen=True)
+class MosaicInput:
+    tile: str
+    red: RasterRef
+    green: RasterRef
+    blue: RasterRef
+    """FRC rasters (int16 DN, nodata -10000), typically B4, B3, B2 of an L3A product."""
+    flags: RasterRef | None
+    """FLG raster (0 = no data) when available; excludes pixels without any observation."""
+    centre_lonlat: tuple[float, float]
+    """Tile centre, (longitude, latitude): overlaps go to the nearest centre."""
+    extent_lonlat: BaseGeometry | None = None
+    """Where the rasters may hold data (the tile's square), when known without opening them:
+    a part skips the tiles away from its cell (France has 116; a part meets about 9)."""
+
+
+@dataclass(frozen=True)
+class MosaicResult:
+    bounds: tuple[float, float, float, float]
+    """(left, bottom, right, top) in `crs`."""
+    crs: str
+    shape: tuple[int, int]
+    """(height, width) in pixels."""
+    valid_fraction: float
+    """Share of the pixels inside the area that received data."""
+    tiles_used: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _Source:
+    input: MosaicInput
+    footprint: BaseGeometry
+    """Bounding box of the tile in the mosaic CRS (densified reprojection of its bounds)."""
+    centre: tuple[float, float]
+
+
+def stretch_to_byte(dn: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Map DN `low..high` linearly to 1..255 (clipped); NaN -> 0, the no-data value."""
+    if high <= low:
+        raise ValueError(f"stretch needs low < high, got {low}, {high}")
+    scaled = 1.0 + (np.clip(dn, low, high) - low) / (high - low) * 254.0
+    return np.where(np.isnan(dn), NODATA, np.rint(np.nan_to_num(scaled, nan=0))).astype(np.uint8)
+
+
+def fill_outside(rgb: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """`rgb` (bands, h, w) with every invalid pixel set to the nearest valid one of its row, or
+    for a row without any, of its column (after the rows are filled).
+
+    For lossy codecs only, whose masks say what is valid: a sharp step from the image to 0 at
+    the border would ring into the valid pixels next to it; extending the edge leaves no step.
+    """
+    if valid.all() or not valid.any():
+        return rgb
+    rows_done, row_ok = _fill_axis(rgb, valid)
+    if row_ok.all():
+        return rows_done
+    filled, _ = _fill_axis(
+        rows_done.swapaxes(1, 2), np.broadcast_to(row_ok[None, :], valid.T.shape)
+    )
+    return filled.swapaxes(1, 2)
+
+
+def _fill_axis(rgb: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Fill along the last axis from the nearest valid pixel; also which rows had one."""
+    width = valid.shape[1]
+    cols = np.arange(width)
+    left = np.maximum.accumulate(np.where(valid, cols, -1), axis=1)
+    right = np.minimum.accumulate(np.where(valid, cols, width)[:, ::-1], axis=1)[:, ::-1]
+    nearer_left = (left >= 0) & ((right >= width) | (cols - left <= right - cols))
+    source = np.clip(np.where(nearer_left, left, right), 0, width - 1)
+    filled = np.take_along_axis(rgb, np.broadcast_to(source[None], rgb.shape), axis=2)
+    return filled, np.asarray(valid.any(axis=1))
+
+
+def nearest_valid(distances: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Per pixel, the index (axis 0) of the valid source with the smallest distance; -1 if none.
+
+    `distances` and `valid` are (n_sources, h, w). Ties go to the lower index.
+    """
+    if distances.shape[0] == 0:
+        return np.full(distances.shape[1:], -1, dtype=np.int32)
+    masked = np.where(valid, distances, np.inf)
+    found = valid.any(axis=0)
+    return np.where(found, masked.argmin(axis=0), -1).astype(np.int32)
+
+
+def mosaic_grid(
+    area: BaseGeometry,
+    footprints: Sequence[BaseGeometry],
+    resolution: float,
+    cell: tuple[float, float, float, float] | None = None,
+) -> tuple[Affine, int, int]:
+    """Grid over the area where tiles exist (within `cell` if given), snapped to the resolution.
+
+    Clipping to the tiles keeps the mosaic of a country with far-away parts (France and its
+    overseas departments) from spanning an ocean of empty pixels when only some parts have data.
+    Snapping to multiples of the resolution puts every part of a mosaic on one pixel lattice.
+    """
+    covered = area.intersection(shapely.union_all(list(footprints)))
+    if cell is not None:
+        covered = covered.intersection(box(*cell))
+    if covered.is_empty or covered.area == 0:
+        raise NoInputs("no input tile intersects the area")
+    left, bottom, right, top = covered.bounds
+    left = math.floor(left / resolution) * resolution
+    bottom = math.floor(bottom / resolution) * resolution
+    right = math.ceil(right / resolution) * resolution
+    top = math.ceil(top / resolution) * resolution
+    width = max(1, round((right - left) / resolution))
+    height = max(1, round((top - bottom) / resolution))
+    return Affine(resolution, 0, left, 0, -resolution, top), width, height
+
+
+def area_in_crs(area_lonlat: BaseGeometry, crs: str) -> BaseGeometry:
+    return shape(transform_geom(LONLAT, crs, mapping(area_lonlat)))
+
+
+def footprints(inputs: Sequence[MosaicInput], crs: str) -> list[BaseGeometry]:
+    """Each input's bounding box in `crs` (densified), as the grid and the parts plan see it."""
+    return [_source(i, crs).footprint for i in inputs]
+
+
+def build_mosaic(
+    inputs: Sequence[MosaicInput],
+    area_lonlat: BaseGeometry,
+    out_path: str,
+    crs: str = "EPSG:3035",
+    resolution: float = 100.0,
+    stretch: tuple[float, float] = (0.0, 0.2),
+    block_size: int = 512,
+    cell: tuple[float, float, float, float] | None = None,
+    codec: str = DEFAULT_CODEC,
+) -> MosaicResult:
+    """Mosaic `inputs` over `area_lonlat` into a 3-band uint8 RGB COG at `out_path`.
+
+    The grid covers the area's part that the tiles cover, in `crs`, snapped to `resolution`.
+    Pixels outside the area, or without data, are 0. Raises NoInputs when nothing overlaps.
+    `stretch` is the reflectance range mapped to 1..255 (0-0.2: DN 0-2000 of the L3A products,
+    the range of the Theia true-colour chain); each input's scale turns its DN into reflectance.
+    `cell` (bounds in `crs`) restricts the grid to one part of a mosaic written in parts.
+    `codec` names one of CODECS; with a lossy one, no data is an internal mask instead of 0.
+    """
+    compression = codec_named(codec)
+    if not inputs:
+        raise NoInputs("no tile to mosaic")
+    area = area_in_crs(area_lonlat, crs)
+    if cell is not None:
+        inputs = near_cell(inputs, cell, crs)
+        if not inputs:
+            raise NoInputs("no input tile near the cell")
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES))
+        sources = [_source(i, crs) for i in inputs]
+        transform, width, height = mosaic_grid(
+            area, [s.footprint for s in sources], resolution, cell
+        )
+        if cell is not None:
+            sources = [s for s in sources if s.footprint.intersects(box(*cell))]
+        grid = OutputGrid(crs=crs, transform=transform, width=width, height=height)
+        reader = _Views(grid)
+        stack.callback(reader.close)
+        writer = stack.enter_context(
+            cog.cog_writer(
+                out_path,
+                width=width,
+                height=height,
+                count=3,
+                dtype="uint8",
+                crs=crs,
+                transform=transform,
+                nodata=None if compression.lossy else NODATA,
+                photometric="RGB",
+                masked=compression.lossy,
+                **dict(compression.options),
+            )
+        )
+        valid = inside = 0
+        used: set[str] = set()
+        for window in _windows(width, height, block_size):
+            rgb, window_used, in_area = _render(reader, sources, area, grid, window, stretch)
+            has_data = rgb[0] != NODATA
+            if compression.lossy:
+                writer.write(fill_outside(rgb, has_data), window=window)
+                writer.write_mask(has_data.astype(np.uint8) * 255, window=window)
+            else:
+                writer.write(rgb, window=window)
+            valid += int(has_data.sum())
+            inside += int(in_area.sum())
+            used.update(window_used)
+    bounds = rasterio.transform.array_bounds(height, width, transform)
+    return MosaicResult(
+        bounds=(bounds[0], bounds[1], bounds[2], bounds[3]),
+        crs=crs,
+        shape=(height, width),
+        valid_fraction=valid / inside if inside else 0.0,
+        tiles_used=tuple(sorted(used)),
+    )
+
+
+def near_cell(
+    inputs: Sequence[MosaicInput], cell: tuple[float, float, float, float], crs: str
+) -> list[MosaicInput]:
+    """The inputs that may meet `cell` (bounds in `crs`), judged without opening any raster.
+
+    An input without `extent_lonlat` is kept (its footprint is read from the raster later).
+    """
+    grown = box(*cell).buffer(CELL_MARGIN_M).segmentize(CELL_MARGIN_M)
+    around = shape(transform_geom(crs, LONLAT, mapping(grown)))
+    return [i for i in inputs if i.extent_lonlat is None or i.extent_lonlat.intersects(around)]
+
+
+def _source(item: MosaicInput, crs: str) -> _Source:
+    with rasterio.open(item.red.path) as src:
+        bounds = transform_bounds(src.crs, crs, *src.bounds, densify_pts=21)
+    lon, lat = item.centre_lonlat
+    xs, ys = rasterio.warp.transform(LONLAT, crs, [lon], [lat])
+    return _Source(input=item, footprint=box(*bounds), centre=(xs[0], ys[0]))
+
+
+def _windows(width: int, height: int, block_size: int) -> Iterator[Window]:
+    for row in range(0, height, block_size):
+        for col in range(0, width, block_size):
+            yield Window(col, row, min(block_size, width - col), min(block_size, height - row))
+
+
+def _render(
+    reader: _Views,
+    sources: Sequence[_Source],
+    area: BaseGeometry,
+    grid: OutputGrid,
+    window: Window,
+    stretch: tuple[float, float],
+) -> tuple[np.ndarray, set[str], np.ndarray]:
+    """RGB bytes of one window, the tiles that gave pixels, and the in-area mask."""
+    shape_hw = (int(window.height), int(window.width))
+    affine = grid.transform @ Affine.translation(window.col_off, window.row_off)
+    extent = box(
+        affine.c, affine.f + shape_hw[0] * affine.e, affine.c + shape_hw[1] * affine.a, affine.f
+    )
+    in_area = _area_mask(area, extent, affine, shape_hw)
+    out = np.zeros((3, *shape_hw), dtype=np.uint8)
+    candidates = [s for s in sources if s.footprint.intersects(extent)]
+    if not candidates or not in_area.any():
+        return out, set(), in_area
+    # one candidate at a time (memory does not grow with the tiles a window meets); a strict
+    # `<` keeps the first of equally near tiles, as `nearest_valid` does
+    xs = affine.c + (np.arange(shape_hw[1]) + 0.5) * affine.a
+    ys = affine.f + (np.arange(shape_hw[0]) + 0.5) * affine.e
+    best = np.full(shape_hw, np.inf)
+    picked = np.full((3, *shape_hw), np.nan, dtype=np.float32)
+    choice = np.full(shape_hw, -1, dtype=np.int32)
+    for index, source in enumerate(candidates):
+        rgb, ok = _read_rgb(reader, source.input, window)
+        distance = (xs[None, :] - source.centre[0]) ** 2 + (ys[:, None] - source.centre[1]) ** 2
+        better = ok & in_area & (distance < best)
+        best[better] = distance[better]
+        picked[:, better] = rgb[:, better]
+        choice[better] = index
+    for band in range(3):
+        out[band] = stretch_to_byte(picked[band], *stretch)
+    used = {candidates[i].input.tile for i in np.unique(choice[choice >= 0]).tolist()}
+    return out, used, in_area
+
+
+class _Views:
+    """The inputs reprojected onto the mosaic grid (a `WarpedVRT` each), at most `capacity`
+    open at once, the least recently read closed first.
+
+    An open view costs about 4.5 MB (its warper and transformation): with every view of
+    France's 116 tiles open, a mosaic at 1830 m peaked at 1.6 GB. Windows go row by row, so
+    the views of one row of windows stay open and a view is reopened at most once per row.
+    """
+
+    def __init__(self, grid: OutputGrid, capacity: int = MAX_OPEN_VIEWS) -> None:
+        self._grid = grid
+        self._capacity = capacity
+        self._open: OrderedDict[
+            tuple[str, str, float | None], tuple[contextlib.ExitStack, WarpedVRT]
+        ] = OrderedDict()
+
+    def read(
+        self, ref: RasterRef, window: Window, resampling: Resampling, fill: float
+    ) -> tuple[np.ndarray, float | None]:
+        """Raw values of `ref` in `window` of the grid and their nodata value (outside the
+        source: its nodata, or `fill` if it has none)."""
+        key = (ref.path, resampling.name, ref.nodata)
+        if key in self._open:
+            self._open.move_to_end(key)
+        else:
+            self._open[key] = self._view(ref, resampling, fill)
+            while len(self._open) > self._capacity:
+                _, (stack, _) = self._open.popitem(last=False)
+                stack.close()
+        view = self._open[key][1]
+        return view.read(ref.band, window=window), view.nodata
+
+    def close(self) -> None:
+        while self._open:
+            _, (stack, _) = self._open.popitem()
+            stack.close()
+
+    def _view(
+        self, ref: RasterRef, resampling: Resampling, fill: float
+    ) -> tuple[contextlib.ExitStack, WarpedVRT]:
+        with contextlib.ExitStack() as stack:
+            src = stack.enter_context(rasterio.open(ref.path))
+            src_nodata = ref.nodata if ref.nodata is not None else src.nodata
+            grid = self._grid
+            vrt = stack.enter_context(
+                WarpedVRT(
+                    src, crs=grid.crs, transform=grid.transform, width=grid.width,
+                    height=grid.height, resampling=resampling, src_nodata=src_nodata,
+                    nodata=src_nodata if src_nodata is not None else fill,
+                )
+            )  # fmt: skip
+            return stack.pop_all(), vrt
+
+
+def _area_mask(
+    area: BaseGeometry, extent: BaseGeometry, affine: Affine, shape_hw: tuple[int, int]
+) -> np.ndarray:
+    """True inside the area; the border is clipped to the window first (cheap per window)."""
+    local = shapely.clip_by_rect(area, *extent.bounds)
+    if local.is_empty:
+        return np.zeros(shape_hw, dtype=bool)
+    return geometry_mask([mapping(local)], out_shape=shape_hw, transform=affine, invert=True)
+
+
+def _read_rgb(reader: _Views, item: MosaicInput, window: Window) -> tuple[np.ndarray, np.ndarray]:
+    """(3, h, w) reflectance (NaN = missing) and the pixels where all three bands have data."""
+    bands = []
+    for ref in (item.red, item.green, item.blue):
+        raw, nodata = reader.read(ref, window, Resampling.bilinear, -10000)
+        reflectance = raw.astype(np.float32) * np.float32(ref.scale)
+        if nodata is not None:
+            reflectance[raw == nodata] = np.nan
+        bands.append(reflectance)
+    rgb = np.stack(bands)
+    ok = np.asarray(np.isfinite(rgb).all(axis=0))
+    if item.flags is not None:
+        flags, _ = reader.read(item.flags, window, Resampling.nearest, 0)
+        ok &= flags != 0
+    return rgb, ok
+
+
+def write_preview_png(cog_path: str, png_path: str, max_size: int = 1024) -> tuple[int, int]:
+    """A PNG thumbnail (RGBA, transparent where no data) read from the COG's overviews.
+
+    Transparency follows the COG's mask: its nodata value, or the internal mask of a lossy
+    codec.
+
+    Returns (height, width). Reading with a reduced `out_shape` makes GDAL use the overview
+    closest to that size, so the cost does not grow with the mosaic.
+    """
+    with rasterio.open(cog_path) as src:
+        factor = max(src.width, src.height) / max_size
+        scale = max(factor, 1.0)
+        height = max(1, round(src.height / scale))
+        width = max(1, round(src.width / scale))
+        rgb = src.read([1, 2, 3], out_shape=(3, height, width), resampling=Resampling.nearest)
+        mask = src.dataset_mask(out_shape=(height, width), resampling=Resampling.nearest)
+    alpha = np.where(mask > 0, 255, 0).astype(np.uint8)
+    rgba = np.concatenate([rgb, alpha[None]])
+    with warnings.catch_warnings(), rasterio.MemoryFile() as memory:
+        # a thumbnail has no georeferencing, on purpose
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with memory.open(driver="GTiff", width=width, height=height, count=4, dtype="uint8") as tmp:
+            tmp.write(rgba)
+        with memory.open() as tmp:
+            rasterio.shutil.copy(tmp, png_path, driver="PNG")
+    return height, width

@@ -1,0 +1,576 @@
+"""Ingest one uploaded MUSCATE product: validate, convert to COGs, describe as STAC, index.
+
+The upload is streamed from S3 (the zip's central directory through s3fs, the rasters through
+GDAL's `/vsizip//vsis3/`), never downloaded whole. Every outcome leaves the upload somewhere a
+person can find it: archived beside its Item, or in `quarantine/` with a reason.
+
+Accepted: Sentinel-2A/2B/2C and Landsat-8 L2A (any flag, any version, zip named with or
+without it, members with or without "./", ATB uint8 or uint16, DFP masks or not) and
+Let-It-Snow L2B-SNOW products. Several versions of one acquisition are all kept; their Items
+link to each other and all but the newest are marked `deprecated`.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import os
+import posixpath
+import shutil
+import tempfile
+import warnings
+import zipfile
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pystac
+import rasterio
+import s3fs
+from aws_lambda_powertools import Logger
+from rasterio._err import CPLE_BaseError
+from rasterio.enums import Resampling
+from rasterio.errors import NotGeoreferencedWarning
+from rasterio.features import shapes
+from rasterio.io import MemoryFile
+from rasterio.warp import transform_geom
+from shapely.geometry import mapping, shape
+from shapely.ops import unary_union
+
+from sansnuages import errors
+from sansnuages.formats import snow, zipdir
+from sansnuages.formats.muscate import MuscateMetadata, ProductLayout, parse_metadata, vsi_member
+from sansnuages.raster import cog
+from sansnuages.raster.gdal import gdal_env
+from sansnuages.settings import Settings
+from sansnuages.stac import items as stac_items
+from sansnuages.stages.publish import (
+    link_versions,
+    publish_item,
+    published_versions,
+    set_version_links,
+    widen_collection,
+)
+from sansnuages.stages.staleness import mark_stale_syntheses
+from sansnuages.stores import bucket as storage
+from sansnuages.stores.bucket import DataBucket
+from sansnuages.stores.catalog import Catalog
+
+logger = Logger(child=True)
+
+MAX_UNCOMPRESSED_BYTES = 40 * 1024**3
+MAX_MEMBER_BYTES = 8 * 1024**3
+MAX_COMPRESSION_RATIO = 1000
+MAX_METADATA_BYTES = 64 * 1024**2
+FOOTPRINT_MAX_PIXELS = 1024
+THUMBNAIL_MAX_PIXELS = 512
+CONVERSION_THREADS = 4
+HASH_CHUNK = 8 * 1024**2
+EOCD_SEARCH_BYTES = zipdir.EOCD_SIZE + 0xFFFF + zipdir.ZIP64_TRAILER_SIZE
+MAX_DIRECTORY_BYTES = 64 * 1024**2
+
+
+L2A_REFLECTANCE = ("sentinel2-l2a", "landsat8-l2a")
+"""Collections whose late products make a month's syntheses stale."""
+
+
+class Outcome(enum.StrEnum):
+    INGESTED = "ingested"
+    DUPLICATE = "duplicate"
+    QUARANTINED = "quarantined"
+    IGNORED = "ignored"
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    key: str
+    outcome: Outcome
+    product_id: str | None = None
+    item_key: str | None = None
+    reason: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class Outputs:
+    """The objects one ingest attempt wrote under its product's folder. An attempt that ends in
+    quarantine removes exactly these, so that no COG is left without an Item; never another
+    version's (another folder) nor those of an Item published meanwhile (the same keys,
+    rewritten by a concurrent upload of the product)."""
+
+    item_key: str | None = None
+    keys: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Ingestor:
+    settings: Settings
+    bucket: DataBucket
+    catalog: Catalog
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Ingestor:
+        return cls(
+            settings, DataBucket(settings), Catalog(settings.catalog_table, settings=settings)
+        )
+
+    def ingest(self, key: str) -> IngestResult:
+        """Ingest `key`; invalid products are quarantined, other errors propagate (retry)."""
+        if not key.startswith(storage.INCOMING_PREFIX) or key.endswith("/"):
+            return IngestResult(key, Outcome.IGNORED, reason="not an upload under incoming/")
+        if not self.bucket.exists(key):
+            return IngestResult(
+                key, Outcome.IGNORED, reason="already moved (duplicate notification)"
+            )
+        product_id: str | None = None
+        outputs = Outputs()
+        try:
+            with self._open_zip(key) as archive:
+                layout = ProductLayout.from_members(archive.namelist())
+                product_id = layout.product_id
+                _check_sizes(archive)
+                meta = parse_metadata(_read_member(archive, layout.metadata))
+                return self._ingest_product(key, archive, layout, meta, outputs)
+        except errors.InvalidProduct as error:
+            self._discard(outputs, product_id)  # first: should it fail, the retry redoes both
+            return self._quarantine(key, error, product_id)
+
+    def _discard(self, outputs: Outputs, product_id: str | None) -> None:
+        if not outputs.keys or (outputs.item_key and self.bucket.exists(outputs.item_key)):
+            return
+        self.bucket.delete_many(outputs.keys)
+        logger.info(
+            "removed the outputs of a quarantined attempt",
+            extra={"product": product_id, "keys": len(outputs.keys)},
+        )
+
+    def _quarantine(
+        self, key: str, error: errors.InvalidProduct, product_id: str | None
+    ) -> IngestResult:
+        reason, kind = str(error), type(error).__name__
+        self.bucket.quarantine(key, reason, kind, product_id)
+        logger.warning(
+            "quarantined upload",
+            extra={"key": key, "product": product_id, "error": kind, "reason": reason},
+        )
+        return IngestResult(key, Outcome.QUARANTINED, product_id, reason=reason, error=kind)
+
+    def _open_zip(self, key: str) -> zipfile.ZipFile:
+        fs = s3fs.S3FileSystem(
+            endpoint_url=self.settings.endpoint_url,
+            client_kwargs={"region_name": self.settings.region},
+        )
+        handle = fs.open(f"{self.bucket.name}/{key}", "rb", block_size=2 * 1024**2)
+        try:
+            return zipfile.ZipFile(handle)
+        except (zipfile.BadZipFile, EOFError, OSError, ValueError) as error:
+            handle.close()
+            problem = self._directory_problem(key)
+            if problem is None:  # a failed read (the network), not a bad zip: redelivered
+                logger.warning(
+                    "zip directory read failed, the directory is sound: retrying",
+                    extra={"key": key, "error": str(error)},
+                )
+                raise errors.TransientError(f"{key}: reading its directory failed") from error
+            raise errors.NotAZip(f"{key} is not a readable zip archive: {problem}") from error
+
+    def _directory_problem(self, key: str) -> str | None:
+        """Tell a bad zip from a failed read: fetch the end-of-central-directory record and
+        the directory with plain ranged S3 reads (another client, its own retries) and parse
+        them locally. None when they are sound; S3 errors here propagate (retried)."""
+        size = self.bucket.size(key)
+        tail_start = max(0, size - EOCD_SEARCH_BYTES)
+        start = zipdir.directory_start(self.bucket.get_range(key, tail_start, size), tail_start)
+        if start is None:
+            return "no end-of-central-directory record at its end"
+        if start > size or size - start > MAX_DIRECTORY_BYTES:
+            return f"its directory would start at byte {start} of {size}"
+        return zipdir.directory_problem(self.bucket.get_range(key, start, size))
+
+    def _ingest_product(
+        self,
+        key: str,
+        archive: zipfile.ZipFile,
+        layout: ProductLayout,
+        meta: MuscateMetadata,
+        outputs: Outputs,
+    ) -> IngestResult:
+        if meta.product_id != layout.product_id:
+            raise errors.InconsistentMetadata(
+                f"metadata names product {meta.product_id} but the archive holds {layout.product_id}"
+            )
+        collection = stac_items.collection_for(meta.platform, meta.level)
+        month_prefix = storage.l2a_month_prefix(collection, meta.tile, meta.acquired)
+        prefix = f"{month_prefix}{meta.product_id}/"
+        item_key = outputs.item_key = f"{prefix}{meta.product_id}.json"
+        if self.bucket.exists(item_key):
+            # A repeated upload, or a retry after a failure past the Item: finish its effects.
+            widen_collection(self.bucket, collection, self.bucket.get_json(item_key))
+            link_versions(self.bucket, self.catalog, month_prefix, layout.name)
+            self._archive_upload(key, prefix, meta.product_id)
+            logger.info("duplicate upload", extra={"key": key, "product": meta.product_id})
+            return IngestResult(key, Outcome.DUPLICATE, meta.product_id, item_key)
+        rasters = self._convert_rasters(key, layout, meta, prefix, outputs)
+        files = self._copy_files(archive, layout, prefix, outputs)
+        item = self._build_item(key, layout, meta, collection, prefix, rasters, files, outputs)
+        siblings = published_versions(self.bucket, month_prefix, layout.name)
+        set_version_links(
+            item, item_key, {d["id"]: k for k, d in siblings.items()} | {item.id: item_key}
+        )
+        document = publish_item(self.bucket, self.catalog, item, item_key)
+        relinked = link_versions(self.bucket, self.catalog, month_prefix, layout.name)
+        if relinked:
+            logger.info(
+                "version links updated", extra={"product": meta.product_id, "items": relinked}
+            )
+        if collection in L2A_REFLECTANCE:
+            stale = mark_stale_syntheses(self.bucket, self.catalog, document)
+            if stale:
+                logger.info(
+                    "syntheses made stale", extra={"product": meta.product_id, "stale": stale}
+                )
+        self._archive_upload(key, prefix, meta.product_id)
+        logger.info("ingested product", extra={"product": meta.product_id, "item": item_key})
+        return IngestResult(key, Outcome.INGESTED, meta.product_id, item_key)
+
+    # --- rasters ------------------------------------------------------------------------
+
+    def _convert_rasters(
+        self, key: str, layout: ProductLayout, meta: MuscateMetadata, prefix: str, outputs: Outputs
+    ) -> list[stac_items.RasterAsset]:
+        zip_path = f"/vsizip/{storage.vsi_path(self.bucket.name, key)}"
+        jobs = [
+            (asset_key, member, f"{prefix}{meta.product_id}_{asset_key}.tif")
+            for asset_key, member in sorted(layout.rasters.items())
+        ]
+
+        def convert(job: tuple[str, str, str]) -> stac_items.RasterAsset:
+            asset_key, member, dst_key = job
+            try:
+                asset = self._convert_one(layout, meta, asset_key, zip_path, member, dst_key)
+            except (rasterio.errors.RasterioError, CPLE_BaseError) as error:
+                self._raise_if_corrupt(key, asset_key, member, error)
+                raise  # the member decodes from a local copy: a read failure, retried
+            outputs.keys.append(dst_key)
+            return asset
+
+        with ThreadPoolExecutor(CONVERSION_THREADS) as pool:
+            return list(pool.map(convert, jobs))
+
+    def _convert_one(
+        self,
+        layout: ProductLayout,
+        meta: MuscateMetadata,
+        asset_key: str,
+        zip_path: str,
+        member: str,
+        dst_key: str,
+    ) -> stac_items.RasterAsset:
+        """Read from the zip on S3, write the COG to local scratch space, upload it whole.
+
+        The local copy (Lambda's ephemeral storage) lets boto3 upload in parallel parts and
+        tells the file size and checksum without another request.
+        """
+        with gdal_env(self.settings):
+            dataset = rasterio.open(f"{zip_path}/{vsi_member(member)}")
+            with dataset, tempfile.TemporaryDirectory() as scratch:
+                _check_against_metadata(asset_key, dataset, meta)
+                nodata = _nodata(asset_key, dataset, layout)
+                local = os.path.join(scratch, "cog.tif")
+                cog.copy_as_cog(dataset, local, nodata=nodata, **_cog_overrides(asset_key))
+                facts = _raster_facts(asset_key, dataset, meta, nodata)
+                size, checksum = os.path.getsize(local), _file_multihash(local)
+                self.bucket.client.upload_file(
+                    local, self.bucket.name, dst_key, ExtraArgs={"ContentType": stac_items.COG}
+                )
+        return stac_items.RasterAsset(
+            **facts,
+            href=storage.s3_href(self.bucket.name, dst_key),
+            size_bytes=size,
+            checksum=checksum,
+        )
+
+    def _raise_if_corrupt(self, key: str, asset_key: str, member: str, error: Exception) -> None:
+        """Tell a broken raster from a failed read: copy the member out of the zip (streamed,
+        through another client) and decode it locally, window by window. A member that fails
+        there is a bad product; one that decodes was a read failure worth a retry."""
+        with tempfile.TemporaryDirectory() as scratch:
+            local = os.path.join(scratch, "member.tif")
+            try:
+                with self._open_zip(key) as archive, archive.open(member) as stream:
+                    with open(local, "wb") as copy:
+                        shutil.copyfileobj(stream, copy, HASH_CHUNK)
+            except (zipfile.BadZipFile, zlib.error, EOFError) as broken:
+                raise errors.CorruptRaster(
+                    f"{asset_key}: {member} cannot be extracted ({broken})"
+                ) from error
+            try:
+                with rasterio.open(local) as dataset:
+                    for _, window in dataset.block_windows(1):
+                        dataset.read(window=window)
+            except (rasterio.errors.RasterioError, CPLE_BaseError) as broken:
+                raise errors.CorruptRaster(
+                    f"{asset_key}: the raster cannot be decoded ({broken})"
+                ) from error
+        logger.warning(
+            "raster read failed, the member is sound: retrying",
+            extra={"key": key, "asset": asset_key, "error": str(error)},
+        )
+
+    # --- other files ----------------------------------------------------------------------
+
+    def _copy_files(
+        self, archive: zipfile.ZipFile, layout: ProductLayout, prefix: str, outputs: Outputs
+    ) -> list[stac_items.FileAsset]:
+        files: list[tuple[str, str, str, tuple[str, ...], str]] = [
+            ("metadata", layout.metadata, "application/xml", ("metadata",), "Metadata")
+        ]
+        if layout.quicklook:
+            preview = ("thumbnail", "overview")
+            files.append(("thumbnail", layout.quicklook, "image/jpeg", preview, "Quicklook"))
+        assets = []
+        for asset_key, member, media_type, roles, title in files:
+            target = prefix + member.rsplit("/", 1)[-1]
+            body = _read_member(archive, member)
+            self.bucket.put_bytes(target, body, media_type)
+            outputs.keys.append(target)
+            href = storage.s3_href(self.bucket.name, target)
+            assets.append(
+                stac_items.FileAsset(
+                    asset_key,
+                    href,
+                    media_type,
+                    roles,
+                    title,
+                    size_bytes=len(body),
+                    checksum=stac_items.multihash_sha256(body),
+                )
+            )
+        return assets
+
+    def _snow_thumbnail(
+        self, snow_map: str, prefix: str, product_id: str, outputs: Outputs
+    ) -> stac_items.FileAsset:
+        """A PNG preview of the snow classes: Let-It-Snow products carry no quicklook."""
+        with gdal_env(self.settings), rasterio.open(snow_map) as dataset:
+            classes = _decimated(dataset)
+        body = _png(snow.preview(classes))
+        target = f"{prefix}{product_id}_SNW_preview.png"
+        self.bucket.put_bytes(target, body, "image/png")
+        outputs.keys.append(target)
+        return stac_items.FileAsset(
+            "thumbnail",
+            storage.s3_href(self.bucket.name, target),
+            "image/png",
+            ("thumbnail", "overview"),
+            "Snow map preview",
+            size_bytes=len(body),
+            checksum=stac_items.multihash_sha256(body),
+        )
+
+    # --- the Item -----------------------------------------------------------------------
+
+    def _build_item(
+        self,
+        key: str,
+        layout: ProductLayout,
+        meta: MuscateMetadata,
+        collection: str,
+        prefix: str,
+        rasters: list[stac_items.RasterAsset],
+        files: list[stac_items.FileAsset],
+        outputs: Outputs,
+    ) -> pystac.Item:
+        is_snow = meta.level.startswith("L2B")
+        mask = _footprint_raster(rasters, "SNW_" if is_snow else "EDG_")
+        mask_path = cog.s3_to_vsi(mask.href)
+        geometry = footprint(mask_path, self.settings, snow=is_snow, nodata=mask.nodata)
+        if is_snow and layout.quicklook is None:
+            thumbnail = self._snow_thumbnail(mask_path, prefix, meta.product_id, outputs)
+            files = [*files, thumbnail]
+        facts = stac_items.ItemFacts(
+            id=meta.product_id,
+            collection=collection,
+            geometry=geometry,
+            bbox=stac_items.bbox_of(geometry),
+            datetime=meta.acquired,
+        )
+        archive = stac_items.FileAsset(
+            "product",
+            storage.s3_href(self.bucket.name, f"{prefix}{meta.product_id}.zip"),
+            "application/zip",
+            ("archive",),
+            "Original product",
+            size_bytes=self.bucket.size(key),
+        )
+        item = stac_items.build_item(facts, rasters, [*files, archive], platform=meta.platform)
+        if is_snow:
+            stac_items.describe_snow(item, meta)
+        else:
+            stac_items.describe_l2a(item, meta, meta.cloud_percent)
+        return item
+
+    def _archive_upload(self, key: str, prefix: str, product_id: str) -> None:
+        """Keep the original beside its Item, then clear it from the drop zone."""
+        target = f"{prefix}{product_id}.zip"
+        if not self.bucket.exists(key):
+            return
+        self.bucket.client.copy({"Bucket": self.bucket.name, "Key": key}, self.bucket.name, target)
+        self.bucket.delete(key)
+
+
+# --- pure helpers -----------------------------------------------------------------------
+
+
+def _read_member(archive: zipfile.ZipFile, member: str) -> bytes:
+    info = archive.getinfo(member)
+    if info.file_size > MAX_METADATA_BYTES:
+        raise errors.UnsafeArchive(
+            f"{member} declares {info.file_size} bytes, more than any metadata file"
+        )
+    try:
+        return archive.read(member)
+    except (zipfile.BadZipFile, EOFError, zlib.error) as error:
+        raise errors.NotAZip(f"{member} cannot be read from the archive: {error}") from error
+    except OSError as error:  # the transport (a reset connection, an S3 error): redelivered
+        raise errors.TransientError(f"{member}: reading it failed ({error})") from error
+
+
+def _check_sizes(archive: zipfile.ZipFile) -> None:
+    """Refuse zip bombs from the central directory, before anything is decompressed: a
+    member larger than any real band, a ratio no image compresses to, or an absurd total."""
+    total = 0
+    for info in archive.infolist():
+        total += info.file_size
+        ratio = info.file_size / max(info.compress_size, 1)
+        if info.file_size > MAX_MEMBER_BYTES:
+            raise errors.UnsafeArchive(
+                f"{info.filename} declares {info.file_size} bytes uncompressed: refused as a zip bomb"
+            )
+        if info.file_size > 64 * 1024**2 and ratio > MAX_COMPRESSION_RATIO:
+            raise errors.UnsafeArchive(
+                f"{info.filename} expands {ratio:.0f} times: refused as a zip bomb"
+            )
+    if total > MAX_UNCOMPRESSED_BYTES:
+        raise errors.UnsafeArchive(f"archive declares {total} bytes uncompressed, over the limit")
+
+
+def _check_against_metadata(asset_key: str, dataset: Any, meta: MuscateMetadata) -> None:
+    group = asset_key.rsplit("_", 1)[-1].split("-", 1)[0]  # DTF_R1-D04: group R1, detector 4
+    if asset_key.startswith(("FRE_", "SRE_")):
+        group = next((g for g, geo in meta.groups.items() if geo.ncols == dataset.width), group)
+    geo = meta.groups.get(group)
+    if geo is None:
+        raise errors.InconsistentMetadata(f"{asset_key}: no group {group} in the metadata")
+    if (dataset.width, dataset.height) != (geo.ncols, geo.nrows):
+        raise errors.InconsistentMetadata(
+            f"{asset_key}: raster is {dataset.width}x{dataset.height} px, metadata says {geo.ncols}x{geo.nrows}"
+        )
+    epsg = dataset.crs.to_epsg() if dataset.crs else None
+    if epsg != meta.epsg:
+        raise errors.InconsistentMetadata(
+            f"{asset_key}: raster CRS EPSG:{epsg}, metadata EPSG:{meta.epsg}"
+        )
+
+
+def _nodata(asset_key: str, dataset: Any, layout: ProductLayout) -> float | None:
+    if asset_key.startswith("SNW_"):
+        return snow.nodata_for(layout.name.version, dataset.nodata)
+    return dataset.nodata
+
+
+def _cog_overrides(asset_key: str) -> dict[str, str]:
+    """Masks and classes are categorical: their overviews pick, they do not average."""
+    if asset_key.startswith(("FRE_", "SRE_", "ATB_")):
+        return {}
+    return {"OVERVIEW_RESAMPLING": "NEAREST"}
+
+
+def _raster_facts(
+    asset_key: str, dataset: Any, meta: MuscateMetadata, nodata: float | None
+) -> dict[str, Any]:
+    kind, _, suffix = asset_key.partition("_")
+    if kind in ("FRE", "SRE"):
+        scales: tuple[float | None, ...] = (meta.reflectance_scale,)
+        band_names: tuple[str, ...] = (suffix,)
+    elif kind == "ATB":
+        scales, band_names = (meta.wvc_scale, meta.aot_scale), ()
+    else:
+        scales, band_names = (None,) * dataset.count, ()
+    return {
+        "key": asset_key,
+        "title": f"{stac_items.TITLES.get(kind, kind)} {suffix}",
+        "roles": stac_items.roles_of(kind),
+        "shape": (dataset.height, dataset.width),
+        "transform": tuple(dataset.transform)[:6],
+        "epsg": meta.epsg,
+        "data_type": dataset.dtypes[0],
+        "nodata": nodata,
+        "scales": scales,
+        "band_names": band_names,
+    }
+
+
+def _png(rgba: np.ndarray) -> bytes:
+    """A PNG in memory; a preview has no georeferencing, which GDAL would warn about."""
+    profile = {"driver": "PNG", "count": rgba.shape[0], "dtype": "uint8"}
+    with warnings.catch_warnings(), rasterio.Env(GDAL_PAM_ENABLED="NO"), MemoryFile() as memory:
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with memory.open(width=rgba.shape[2], height=rgba.shape[1], **profile) as png:
+            png.write(rgba)
+        return bytes(memory.read())
+
+
+def _file_multihash(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(HASH_CHUNK):
+            digest.update(chunk)
+    return "1220" + digest.hexdigest()
+
+
+def _footprint_raster(rasters: list[stac_items.RasterAsset], prefix: str) -> stac_items.RasterAsset:
+    """The finest raster of the kind that tells valid pixels (EDG, or the snow map)."""
+    candidates = [r for r in rasters if r.key.startswith(prefix)]
+    return max(candidates, key=lambda r: r.shape)
+
+
+def _decimated(dataset: Any, max_pixels: int = THUMBNAIL_MAX_PIXELS) -> np.ndarray:
+    factor = max(1, int(np.ceil(max(dataset.width, dataset.height) / max_pixels)))
+    out_shape = (max(1, dataset.height // factor), max(1, dataset.width // factor))
+    return np.asarray(dataset.read(1, out_shape=out_shape, resampling=Resampling.nearest))
+
+
+def footprint(
+    mask_path: str, settings: Settings, snow: bool = False, nodata: float | None = None
+) -> dict[str, Any]:
+    """The valid-data area in lon/lat, not the tile square: EDG == 0 for L2A, observed
+    classes for snow maps. Split at the antimeridian when the tile crosses it."""
+    with gdal_env(settings), rasterio.open(mask_path) as dataset:
+        data = _decimated(dataset, FOOTPRINT_MAX_PIXELS)
+        transform = dataset.transform @ dataset.transform.scale(
+            dataset.width / data.shape[1], dataset.height / data.shape[0]
+        )
+        crs = dataset.crs
+    valid = _valid_snow(data, nodata) if snow else data == 0
+    cells = valid.astype("uint8")
+    polygons = [
+        shape(geom) for geom, value in shapes(cells, mask=valid, transform=transform) if value
+    ]
+    if not polygons:
+        raise errors.InvalidProduct("the product has no valid pixel")
+    area = unary_union(polygons).simplify(abs(transform.a), preserve_topology=True)
+    return dict(
+        transform_geom(crs, "EPSG:4326", mapping(area), antimeridian_cutting=True, precision=6)
+    )
+
+
+def _valid_snow(classes: np.ndarray, nodata: float | None) -> np.ndarray:
+    observed = snow.valid(classes)
+    return observed if nodata is None else observed & (classes != nodata)
+
+
+def relative_href(from_key: str, to_key: str) -> str:
+    return posixpath.relpath(to_key, posixpath.dirname(from_key))

@@ -1,0 +1,533 @@
+"""The fan-in stage: the month's L3A tiles of a job, mosaicked over its area, described, recorded.
+
+An area is split into its far-apart pieces (mainland France, French Guiana, ...); only the
+pieces with syntheses are mosaicked, each on its own grid and CRS, each as one Item (the
+largest is the job's mosaic). A piece that fits one part is written as one COG at once; a
+larger one is planned as parts on a fixed grid (`mosaic_parts`): the plan goes to S3, one
+message per part goes back to the mosaic queue, and whichever invocation writes the last part
+assembles the VRT, the overview COG, the thumbnail and the Item.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import pystac
+import shapely
+from aws_lambda_powertools import Logger
+from rasterio.crs import CRS
+from rasterio.errors import CRSError
+from shapely.geometry import mapping, shape
+
+from sansnuages import areas
+from sansnuages.errors import InvalidRequest, NoInputs
+from sansnuages.formats import grid
+from sansnuages.period import SynthesisPeriod
+from sansnuages.processing import mosaic_parts
+from sansnuages.processing.mosaic import (
+    DEFAULT_CODEC,
+    MosaicInput,
+    area_in_crs,
+    build_mosaic,
+    codec_named,
+    footprints,
+    mosaic_grid,
+    write_preview_png,
+)
+from sansnuages.raster.gdal import gdal_env
+from sansnuages.settings import Settings
+from sansnuages.stac import items as stac_items
+from sansnuages.stages.composite import L3A_COLLECTION, _ref
+from sansnuages.stages.publish import publish_item
+from sansnuages.stores import aws
+from sansnuages.stores import bucket as storage
+from sansnuages.stores.bucket import DataBucket
+from sansnuages.stores.catalog import Catalog
+from sansnuages.stores.jobs import Job, JobState, JobStore, job_id_for
+
+logger = Logger(child=True)
+
+MOSAIC_COLLECTION = "mosaics"
+DEFAULT_CRS = areas.EUROPE_CRS
+VRT = "application/x-vrt"
+
+
+@dataclass(frozen=True)
+class PieceSpec:
+    """One piece of an area to mosaic for one month: everything a part invocation needs."""
+
+    area_id: str
+    area_name: str
+    piece: int
+    geometry: dict[str, Any]
+    """GeoJSON, longitude/latitude."""
+    crs: str
+    resolution: float
+    month: str
+    job_id: str
+    codec: str = DEFAULT_CODEC
+    """Compression of the true-colour COGs (`mosaic.CODECS`); plans written before it: DEFLATE."""
+
+    @property
+    def lossy(self) -> bool:
+        """Lossy codec: no data is the COGs' internal mask, not the value 0."""
+        return codec_named(self.codec).lossy
+
+    @property
+    def product_id(self) -> str:
+        piece = f"-p{self.piece}" if self.piece else ""
+        return f"mosaic-{self.area_id}{piece}-{self.month}"
+
+    @property
+    def prefix(self) -> str:
+        period = SynthesisPeriod.parse(self.month)
+        base = storage.mosaic_prefix(self.area_id, period.year, period.month)
+        return base + (f"p{self.piece}/" if self.piece else "")
+
+
+def mosaic_id(area_id: str, period: SynthesisPeriod) -> str:
+    return f"mosaic-{area_id}-{period.label}"
+
+
+def mosaic_input(item: dict[str, Any]) -> MosaicInput:
+    tile = stac_items.tile_of(item) or ""
+    square = grid.tile(tile)
+    centre = square.centre_lonlat
+    return MosaicInput(
+        tile=tile,
+        red=_ref(item, "FRC_B4"),
+        green=_ref(item, "FRC_B3"),
+        blue=_ref(item, "FRC_B2"),
+        flags=_ref(item, "FLG_R1") if "FLG_R1" in item["assets"] else None,
+        centre_lonlat=(float(centre[0]), float(centre[1])),
+        extent_lonlat=square.footprint_lonlat(),
+    )
+
+
+def l3a_items(
+    catalog: Catalog, period: SynthesisPeriod, bounds: tuple[float, ...]
+) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    items.extend(
+        catalog.iter_items(
+            [L3A_COLLECTION],
+            bbox=bounds,
+            datetime_range=(period.centre_datetime, period.centre_datetime),
+        )
+    )
+    return items
+
+
+def pieces_with_data(
+    pieces: list[areas.AreaPart], items: list[dict[str, Any]]
+) -> list[tuple[areas.AreaPart, list[dict[str, Any]]]]:
+    """The pieces that some Item's footprint meets, each with those Items; largest first."""
+    found = []
+    for piece in pieces:
+        mine = [i for i in items if piece.geometry.intersects(shape(i["geometry"]))]
+        if mine:
+            found.append((piece, mine))
+    return found
+
+
+def native_resolution(items: list[dict[str, Any]]) -> float:
+    """The coarsest pixel of the inputs' red band (10 m for Sentinel-2 syntheses)."""
+    return max(10.0, max(abs(i["assets"]["FRC_B4"]["proj:transform"][0]) for i in items))
+
+
+@dataclass
+class Mosaicker:
+    settings: Settings
+    bucket: DataBucket
+    catalog: Catalog
+    jobs: JobStore
+    part_pixels: int = mosaic_parts.PART_PIXELS
+    fan_out: bool = True
+    """Send parts to the mosaic queue (parallel invocations); False builds them in this call."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Mosaicker:
+        return cls(
+            settings,
+            DataBucket(settings),
+            Catalog(settings.catalog_table, settings=settings),
+            JobStore(settings),
+        )
+
+    # ---------------------------------------------------------------- messages
+
+    def handle(self, message: dict[str, Any]) -> str | None:
+        """One mosaic queue message: a job to mosaic, or one part of a planned mosaic."""
+        if "part" in message:
+            return self.run_part(message["plan"], message["part"])
+        return self.run(
+            message["job_id"], message.get("resolution"), message.get("crs"), message.get("codec")
+        )
+
+    def run(
+        self,
+        job_id: str,
+        resolution: float | None = None,
+        crs: str | None = None,
+        codec: str | None = None,
+    ) -> str | None:
+        """Mosaic a finished job; the Item key of its main piece, or None if that is in parts.
+
+        `resolution`, `crs` and `codec` override the defaults (and ask for a rebuild)."""
+        job = self.jobs.get(job_id)
+        if job is None:
+            raise NoInputs(f"unknown job {job_id}")
+        explicit = resolution is not None or crs is not None or codec is not None
+        if job.state == JobState.DONE and job.mosaic_item and not explicit:
+            return job.mosaic_item  # a repeated message; an explicit grid asks for a rebuild
+        try:
+            item_key = self.build(
+                job.area, SynthesisPeriod.parse(job.month), job_id, resolution, crs,
+                recorded=self._recorded_items(job), codec=codec,
+            )  # fmt: skip
+        except (NoInputs, InvalidRequest) as error:
+            self.jobs.finish(job_id, JobState.FAILED, reason=str(error))
+            logger.warning("mosaic failed", extra={"job": job_id, "reason": str(error)})
+            return None
+        if item_key is not None:
+            self.jobs.finish(job_id, JobState.DONE, item=item_key)
+        return item_key
+
+    def rebuild(
+        self,
+        month: str,
+        area_spec: str,
+        resolution: float | None = None,
+        crs: str | None = None,
+        codec: str | None = None,
+    ) -> str | None:
+        """Mosaic a month's job over an area again, on another grid or with another codec.
+
+        The job must exist (its syntheses are the inputs); bad options are refused before any
+        work, so a finished job is not marked failed by a typo. Returns the main Item's key.
+        """
+        period = SynthesisPeriod.parse(month)
+        area = areas.area_geometry(area_spec)
+        codec_named(codec or DEFAULT_CODEC)
+        if crs is not None:
+            try:
+                CRS.from_user_input(crs)
+            except CRSError as error:
+                raise InvalidRequest(f"unknown CRS {crs!r}") from error
+        if resolution is not None and resolution <= 0:
+            raise InvalidRequest(f"resolution must be positive, got {resolution}")
+        job = self.jobs.get(job_id_for(period.label, area.id))
+        if job is None:
+            raise NoInputs(
+                f"no job of {period.label} over {area.name}: "
+                f"run `sansnuages month {period.label} --area ...` first"
+            )
+        key = self.run(job.job_id, resolution, crs, codec)
+        if key is None and not self.fan_out:
+            failed = self.jobs.get(job.job_id)
+            raise NoInputs(f"the mosaic failed: {failed.reason if failed else 'job gone'}")
+        return key
+
+    def build(
+        self,
+        area_spec: str,
+        period: SynthesisPeriod,
+        job_id: str,
+        resolution: float | None = None,
+        crs: str | None = None,
+        recorded: list[dict[str, Any]] | None = None,
+        codec: str | None = None,
+    ) -> str | None:
+        """Mosaic every piece of the area that has data; the main piece's Item key if written.
+
+        `recorded`: the L3A Items the job's tiles recorded, used as they are; without them, the
+        job's Items are searched in the catalog."""
+        codec = (codec or DEFAULT_CODEC).lower()
+        codec_named(codec)  # an unknown codec fails here, before any work
+        area = areas.area_geometry(area_spec)
+        items = recorded or [
+            i
+            for i in l3a_items(self.catalog, period, area.geometry.bounds)
+            if i["properties"].get("sansnuages:job", job_id) == job_id
+        ]
+        found = pieces_with_data(areas.area_parts(area, crs), items)
+        if not found:
+            raise NoInputs(f"no synthesis of {period.label} over {area.name}")
+        resolution = resolution or native_resolution(items)
+        main: str | None = None
+        for rank, (piece, piece_items) in enumerate(found):
+            spec = PieceSpec(
+                area.id,
+                area.name,
+                rank,
+                mapping(piece.geometry),
+                piece.crs,
+                float(resolution),
+                period.label,
+                job_id,
+                codec,
+            )
+            key = self.build_piece(spec, piece_items)
+            if rank == 0:
+                main = key
+        return main
+
+    def _recorded_items(self, job: Job) -> list[dict[str, Any]]:
+        """The Items the job's tiles finished with. A tile whose synthesis of the month
+        already existed (made by a job over another area sharing the tile) records that Item,
+        so the mosaic takes it rather than searching for Items made by this job only."""
+        return [self.bucket.get_json(t.item) for t in job.tiles if t.item]
+
+    # ---------------------------------------------------------------- one piece
+
+    def build_piece(self, spec: PieceSpec, items: list[dict[str, Any]]) -> str | None:
+        """One COG and its Item when the piece is small; else plan parts (Item key is None)."""
+        inputs = [mosaic_input(i) for i in items]
+        geometry = shape(spec.geometry)
+        with gdal_env(self.settings):
+            area = area_in_crs(geometry, spec.crs)
+            feet = footprints(inputs, spec.crs)
+            _, width, height = mosaic_grid(area, feet, spec.resolution)
+            if not mosaic_parts.needs_parts(width, height, self.part_pixels):
+                return self._single(spec, items, inputs)
+            covered = area.intersection(shapely.union_all(feet))
+            cells = mosaic_parts.cells_for(covered, spec.resolution, self.part_pixels)
+        plan_key = f"{spec.prefix}parts/plan.json"
+        self.bucket.put_json(
+            plan_key,
+            {
+                "spec": asdict(spec),
+                "items": items,
+                "cells": [{"name": c.name, "bounds": list(c.bounds)} for c in cells],
+            },
+        )
+        logger.info("mosaic planned in parts", extra={"plan": plan_key, "parts": len(cells)})
+        if self.fan_out and self.settings.mosaic_queue_url:
+            self._send_parts(plan_key, [c.name for c in cells])
+            return None
+        result = None
+        for cell in cells:
+            result = self.run_part(plan_key, cell.name) or result
+        return result
+
+    def _single(
+        self, spec: PieceSpec, items: list[dict[str, Any]], inputs: list[MosaicInput]
+    ) -> str:
+        cog_key = f"{spec.prefix}{spec.product_id}.tif"
+        result = build_mosaic(
+            inputs,
+            shape(spec.geometry),
+            storage.vsi_path(self.bucket.name, cog_key),
+            crs=spec.crs,
+            resolution=spec.resolution,
+            codec=spec.codec,
+        )
+        png_key = self._thumbnail(spec, cog_key)
+        left, _, _, top = result.bounds
+        visual = self._raster(
+            "visual", cog_key, "True colour (B4, B3, B2)", ("visual", "data"), spec, result.shape,
+            (spec.resolution, 0.0, left, 0.0, -spec.resolution, top),
+        )  # fmt: skip
+        facts = {"sansnuages:valid_fraction": round(float(result.valid_fraction), 4)}
+        return self._publish(spec, items, [visual], png_key, facts)
+
+    # ---------------------------------------------------------------- parts
+
+    def _send_parts(self, plan_key: str, names: list[str]) -> None:
+        sqs = aws.client("sqs", self.settings)
+        for start in range(0, len(names), 10):
+            entries = [
+                {"Id": str(n), "MessageBody": json.dumps({"plan": plan_key, "part": name})}
+                for n, name in enumerate(names[start : start + 10])
+            ]
+            sqs.send_message_batch(QueueUrl=self.settings.mosaic_queue_url, Entries=entries)
+
+    def run_part(self, plan_key: str, name: str) -> str | None:
+        """Write one part (unless already written); the last one assembles the mosaic."""
+        plan = self.bucket.get_json(plan_key)
+        spec = PieceSpec(**plan["spec"])
+        cells = {c["name"]: tuple(c["bounds"]) for c in plan["cells"]}
+        if name not in cells:
+            raise InvalidRequest(f"no part {name!r} in {plan_key}")
+        folder = f"{spec.prefix}parts/"
+        done = set(self.bucket.list_keys(folder))
+        if f"{folder}{name}.tif" not in done and f"{folder}{name}.empty" not in done:
+            self._write_part(spec, plan["items"], folder, name, cells[name])
+            done = set(self.bucket.list_keys(folder))
+        finished = {
+            k.rsplit("/", 1)[-1].rsplit(".", 1)[0] for k in done if k.endswith((".tif", ".empty"))
+        }
+        if finished >= set(cells):
+            return self.assemble(spec, plan["items"], sorted(k for k in done if k.endswith(".tif")))
+        return None
+
+    def _write_part(
+        self,
+        spec: PieceSpec,
+        items: list[dict[str, Any]],
+        folder: str,
+        name: str,
+        bounds: tuple[float, ...],
+    ) -> None:
+        left, bottom, right, top = bounds
+        with gdal_env(self.settings):
+            try:
+                build_mosaic(
+                    [mosaic_input(i) for i in items],
+                    shape(spec.geometry),
+                    storage.vsi_path(self.bucket.name, f"{folder}{name}.tif"),
+                    crs=spec.crs,
+                    resolution=spec.resolution,
+                    cell=(left, bottom, right, top),
+                    codec=spec.codec,
+                )
+            except NoInputs:  # the cell meets the area's bounds but no tile: a marker, no COG
+                self.bucket.put_bytes(f"{folder}{name}.empty", b"", "text/plain")
+
+    def assemble(self, spec: PieceSpec, items: list[dict[str, Any]], part_keys: list[str]) -> str:
+        """VRT of the parts, overview COG, thumbnail and Item (idempotent: same inputs, same
+        outputs, so two invocations finishing together do no harm)."""
+        vsi = storage.vsi_path(self.bucket.name, spec.prefix).rstrip("/")
+        vrt_key = f"{spec.prefix}{spec.product_id}.vrt"
+        overview_key = f"{spec.prefix}{spec.product_id}-overview.tif"
+        with gdal_env(self.settings):
+            parts = [
+                mosaic_parts.part_source(storage.vsi_path(self.bucket.name, k)) for k in part_keys
+            ]
+            transform, width, height = mosaic_parts.union_grid(parts)
+            wkt = CRS.from_user_input(spec.crs).to_wkt()
+            vrt = mosaic_parts.vrt_xml(parts, wkt, vsi, masked=spec.lossy)
+            self.bucket.put_bytes(vrt_key, vrt.encode(), "application/xml")
+            factor = mosaic_parts.overview_factor(width, height)
+            mosaic_parts.write_overview(
+                storage.vsi_path(self.bucket.name, vrt_key),
+                storage.vsi_path(self.bucket.name, overview_key),
+                factor,
+                options=codec_named(spec.codec).options,
+                masked=spec.lossy,
+            )
+            png_key = self._thumbnail(spec, overview_key)
+        res = spec.resolution
+        visual = self._raster(
+            "visual", vrt_key, "True colour (B4, B3, B2), VRT of the parts", ("visual", "data"),
+            spec, (height, width), (res, 0.0, transform.c, 0.0, -res, transform.f),
+        )  # fmt: skip
+        overview = self._raster(
+            "overview", overview_key, f"True colour at 1/{factor} resolution", ("overview",),
+            spec, (-(-height // factor), -(-width // factor)),
+            (res * factor, 0.0, transform.c, 0.0, -res * factor, transform.f),
+        )  # fmt: skip
+        rasters = [visual, overview] + [
+            self._part_asset(spec, p, k) for p, k in zip(parts, part_keys, strict=True)
+        ]
+        facts = {"sansnuages:parts": len(parts), "sansnuages:overview_factor": factor}
+        item_key = self._publish(spec, items, rasters, png_key, facts, vrt=True)
+        if spec.piece == 0:
+            self.jobs.finish(spec.job_id, JobState.DONE, item=item_key)
+        return item_key
+
+    def _part_asset(
+        self, spec: PieceSpec, part: mosaic_parts.PartSource, key: str
+    ) -> stac_items.RasterAsset:
+        name = posixpath.basename(key).rsplit(".", 1)[0]
+        t = part.transform
+        return self._raster(
+            f"part-{name}", key, f"Part {name}", ("data",), spec, (part.height, part.width),
+            (t.a, 0.0, t.c, 0.0, t.e, t.f),
+        )  # fmt: skip
+
+    # ---------------------------------------------------------------- outputs
+
+    def _thumbnail(self, spec: PieceSpec, cog_key: str) -> str:
+        png_key = f"{spec.prefix}{spec.product_id}.png"
+        with tempfile.TemporaryDirectory() as folder:
+            png = Path(folder) / "preview.png"
+            write_preview_png(storage.vsi_path(self.bucket.name, cog_key), str(png))
+            self.bucket.put_bytes(png_key, png.read_bytes(), "image/png")
+        return png_key
+
+    def _raster(
+        self,
+        key: str,
+        object_key: str,
+        title: str,
+        roles: tuple[str, ...],
+        spec: PieceSpec,
+        shape_hw: tuple[int, int],
+        transform: tuple[float, ...],
+    ) -> stac_items.RasterAsset:
+        return stac_items.RasterAsset(
+            key=key,
+            href=storage.s3_href(self.bucket.name, object_key),
+            title=title,
+            roles=roles,
+            shape=shape_hw,
+            transform=transform,
+            epsg=int(CRS.from_user_input(spec.crs).to_epsg() or 0),
+            data_type="uint8",
+            nodata=None if spec.lossy else 0,
+            scales=(None, None, None),
+            size_bytes=self.bucket.size(object_key),
+        )
+
+    def _publish(
+        self,
+        spec: PieceSpec,
+        items: list[dict[str, Any]],
+        rasters: list[stac_items.RasterAsset],
+        png_key: str,
+        facts: dict[str, Any],
+        vrt: bool = False,
+    ) -> str:
+        item = self._item(spec, items, rasters, png_key, facts)
+        if vrt:
+            item.assets["visual"].media_type = VRT
+        item_key = f"{spec.prefix}{spec.product_id}.json"
+        publish_item(self.bucket, self.catalog, item, item_key)
+        logger.info("mosaic written", extra={"job": spec.job_id, "item": item_key})
+        return item_key
+
+    def _item(
+        self,
+        spec: PieceSpec,
+        items: list[dict[str, Any]],
+        rasters: list[stac_items.RasterAsset],
+        png_key: str,
+        facts: dict[str, Any],
+    ) -> pystac.Item:
+        period = SynthesisPeriod.parse(spec.month)
+        geometry = shape(spec.geometry)
+        preview = stac_items.FileAsset(
+            "thumbnail",
+            storage.s3_href(self.bucket.name, png_key),
+            "image/png",
+            ("thumbnail",),
+            "Preview",
+        )
+        tiles = sorted({stac_items.tile_of(i) or "" for i in items})
+        item_facts = stac_items.ItemFacts(
+            id=spec.product_id,
+            collection=MOSAIC_COLLECTION,
+            geometry=mapping(geometry.simplify(0.01, preserve_topology=True)),
+            bbox=list(geometry.bounds),
+            datetime=period.centre_datetime,
+            start=period.start,
+            end=period.end,
+            properties={
+                "sansnuages:area": spec.area_name,
+                "sansnuages:area_id": spec.area_id,
+                "sansnuages:piece": spec.piece,
+                "sansnuages:tiles": tiles,
+                "sansnuages:job": spec.job_id,
+                **facts,
+            },
+        )
+        derived = [
+            i["assets"]["FRC_B4"]["href"].rsplit("/", 1)[0] + f"/{i['id']}.json" for i in items
+        ]
+        return stac_items.build_item(item_facts, rasters, [preview], derived_from=derived)

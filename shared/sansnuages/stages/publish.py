@@ -1,0 +1,274 @@
+"""Publishing STAC documents: the JSON file on S3 first (the source of truth), then the index.
+
+An Item is indexed only once its file is complete, so a search never returns a half-written
+Item; the index can always be rebuilt from the files (`reindex`).
+
+Two things are shared by several writers that may run at the same instant, and are kept
+right without locks:
+
+- the **Collection file**: its extent grows by read, widen, conditional write (`If-Match` on
+  the ETag read, `If-None-Match: *` to create), retried when another writer got there first,
+  so no Item's extent is lost;
+- the **version links** between the products of one acquisition: every writer, after
+  publishing, re-reads the versions' files and rewrites those whose links disagree with the
+  set it sees, until a pass changes nothing. Links are a function of the set of versions only,
+  and that set only grows, so the last writer to finish sees every version and leaves every
+  file (and its index record) with the same links, whatever the order or timing.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import warnings
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+import pystac
+
+from sansnuages import errors
+from sansnuages.formats.muscate import ProductName
+from sansnuages.stac import items as stac_items
+from sansnuages.stores import bucket as storage
+from sansnuages.stores.bucket import DataBucket
+from sansnuages.stores.catalog import Catalog, iso, item_bbox, item_interval
+
+MAX_ATTEMPTS = 10
+"""Conditional writes or link passes before giving up (the message is then retried)."""
+VERSION_RELS = ("latest-version", "predecessor-version", "successor-version")
+
+
+# --- Collections ---------------------------------------------------------------------------
+
+
+def ensure_collection(bucket: DataBucket, catalog: Catalog, collection_id: str) -> None:
+    """Index the collection once (its extent in the index comes from the Items indexed)."""
+    try:
+        catalog.get_collection(collection_id)
+    except errors.NotFound:
+        document = stac_items.make_collection(collection_id).to_dict(include_self_link=False)
+        catalog.put_collection(document)
+
+
+def widen_collection(bucket: DataBucket, collection_id: str, item: Mapping[str, Any]) -> bool:
+    """Grow the Collection file's extent to cover `item`; True when the file was written.
+
+    Read, widen, write only if the file is still the one read (S3 conditional writes); on a
+    lost race read again. Covering an Item twice changes nothing (idempotent)."""
+    key = storage.collection_key(collection_id)
+    start, end = item_interval(item)
+    for _ in range(MAX_ATTEMPTS):
+        current, etag = bucket.get_json_and_etag(key)
+        if current is None:
+            fresh = stac_items.make_collection(collection_id).to_dict(include_self_link=False)
+            document = {**fresh, "extent": new_extent(item_bbox(item), start, end)}
+        else:
+            extent = widened_extent(current.get("extent") or {}, item_bbox(item), start, end)
+            if extent == current.get("extent"):
+                return False
+            document = {**current, "extent": extent}
+        if bucket.put_json_if(key, document, etag):
+            return True
+    raise errors.TransientError(f"collection file {key} kept changing")
+
+
+def new_extent(bbox: Iterable[float] | None, start: datetime, end: datetime) -> dict[str, Any]:
+    box = list(bbox) if bbox is not None else [-180.0, -90.0, 180.0, 90.0]
+    return {
+        "spatial": {"bbox": [box]},
+        "temporal": {"interval": [[iso(start), iso(end)]]},
+    }
+
+
+def widened_extent(
+    extent: Mapping[str, Any], bbox: Iterable[float] | None, start: datetime, end: datetime
+) -> dict[str, Any]:
+    """The overall extent (first bbox, first interval) grown to cover a bbox and an interval."""
+    boxes = (extent.get("spatial") or {}).get("bbox") or []
+    intervals = (extent.get("temporal") or {}).get("interval") or []
+    if not boxes or not intervals:
+        return new_extent(bbox, start, end)
+    box = boxes[0] if bbox is None else union_bbox(boxes[0], list(bbox))
+    low, high = intervals[0]
+    low = iso(min(_instant(low), start)) if low else None
+    high = iso(max(_instant(high), end)) if high else None
+    return {
+        **extent,
+        "spatial": {**extent["spatial"], "bbox": [box, *boxes[1:]]},
+        "temporal": {**extent["temporal"], "interval": [[low, high], *intervals[1:]]},
+    }
+
+
+def _instant(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def union_bbox(a: list[float], b: list[float]) -> list[float]:
+    """The smallest lon/lat box covering two boxes, either of which may cross the antimeridian
+    (west > east), as STAC writes them."""
+    south, north = min(a[1], b[1]), max(a[3], b[3])
+    a_west, a_east = a[0], a[2] if a[2] >= a[0] else a[2] + 360
+    best: tuple[float, float] | None = None
+    for shift in (-360.0, 0.0, 360.0):
+        b_west = b[0] + shift
+        b_east = (b[2] if b[2] >= b[0] else b[2] + 360) + shift
+        span = (min(a_west, b_west), max(a_east, b_east))
+        if best is None or span[1] - span[0] < best[1] - best[0]:
+            best = span
+    assert best is not None
+    west, east = best
+    if east - west >= 360:
+        return [-180.0, south, 180.0, north]
+    west = (west + 180) % 360 - 180
+    east = (east + 180) % 360 - 180 if east > 180 else east
+    return [west, south, east, north]
+
+
+# --- Items ---------------------------------------------------------------------------------
+
+
+def publish_item(
+    bucket: DataBucket, catalog: Catalog, item: pystac.Item, item_key: str
+) -> dict[str, Any]:
+    """Write the Item file, index it, then make its Collection file cover it."""
+    collection = item.collection_id or ""
+    ensure_collection(bucket, catalog, collection)
+    document = stac_items.item_document(item, item_key, storage.collection_key(collection))
+    bucket.put_json(item_key, document)
+    catalog.put_item(document)
+    widen_collection(bucket, collection, document)
+    return document
+
+
+def publish_document(
+    bucket: DataBucket, catalog: Catalog, key: str, document: dict[str, Any]
+) -> None:
+    """Rewrite an Item already published (file, then index)."""
+    bucket.put_json(key, document)
+    catalog.put_item(document)
+
+
+# --- versions of one acquisition ------------------------------------------------------------
+
+
+def version_label(version: tuple[int, int] | None) -> str:
+    return f"{version[0]}.{version[1]}" if version else "0.0"
+
+
+def set_version_links(item: pystac.Item, item_key: str, keys: Mapping[str, str]) -> None:
+    """Version, `deprecated` and links of `item` among the versions `keys` (id -> Item key,
+    `item` included)."""
+    versions = {i: ProductName.parse(i).version or (0, 0) for i in keys}
+    history = stac_items.version_history(versions)
+    label = version_label(ProductName.parse(item.id).version)
+    stac_items.set_version(item, label, history[item.id], _hrefs(item_key, keys))
+
+
+def relinked(documents: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Of the Item documents of one acquisition (by key), those whose version fields must
+    change for them to agree with each other, rewritten."""
+    keys = {str(document["id"]): key for key, document in documents.items()}
+    changed: dict[str, dict[str, Any]] = {}
+    for key, document in documents.items():
+        with warnings.catch_warnings():  # reading a deprecated version is the point here
+            warnings.simplefilter("ignore", pystac.errors.DeprecatedWarning)
+            item = pystac.Item.from_dict(dict(document), migrate=False)
+        set_version_links(item, key, keys)
+        rewritten = item.to_dict(include_self_link=False, transform_hrefs=False)
+        if version_fields(rewritten) != version_fields(document):
+            changed[key] = rewritten
+    return changed
+
+
+def version_fields(document: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What the version links decide in a document (the rest is never touched by them)."""
+    props = document.get("properties") or {}
+    links = sorted(
+        (str(link.get("rel")), str(link.get("href")))
+        for link in document.get("links") or []
+        if link.get("rel") in VERSION_RELS
+    )
+    return props.get("version"), props.get("deprecated"), tuple(links)
+
+
+def published_versions(
+    bucket: DataBucket, month_prefix: str, name: ProductName
+) -> dict[str, dict[str, Any]]:
+    """The Item files of every published version of `name`'s acquisition, by key: the folders
+    under the tile and month named after the acquisition that hold their Item file."""
+    found: dict[str, dict[str, Any]] = {}
+    for folder in bucket.list_folders(f"{month_prefix}{name.acquisition}_"):
+        product_id = folder.rstrip("/").rsplit("/", 1)[-1]
+        key = f"{folder}{product_id}.json"
+        document = bucket.get_json_or_none(key)
+        if document is not None and document.get("id") == product_id:
+            found[key] = document
+    return found
+
+
+def link_versions(
+    bucket: DataBucket, catalog: Catalog, month_prefix: str, name: ProductName
+) -> int:
+    """Make the version links of every published version of an acquisition agree, in the
+    files and in the index; returns how many documents were rewritten. Passes repeat until
+    one changes nothing (see the module docstring for why that converges)."""
+    rewritten = 0
+    for _ in range(MAX_ATTEMPTS):
+        documents = published_versions(bucket, month_prefix, name)
+        changes = relinked(documents)
+        for key, document in changes.items():
+            publish_document(bucket, catalog, key, document)
+        stale = _stale_index_records(catalog, documents, changes)
+        for document in stale:
+            catalog.put_item(document)
+        if not changes and not stale:
+            return rewritten
+        rewritten += len(changes)
+    raise errors.TransientError(f"versions of {name.acquisition} kept changing")
+
+
+def _stale_index_records(
+    catalog: Catalog,
+    documents: Mapping[str, dict[str, Any]],
+    changes: Mapping[str, dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """Files whose index record carries other version links (a writer's index write that
+    landed after another's): the file is the truth."""
+    stale = []
+    for key, document in documents.items():
+        if key in changes:
+            continue
+        try:
+            indexed = catalog.get_item(str(document["collection"]), str(document["id"]))
+        except errors.NotFound:
+            indexed = {}
+        if version_fields(indexed) != version_fields(document):
+            stale.append(document)
+    return stale
+
+
+def relink_all(
+    bucket: DataBucket, catalog: Catalog, documents: Mapping[str, Mapping[str, Any]]
+) -> int:
+    """Recompute the version links of every product Item among `documents` (by key), group by
+    acquisition, rewriting the files and index records that disagree (`reindex`)."""
+    groups: dict[tuple[str, str], dict[str, Mapping[str, Any]]] = {}
+    for key, document in documents.items():
+        try:
+            name = ProductName.parse(str(document.get("id")))
+        except errors.InvalidProduct:
+            continue
+        if name.level.startswith(("L2A", "L2B")):
+            group = (posixpath.dirname(posixpath.dirname(key)), name.acquisition)
+            groups.setdefault(group, {})[key] = document
+    rewritten = 0
+    for members in groups.values():
+        for key, document in relinked(members).items():
+            publish_document(bucket, catalog, key, document)
+            rewritten += 1
+    return rewritten
+
+
+def _hrefs(from_key: str, keys: Mapping[str, str]) -> dict[str, str]:
+    folder = posixpath.dirname(from_key)
+    return {product: posixpath.relpath(key, folder) for product, key in keys.items()}

@@ -1,0 +1,74 @@
+"""Syntheses made stale by products that arrived (or were reprocessed) after them.
+
+When an L2A product is indexed, every L3A synthesis of its tile whose window holds its date
+and which was not derived from it is out of date: its Item gets `sansnuages:stale` and the ids
+of the late products, so that a user (and the job status) sees it, and re-running the month
+writes a new version. Called by ingest once the product's Item is published.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sansnuages.stores.bucket import DataBucket, split_s3_href
+from sansnuages.stores.catalog import Catalog, parse_datetime
+
+L3A_COLLECTION = "sentinel2-l3a"
+SEARCH_MARGIN = timedelta(days=62)
+"""Syntheses are indexed at their centre date: look this far around the product's date (more
+than any half-window)."""
+
+
+def derived_ids(item: dict[str, Any]) -> set[str]:
+    """Ids of the products a synthesis was made from (its `derived_from` links)."""
+    return {
+        link["href"].rsplit("/", 1)[-1].removesuffix(".json")
+        for link in item.get("links", [])
+        if link.get("rel") == "derived_from"
+    }
+
+
+def is_made_stale_by(synthesis: dict[str, Any], product: dict[str, Any]) -> bool:
+    """Whether `product` (an L2A Item) falls in the synthesis' window without being one of its
+    inputs. Pure: both are Item documents."""
+    same_tile = synthesis["properties"].get("grid:code") == product["properties"].get("grid:code")
+    props = synthesis["properties"]
+    start, end = parse_datetime(props["start_datetime"]), parse_datetime(props["end_datetime"])
+    acquired = parse_datetime(product["properties"]["datetime"])
+    return same_tile and start <= acquired <= end and product["id"] not in derived_ids(synthesis)
+
+
+def mark_stale_syntheses(
+    bucket: DataBucket, catalog: Catalog, product: dict[str, Any], now: datetime | None = None
+) -> list[str]:
+    """Flag the syntheses `product` makes stale (Item file first, then the index); returns their
+    ids. Idempotent: a product already recorded as late changes nothing."""
+    when = parse_datetime(product["properties"]["datetime"])
+    page = catalog.search(
+        collections=[L3A_COLLECTION],
+        bbox=None,
+        datetime_range=(when - SEARCH_MARGIN, when + SEARCH_MARGIN),
+        ids=None,
+        limit=100,
+        token=None,
+        filters={"grid:code": product["properties"].get("grid:code", "")},
+    )
+    marked = []
+    for synthesis in page.items:
+        late = synthesis["properties"].get("sansnuages:late_inputs", [])
+        if not is_made_stale_by(synthesis, product) or product["id"] in late:
+            continue
+        synthesis["properties"]["sansnuages:stale"] = True
+        synthesis["properties"]["sansnuages:late_inputs"] = sorted([*late, product["id"]])
+        synthesis["properties"]["updated"] = (now or datetime.now(UTC)).isoformat()
+        bucket.put_json(_item_key(synthesis), synthesis)
+        catalog.put_item(synthesis)
+        marked.append(str(synthesis["id"]))
+    return marked
+
+
+def _item_key(item: dict[str, Any]) -> str:
+    """The Item's key: next to its assets, named after its id (the layout of storage.py)."""
+    href = next(iter(item["assets"].values()))["href"]
+    return f"{split_s3_href(href)[1].rsplit('/', 1)[0]}/{item['id']}.json"

@@ -1,0 +1,5 @@
+import sys
+
+from sansnuages.tools.cli import main
+
+sys.exit(main())

@@ -1,0 +1,270 @@
+"""The embedded local AWS, assembled: moto server, resources from template.yaml, workers,
+queue pollers, scheduler, the API's HTTP front and a small control endpoint.
+
+While it runs, its connection facts are in `.sansnuages/local.json` of the working directory.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, cast
+from urllib.parse import parse_qs, urlsplit
+
+import boto3
+
+from sansnuages.tools.local.http_front import HttpFront
+from sansnuages.tools.local.invoker import FunctionConfig, FunctionPool, Invocation
+from sansnuages.tools.local.moto_process import LOCAL_CREDENTIALS, MotoServer
+from sansnuages.tools.local.provision import local_environment, provision
+from sansnuages.tools.local.pump import QueueBinding, QueuePoller
+from sansnuages.tools.local.scheduler import LocalSchedule, Scheduler, schedule_event
+from sansnuages.tools.local.template import Stack, load_stack
+
+log = logging.getLogger("sansnuages.local")
+
+REGION = "us-east-1"
+STATE_DIR = ".sansnuages"
+
+
+def state_file(workdir: Path) -> Path:
+    return workdir / STATE_DIR / "local.json"
+
+
+@dataclass
+class LocalRuntime:
+    template: Path
+    workdir: Path
+    concurrency: int = 2
+    api_port: int = 0
+    moto: MotoServer | None = None
+    stack: Stack | None = None
+    pools: dict[str, FunctionPool] = field(default_factory=dict)
+    pollers: list[QueuePoller] = field(default_factory=list)
+    stop_event: threading.Event = field(default_factory=threading.Event)
+    api: HttpFront | None = None
+    control: ThreadingHTTPServer | None = None
+    schedules: list[LocalSchedule] = field(default_factory=list)
+
+    def start(self) -> LocalRuntime:
+        os.environ.update(LOCAL_CREDENTIALS)
+        self.moto = MotoServer.start()
+        try:
+            self._start_after_moto()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start_after_moto(self) -> None:
+        assert self.moto is not None
+        self.stack = load_stack(self.template, endpoint_url=self.moto.url)
+        provision(self.stack, endpoint_url=self.moto.url)
+        logs = self.workdir / STATE_DIR / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        for function in self.stack.functions:
+            config = FunctionConfig(
+                name=function.logical_id,
+                code_dir=Path(function.code_dir),
+                handler=function.handler,
+                memory_mb=function.memory_mb,
+                timeout_s=function.timeout_s,
+                environment=local_environment(self.stack, function, self.moto.url),
+                log_file=logs / f"{function.logical_id}.log",
+            )
+            self.pools[function.logical_id] = FunctionPool(config, self.concurrency)
+        self._start_pollers()
+        self.schedules = [
+            LocalSchedule(s.logical_id, s.function_logical_id, s.expression, s.input)
+            for s in self.stack.schedules
+        ]
+        Scheduler(self.schedules, self.fire_schedule, self.stop_event).start()
+        self._start_api()
+        self._start_control()
+        self._write_state()
+
+    def client(self, service: str) -> Any:
+        assert self.moto is not None
+        return cast(Any, boto3.client)(service, endpoint_url=self.moto.url, region_name=REGION)
+
+    def _start_pollers(self) -> None:
+        assert self.stack is not None and self.moto is not None
+        for source in self.stack.event_sources:
+            if not source.enabled:
+                continue
+            queue = self.stack.queue(source.queue_logical_id)
+            binding = QueueBinding(
+                function=source.function_logical_id,
+                queue_url=queue.url,
+                queue_arn=queue.arn,
+                batch_size=source.batch_size,
+                batching_window_s=source.batching_window_s,
+                report_batch_item_failures=source.report_batch_item_failures,
+            )
+            for _ in range(self.concurrency):
+                poller = QueuePoller(
+                    binding,
+                    self.pools[source.function_logical_id],
+                    self.client("sqs"),
+                    REGION,
+                    self.stop_event,
+                )
+                poller.start()
+                self.pollers.append(poller)
+
+    def _start_api(self) -> None:
+        assert self.stack is not None
+        if not self.stack.http_apis:
+            return
+        pool = self.pools[self.stack.http_apis[0].function_logical_id]
+
+        def handle(event: dict[str, Any], _context: object) -> dict[str, Any]:
+            result = pool.invoke(event)
+            if result.ok and isinstance(result.payload, dict):
+                return result.payload
+            return {
+                "statusCode": 502 if result.error_type != "Sandbox.Timedout" else 504,
+                "headers": {"content-type": "application/json"},
+                "body": json.dumps(
+                    {"code": "InternalServerError", "description": "the function failed"}
+                ),
+            }
+
+        self.api = HttpFront(handle, port=self.api_port)
+        self.api.start()
+
+    def _start_control(self) -> None:
+        runtime = self
+
+        class Control(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                return
+
+            def do_GET(self) -> None:  # noqa: N802
+                self._reply(200, runtime.status())
+
+            def do_POST(self) -> None:  # noqa: N802
+                parts = urlsplit(self.path)
+                length = int(self.headers.get("content-length") or 0)
+                body = json.loads(self.rfile.read(length) or b"{}")
+                segments = parts.path.strip("/").split("/")
+                if len(segments) == 2 and segments[0] == "invoke":
+                    self._reply(200, _as_dict(runtime.invoke(segments[1], body)))
+                elif len(segments) == 3 and segments[0] == "schedules" and segments[2] == "fire":
+                    at = parse_qs(parts.query).get("time", [None])[0]
+                    when = (
+                        datetime.fromisoformat(at.replace("Z", "+00:00"))
+                        if at
+                        else datetime.now(UTC)
+                    )
+                    schedule = next((s for s in runtime.schedules if s.name == segments[1]), None)
+                    if schedule is None:
+                        self._reply(404, {"error": f"no schedule {segments[1]}"})
+                    else:
+                        self._reply(200, _as_dict(runtime.fire_schedule(schedule, when)))
+                else:
+                    self._reply(404, {"error": f"unknown path {parts.path}"})
+
+            def _reply(self, status: int, document: dict[str, Any]) -> None:
+                payload = json.dumps(document, default=str).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+        self.control = ThreadingHTTPServer(("127.0.0.1", 0), Control)
+        threading.Thread(target=self.control.serve_forever, name="control", daemon=True).start()
+
+    @property
+    def control_url(self) -> str:
+        assert self.control is not None
+        host, port = self.control.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def invoke(self, function: str, event: Any) -> Invocation:
+        if function not in self.pools:
+            return Invocation(False, None, "ResourceNotFoundException", f"no function {function}")
+        return self.pools[function].invoke(event)
+
+    def fire_schedule(self, schedule: LocalSchedule, when: datetime) -> Invocation:
+        log.info("schedule %s fired for %s", schedule.name, when.isoformat())
+        return self.invoke(schedule.function, schedule_event(schedule.input_text, when))
+
+    def status(self) -> dict[str, Any]:
+        assert self.stack is not None
+        sqs = self.client("sqs")
+        queues = {}
+        for queue in self.stack.queues:
+            attributes = sqs.get_queue_attributes(QueueUrl=queue.url, AttributeNames=["All"])[
+                "Attributes"
+            ]
+            queues[queue.logical_id] = {
+                "visible": int(attributes.get("ApproximateNumberOfMessages", 0)),
+                "in_flight": int(attributes.get("ApproximateNumberOfMessagesNotVisible", 0)),
+            }
+        functions = {
+            name: {
+                "invocations": p.invocations,
+                "errors": p.errors,
+                "busy_s": round(p.busy_s, 2),
+                "peak_rss_mb": round(p.peak_rss_mb, 1),
+            }
+            for name, p in self.pools.items()
+        }
+        busy = any(p.busy for p in self.pollers)
+        schedules = [schedule.name for schedule in self.schedules]
+        return {"queues": queues, "functions": functions, "busy": busy, "schedules": schedules}
+
+    def facts(self) -> dict[str, Any]:
+        assert self.stack is not None and self.moto is not None
+        bucket = self.stack.buckets[0].name if self.stack.buckets else ""
+        return {
+            "s3_endpoint_url": self.moto.url,
+            "endpoint_url": self.moto.url,
+            "data_bucket": bucket,
+            "region": REGION,
+            "credentials": dict(LOCAL_CREDENTIALS),
+            "stac_api_url": self.api.url if self.api else None,
+            "control_url": self.control_url,
+            "pid": os.getpid(),
+            "environment": self.stack.functions[0].environment if self.stack.functions else {},
+        }
+
+    def _write_state(self) -> None:
+        path = state_file(self.workdir)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.facts(), indent=2))
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        for poller in self.pollers:
+            poller.join(5)
+        if self.api is not None:
+            self.api.stop()
+        if self.control is not None:
+            self.control.shutdown()
+            self.control.server_close()
+        for pool in self.pools.values():
+            pool.stop()
+        if self.moto is not None:
+            self.moto.stop()
+        path = state_file(self.workdir)
+        if path.exists():
+            path.unlink()
+
+
+def _as_dict(result: Invocation) -> dict[str, Any]:
+    return {
+        "ok": result.ok,
+        "payload": result.payload,
+        "error_type": result.error_type,
+        "error_message": result.error_message,
+        "duration_s": round(result.duration_s, 3),
+    }

@@ -1,0 +1,68 @@
+"""Starting jobs on a running runtime and watching them, for people at a terminal."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+from sansnuages.errors import SansnuagesError
+from sansnuages.settings import Settings
+from sansnuages.stores.jobs import Job, JobStore, TileState
+
+PLAN_FUNCTION = "PlanFunction"
+
+
+def start_month(client: Any, month: str, area: str, resolution: float | None = None) -> str:
+    """Invoke the planner as the schedule would; returns the job id."""
+    event: dict[str, Any] = {"month": month, "area": area}
+    if resolution:
+        event["resolution"] = resolution
+    return job_from_invocation(client.invoke(PLAN_FUNCTION, event))
+
+
+def job_from_invocation(result: dict[str, Any]) -> str:
+    if not result.get("ok"):
+        raise SansnuagesError(
+            f"planning failed: {result.get('error_type')}: {result.get('error_message')}"
+        )
+    payload = result["payload"]
+    print(f"job {payload['job_id']}: {len(payload['tiles'])} tiles ({', '.join(payload['tiles'])})")
+    return str(payload["job_id"])
+
+
+def describe_job(job: Job, detail: bool = False) -> str:
+    line = (
+        f"{job.job_id}  {job.state:<13}  tiles: {job.count(TileState.DONE)} done, "
+        f"{job.count(TileState.PENDING)} pending, {job.count(TileState.FAILED)} failed"
+    )
+    if job.run > 1:
+        line += f"  run {job.run}"
+    if job.mosaic_item:
+        line += f"  mosaic: {job.mosaic_item}"
+    if job.reason:
+        line += f"  ({job.reason})"
+    if detail:
+        for tile in job.tiles:
+            line += f"\n  {tile.tile}  {tile.state:<8} {tile.reason or tile.item or ''}"
+    return line
+
+
+def wait_for_job(
+    settings: Settings, job_id: str, timeout_s: float = 3600, stream: Any = None
+) -> Job:
+    """Poll the job until it has finished, redrawing one progress line."""
+    out = stream or sys.stdout
+    store = JobStore(settings)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        job = store.get(job_id)
+        if job is None:
+            raise SansnuagesError(f"no job {job_id}")
+        print(f"\r{describe_job(job)}", end="", file=out, flush=True)
+        if job.finished or time.monotonic() > deadline:
+            print(file=out)
+            if not job.finished:
+                raise SansnuagesError(f"job {job_id} still {job.state} after {timeout_s:.0f} s")
+            return job
+        time.sleep(1)
