@@ -25,7 +25,7 @@ from shapely.geometry import box, shape
 from sansnuages.errors import NotFound, TransientError
 from sansnuages.formats import grid
 from sansnuages.settings import Settings
-from sansnuages.stac.items import COG
+from sansnuages.stac.common import COG
 from sansnuages.stages.ingest import Ingestor, Outcome
 from sansnuages.stores.catalog import Catalog
 from sansnuages.tools.cli import main as cli

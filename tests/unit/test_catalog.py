@@ -24,24 +24,23 @@ from sansnuages.api.stac import (
     parse_search,
     select_fields,
 )
-from sansnuages.stores.catalog import (
-    Bbox,
-    IndexDelta,
+from sansnuages.stac.extents import Bbox, bbox_intersects, iso, item_interval
+from sansnuages.stores.catalog.planning import (
     Query,
-    Summary,
-    bbox_intersects,
-    cell_attributes,
-    cells_of,
     count_plan,
     decode_token,
     encode_token,
-    iso,
-    item_interval,
-    item_sort_key,
     months_in_range,
     sort_key_bounds,
-    summary_attributes,
     tiles_touching,
+)
+from sansnuages.stores.catalog.records import (
+    IndexDelta,
+    Summary,
+    cell_attributes,
+    cells_of,
+    item_sort_key,
+    summary_attributes,
 )
 from sansnuages.tools.local.http_front import build_event, query_parameters, response_parts
 
@@ -272,7 +271,7 @@ def test_count_plan_refuses_what_counts_cannot_answer(query: Query) -> None:
 
 
 def count_plan_of(months: tuple[str, ...]) -> object:
-    from sansnuages.stores.catalog import CountPlan
+    from sansnuages.stores.catalog.planning import CountPlan
 
     return CountPlan(months)
 

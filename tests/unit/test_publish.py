@@ -9,8 +9,10 @@ import pytest
 
 from sansnuages import errors
 from sansnuages.formats.l3a_product import l3a_platform
-from sansnuages.stac import items as stac_items
-from sansnuages.stages.publish import relinked, union_bbox, version_fields, widened_extent
+from sansnuages.stac.collections import make_collection, union_bbox, widened_extent
+from sansnuages.stac.common import ItemFacts, build_item, item_document
+from sansnuages.stac.l2a import stac_platform
+from sansnuages.stac.versions import relinked, version_fields
 
 
 @pytest.mark.parametrize(
@@ -24,20 +26,18 @@ from sansnuages.stages.publish import relinked, union_bbox, version_fields, wide
     ],
 )
 def test_platforms_are_named_as_stac_names_them(muscate: str, stac: str) -> None:
-    assert stac_items.stac_platform(muscate) == stac
+    assert stac_platform(muscate) == stac
 
 
 def test_an_unknown_platform_is_a_bad_product() -> None:
     with pytest.raises(errors.NotAMuscateProduct):
-        stac_items.stac_platform("SPOT5")
+        stac_platform("SPOT5")
 
 
 def test_collections_summarise_the_platforms_items_carry() -> None:
-    summaries = stac_items.make_collection("sentinel2-l2a").summaries
+    summaries = make_collection("sentinel2-l2a").summaries
     assert summaries.get_list("platform") == ["sentinel-2a", "sentinel-2b", "sentinel-2c"]
-    assert stac_items.make_collection("landsat8-l2a").summaries.get_list("platform") == [
-        "landsat-8"
-    ]
+    assert make_collection("landsat8-l2a").summaries.get_list("platform") == ["landsat-8"]
 
 
 def test_syntheses_are_still_named_after_the_satellites() -> None:
@@ -82,8 +82,8 @@ def test_extents_only_grow() -> None:
 
 def _document(product_id: str) -> dict[str, object]:
     folder = f"l2a/sentinel2-l2a/31UFS/2018/07/{product_id}"
-    item = stac_items.build_item(
-        stac_items.ItemFacts(
+    item = build_item(
+        ItemFacts(
             id=product_id,
             collection="sentinel2-l2a",
             geometry={"type": "Point", "coordinates": [3.0, 50.0]},
@@ -92,7 +92,7 @@ def _document(product_id: str) -> dict[str, object]:
         ),
         [],
     )
-    return stac_items.item_document(item, f"{folder}/{product_id}.json", "collections/c.json")
+    return item_document(item, f"{folder}/{product_id}.json", "collections/c.json")
 
 
 def test_version_links_depend_only_on_the_set_of_versions() -> None:

@@ -19,7 +19,8 @@ from typing import Any
 import cql2
 
 from sansnuages import errors
-from sansnuages.stores.catalog import TILE_PROPERTY, Bbox, DatetimeRange, parse_datetime
+from sansnuages.stac.extents import Bbox, DatetimeRange, parse_datetime
+from sansnuages.stores.catalog.records import TILE_PROPERTY
 
 CQL2_TEXT, CQL2_JSON = "cql2-text", "cql2-json"
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"

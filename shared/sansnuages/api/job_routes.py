@@ -20,7 +20,7 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from sansnuages import errors
 from sansnuages.api.stac import JSON, ApiConfig, base_url, parse_limit
 from sansnuages.period import SynthesisPeriod
-from sansnuages.stores.catalog import decode_token, encode_token
+from sansnuages.stores.catalog.planning import decode_token, encode_token
 from sansnuages.stores.jobs import JOB_LIST_PK, Job, JobStore, job_status
 
 DEFAULT_LIMIT = 10

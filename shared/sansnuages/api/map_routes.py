@@ -21,9 +21,9 @@ from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from sansnuages import errors
 from sansnuages.api import tiles
 from sansnuages.settings import Settings
+from sansnuages.stac.collections import MOSAICS
 from sansnuages.stores.catalog import Catalog
 
-MOSAIC_COLLECTION = "mosaics"
 TILE_CACHE = "public, max-age=86400, stale-while-revalidate=604800"
 """A published mosaic changes only if its month is rebuilt; the ETag then changes too."""
 DOCUMENT_CACHE = "public, max-age=300"
@@ -43,7 +43,7 @@ def add_map_routes(
     gdal = settings.gdal_options() if settings else {}
 
     def layer(item_id: str) -> tiles.MapLayer:
-        return tiles.layer_of(catalog.get_item(MOSAIC_COLLECTION, item_id))
+        return tiles.layer_of(catalog.get_item(MOSAICS, item_id))
 
     @app.get("/map/areas/<area_id>")
     def area_months(area_id: str) -> Response:
@@ -112,7 +112,7 @@ def mosaics_of_area(catalog: Catalog, area_id: str | None) -> list[dict[str, Any
     """
     found = [
         i
-        for i in catalog.iter_items([MOSAIC_COLLECTION])
+        for i in catalog.iter_items([MOSAICS])
         if (area_id is None or i["properties"].get("sansnuages:area_id") == area_id)
         and not i["properties"].get("sansnuages:piece")  # the main piece of an area
     ]

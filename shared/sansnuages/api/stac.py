@@ -31,8 +31,9 @@ from sansnuages.api import openapi as api_openapi
 from sansnuages.api.assets import AssetLinker, s3_presigner
 from sansnuages.api.filter import Predicate
 from sansnuages.settings import Settings
+from sansnuages.stac.extents import DatetimeRange, parse_datetime
 from sansnuages.stores import aws
-from sansnuages.stores.catalog import Catalog, DatetimeRange, SearchPage, parse_datetime
+from sansnuages.stores.catalog import Catalog, SearchPage
 
 log = logging.getLogger(__name__)
 

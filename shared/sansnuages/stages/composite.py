@@ -47,8 +47,8 @@ from sansnuages.processing.synthesis import (
 from sansnuages.raster.brdf import AngleGrid, NadirNormalisation, ViewGeometry
 from sansnuages.raster.gdal import gdal_env
 from sansnuages.settings import Settings
-from sansnuages.stac import items as stac_items
-from sansnuages.stages.plan import L2A_COLLECTIONS
+from sansnuages.stac.collections import L2A_REFLECTANCE, SENTINEL2_L3A
+from sansnuages.stac.common import FileAsset, ItemFacts, RasterAsset, build_item, set_processing
 from sansnuages.stages.publish import publish_item
 from sansnuages.stores import aws
 from sansnuages.stores import bucket as storage
@@ -67,7 +67,6 @@ METHOD_PARAMETERS = {
     "sentinel2_weight": SENTINEL2_WEIGHT,
     "landsat8_weight": LANDSAT8_WEIGHT,
 }
-L3A_COLLECTION = "sentinel2-l3a"
 
 
 @dataclass(frozen=True)
@@ -147,7 +146,7 @@ def tile_items(catalog: Catalog, tile: str, period: SynthesisPeriod) -> list[dic
     items: list[dict[str, Any]] = []
     items.extend(
         catalog.iter_items(
-            L2A_COLLECTIONS,
+            list(L2A_REFLECTANCE),
             datetime_range=(period.start, period.end),
             filters={"grid:code": f"MGRS-{tile}"},
         )
@@ -326,7 +325,7 @@ class TileCompositor:
             observation_from_item(item, nadir, self._angle_grid(item) if nadir else None)
             for item in items
         ]
-        rasters: list[stac_items.RasterAsset] = []
+        rasters: list[RasterAsset] = []
         stats: dict[str, GroupStats] = {}
         with gdal_env(self.settings), rasterio.Env(**SYNTHESIS_GDAL_OPTIONS):
             for group, grid_ in output_grids(task.tile, items).items():
@@ -366,7 +365,7 @@ class TileCompositor:
         prefix: str,
         items: list[dict[str, Any]],
         stats: dict[str, GroupStats],
-    ) -> list[stac_items.FileAsset]:
+    ) -> list[FileAsset]:
         """The metadata document and the quicklook, stored next to the rasters."""
         contributing = {p for group in stats.values() for p in group.contributing}
         facts = SynthesisFacts(
@@ -387,14 +386,14 @@ class TileCompositor:
         rgb = [self._path(prefix, product_id, f"FRC_{b}") for b in ("B4", "B3", "B2")]
         self.bucket.put_bytes(qkl_key, quicklook_jpeg(rgb), "image/jpeg")
         return [
-            stac_items.FileAsset(
+            FileAsset(
                 "metadata",
                 storage.s3_href(self.bucket.name, mtd_key),
                 "application/xml",
                 ("metadata",),
                 "Synthesis metadata: period, parameters, input products",
             ),
-            stac_items.FileAsset(
+            FileAsset(
                 "thumbnail",
                 storage.s3_href(self.bucket.name, qkl_key),
                 "image/jpeg",
@@ -407,7 +406,7 @@ class TileCompositor:
         """Once the new version is indexed, earlier runs leave the index (their files stay at
         their keys until purged), so a search never mixes two runs of one tile and month."""
         page = self.catalog.search(
-            collections=[L3A_COLLECTION],
+            collections=[SENTINEL2_L3A],
             bbox=None,
             datetime_range=(task.period.centre_datetime, task.period.centre_datetime),
             ids=None,
@@ -417,7 +416,7 @@ class TileCompositor:
         )
         for old in page.items:
             if old["id"] != product_id and _version(old["id"]) < task.version:
-                self.catalog.delete_item(L3A_COLLECTION, old["id"])
+                self.catalog.delete_item(SENTINEL2_L3A, old["id"])
 
     def _angle_grid(self, item: dict[str, Any]) -> AngleGrid | None:
         """The view angle grid of an L2A product, from its metadata file (None without)."""
@@ -434,9 +433,9 @@ class TileCompositor:
 
     def _asset(
         self, layer: OutputLayer, prefix: str, product_id: str, grid_: OutputGrid
-    ) -> stac_items.RasterAsset:
+    ) -> RasterAsset:
         key = f"{prefix}{product_id}_{layer.name}.tif"
-        return stac_items.RasterAsset(
+        return RasterAsset(
             key=layer.name,
             href=storage.s3_href(self.bucket.name, key),
             title=layer.title,
@@ -456,14 +455,14 @@ class TileCompositor:
         task: TileTask,
         product_id: str,
         inputs: list[dict[str, Any]],
-        rasters: list[stac_items.RasterAsset],
+        rasters: list[RasterAsset],
         flag_counts: dict[str, int],
-        files: list[stac_items.FileAsset],
+        files: list[FileAsset],
     ) -> pystac.Item:
         footprint = unary_union([shape(item["geometry"]) for item in inputs])
-        facts = stac_items.ItemFacts(
+        facts = ItemFacts(
             id=product_id,
-            collection=L3A_COLLECTION,
+            collection=SENTINEL2_L3A,
             geometry=mapping(footprint),
             bbox=list(footprint.bounds),
             datetime=task.period.centre_datetime,
@@ -487,8 +486,8 @@ class TileCompositor:
         derived = [
             i["assets"]["metadata"]["href"].rsplit("/", 1)[0] + f"/{i['id']}.json" for i in inputs
         ]
-        item = stac_items.build_item(facts, rasters, files, derived_from=derived)
-        stac_items.set_processing(item, level="L3A", version=f"1.{task.version}")
+        item = build_item(facts, rasters, files, derived_from=derived)
+        set_processing(item, level="L3A", version=f"1.{task.version}")
         return item
 
     def fan_in(self, job_id: str) -> None:

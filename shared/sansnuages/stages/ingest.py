@@ -45,12 +45,24 @@ from sansnuages.formats.muscate import MuscateMetadata, ProductLayout, parse_met
 from sansnuages.raster import cog
 from sansnuages.raster.gdal import gdal_env
 from sansnuages.settings import Settings
-from sansnuages.stac import items as stac_items
+from sansnuages.stac.collections import L2A_REFLECTANCE, collection_for
+from sansnuages.stac.common import (
+    COG,
+    TITLES,
+    FileAsset,
+    ItemFacts,
+    RasterAsset,
+    bbox_of,
+    build_item,
+    multihash_sha256,
+    roles_of,
+)
+from sansnuages.stac.l2a import describe_l2a, describe_snow
+from sansnuages.stac.versions import set_version_links
 from sansnuages.stages.publish import (
     link_versions,
     publish_item,
     published_versions,
-    set_version_links,
     widen_collection,
 )
 from sansnuages.stages.staleness import mark_stale_syntheses
@@ -72,7 +84,6 @@ EOCD_SEARCH_BYTES = zipdir.EOCD_SIZE + 0xFFFF + zipdir.ZIP64_TRAILER_SIZE
 MAX_DIRECTORY_BYTES = 64 * 1024**2
 
 
-L2A_REFLECTANCE = ("sentinel2-l2a", "landsat8-l2a")
 """Collections whose late products make a month's syntheses stale."""
 
 
@@ -201,7 +212,7 @@ class Ingestor:
             raise errors.InconsistentMetadata(
                 f"metadata names product {meta.product_id} but the archive holds {layout.product_id}"
             )
-        collection = stac_items.collection_for(meta.platform, meta.level)
+        collection = collection_for(meta.platform, meta.level)
         month_prefix = storage.l2a_month_prefix(collection, meta.tile, meta.acquired)
         prefix = f"{month_prefix}{meta.product_id}/"
         item_key = outputs.item_key = f"{prefix}{meta.product_id}.json"
@@ -239,14 +250,14 @@ class Ingestor:
 
     def _convert_rasters(
         self, key: str, layout: ProductLayout, meta: MuscateMetadata, prefix: str, outputs: Outputs
-    ) -> list[stac_items.RasterAsset]:
+    ) -> list[RasterAsset]:
         zip_path = f"/vsizip/{storage.vsi_path(self.bucket.name, key)}"
         jobs = [
             (asset_key, member, f"{prefix}{meta.product_id}_{asset_key}.tif")
             for asset_key, member in sorted(layout.rasters.items())
         ]
 
-        def convert(job: tuple[str, str, str]) -> stac_items.RasterAsset:
+        def convert(job: tuple[str, str, str]) -> RasterAsset:
             asset_key, member, dst_key = job
             try:
                 asset = self._convert_one(layout, meta, asset_key, zip_path, member, dst_key)
@@ -267,7 +278,7 @@ class Ingestor:
         zip_path: str,
         member: str,
         dst_key: str,
-    ) -> stac_items.RasterAsset:
+    ) -> RasterAsset:
         """Read from the zip on S3, write the COG to local scratch space, upload it whole.
 
         The local copy (Lambda's ephemeral storage) lets boto3 upload in parallel parts and
@@ -283,9 +294,9 @@ class Ingestor:
                 facts = _raster_facts(asset_key, dataset, meta, nodata)
                 size, checksum = os.path.getsize(local), _file_multihash(local)
                 self.bucket.client.upload_file(
-                    local, self.bucket.name, dst_key, ExtraArgs={"ContentType": stac_items.COG}
+                    local, self.bucket.name, dst_key, ExtraArgs={"ContentType": COG}
                 )
-        return stac_items.RasterAsset(
+        return RasterAsset(
             **facts,
             href=storage.s3_href(self.bucket.name, dst_key),
             size_bytes=size,
@@ -323,7 +334,7 @@ class Ingestor:
 
     def _copy_files(
         self, archive: zipfile.ZipFile, layout: ProductLayout, prefix: str, outputs: Outputs
-    ) -> list[stac_items.FileAsset]:
+    ) -> list[FileAsset]:
         files: list[tuple[str, str, str, tuple[str, ...], str]] = [
             ("metadata", layout.metadata, "application/xml", ("metadata",), "Metadata")
         ]
@@ -338,21 +349,21 @@ class Ingestor:
             outputs.keys.append(target)
             href = storage.s3_href(self.bucket.name, target)
             assets.append(
-                stac_items.FileAsset(
+                FileAsset(
                     asset_key,
                     href,
                     media_type,
                     roles,
                     title,
                     size_bytes=len(body),
-                    checksum=stac_items.multihash_sha256(body),
+                    checksum=multihash_sha256(body),
                 )
             )
         return assets
 
     def _snow_thumbnail(
         self, snow_map: str, prefix: str, product_id: str, outputs: Outputs
-    ) -> stac_items.FileAsset:
+    ) -> FileAsset:
         """A PNG preview of the snow classes: Let-It-Snow products carry no quicklook."""
         with gdal_env(self.settings), rasterio.open(snow_map) as dataset:
             classes = _decimated(dataset)
@@ -360,14 +371,14 @@ class Ingestor:
         target = f"{prefix}{product_id}_SNW_preview.png"
         self.bucket.put_bytes(target, body, "image/png")
         outputs.keys.append(target)
-        return stac_items.FileAsset(
+        return FileAsset(
             "thumbnail",
             storage.s3_href(self.bucket.name, target),
             "image/png",
             ("thumbnail", "overview"),
             "Snow map preview",
             size_bytes=len(body),
-            checksum=stac_items.multihash_sha256(body),
+            checksum=multihash_sha256(body),
         )
 
     # --- the Item -----------------------------------------------------------------------
@@ -379,8 +390,8 @@ class Ingestor:
         meta: MuscateMetadata,
         collection: str,
         prefix: str,
-        rasters: list[stac_items.RasterAsset],
-        files: list[stac_items.FileAsset],
+        rasters: list[RasterAsset],
+        files: list[FileAsset],
         outputs: Outputs,
     ) -> pystac.Item:
         is_snow = meta.level.startswith("L2B")
@@ -390,14 +401,14 @@ class Ingestor:
         if is_snow and layout.quicklook is None:
             thumbnail = self._snow_thumbnail(mask_path, prefix, meta.product_id, outputs)
             files = [*files, thumbnail]
-        facts = stac_items.ItemFacts(
+        facts = ItemFacts(
             id=meta.product_id,
             collection=collection,
             geometry=geometry,
-            bbox=stac_items.bbox_of(geometry),
+            bbox=bbox_of(geometry),
             datetime=meta.acquired,
         )
-        archive = stac_items.FileAsset(
+        archive = FileAsset(
             "product",
             storage.s3_href(self.bucket.name, f"{prefix}{meta.product_id}.zip"),
             "application/zip",
@@ -405,11 +416,11 @@ class Ingestor:
             "Original product",
             size_bytes=self.bucket.size(key),
         )
-        item = stac_items.build_item(facts, rasters, [*files, archive], platform=meta.platform)
+        item = build_item(facts, rasters, [*files, archive], platform=meta.platform)
         if is_snow:
-            stac_items.describe_snow(item, meta)
+            describe_snow(item, meta)
         else:
-            stac_items.describe_l2a(item, meta, meta.cloud_percent)
+            describe_l2a(item, meta, meta.cloud_percent)
         return item
 
     def _archive_upload(self, key: str, prefix: str, product_id: str) -> None:
@@ -501,8 +512,8 @@ def _raster_facts(
         scales, band_names = (None,) * dataset.count, ()
     return {
         "key": asset_key,
-        "title": f"{stac_items.TITLES.get(kind, kind)} {suffix}",
-        "roles": stac_items.roles_of(kind),
+        "title": f"{TITLES.get(kind, kind)} {suffix}",
+        "roles": roles_of(kind),
         "shape": (dataset.height, dataset.width),
         "transform": tuple(dataset.transform)[:6],
         "epsg": meta.epsg,
@@ -531,7 +542,7 @@ def _file_multihash(path: str) -> str:
     return "1220" + digest.hexdigest()
 
 
-def _footprint_raster(rasters: list[stac_items.RasterAsset], prefix: str) -> stac_items.RasterAsset:
+def _footprint_raster(rasters: list[RasterAsset], prefix: str) -> RasterAsset:
     """The finest raster of the kind that tells valid pixels (EDG, or the snow map)."""
     candidates = [r for r in rasters if r.key.startswith(prefix)]
     return max(candidates, key=lambda r: r.shape)

@@ -41,8 +41,9 @@ from sansnuages.processing.mosaic import (
 )
 from sansnuages.raster.gdal import gdal_env
 from sansnuages.settings import Settings
-from sansnuages.stac import items as stac_items
-from sansnuages.stages.composite import L3A_COLLECTION, _ref
+from sansnuages.stac.collections import MOSAICS, SENTINEL2_L3A
+from sansnuages.stac.common import FileAsset, ItemFacts, RasterAsset, build_item, tile_of
+from sansnuages.stages.composite import _ref
 from sansnuages.stages.publish import publish_item
 from sansnuages.stores import aws
 from sansnuages.stores import bucket as storage
@@ -52,7 +53,6 @@ from sansnuages.stores.jobs import Job, JobState, JobStore, job_id_for
 
 logger = Logger(child=True)
 
-MOSAIC_COLLECTION = "mosaics"
 DEFAULT_CRS = areas.EUROPE_CRS
 VRT = "application/x-vrt"
 
@@ -95,7 +95,7 @@ def mosaic_id(area_id: str, period: SynthesisPeriod) -> str:
 
 
 def mosaic_input(item: dict[str, Any]) -> MosaicInput:
-    tile = stac_items.tile_of(item) or ""
+    tile = tile_of(item) or ""
     square = grid.tile(tile)
     centre = square.centre_lonlat
     return MosaicInput(
@@ -115,7 +115,7 @@ def l3a_items(
     items: list[dict[str, Any]] = []
     items.extend(
         catalog.iter_items(
-            [L3A_COLLECTION],
+            [SENTINEL2_L3A],
             bbox=bounds,
             datetime_range=(period.centre_datetime, period.centre_datetime),
         )
@@ -431,9 +431,7 @@ class Mosaicker:
             self.jobs.finish(spec.job_id, JobState.DONE, item=item_key)
         return item_key
 
-    def _part_asset(
-        self, spec: PieceSpec, part: mosaic_parts.PartSource, key: str
-    ) -> stac_items.RasterAsset:
+    def _part_asset(self, spec: PieceSpec, part: mosaic_parts.PartSource, key: str) -> RasterAsset:
         name = posixpath.basename(key).rsplit(".", 1)[0]
         t = part.transform
         return self._raster(
@@ -460,8 +458,8 @@ class Mosaicker:
         spec: PieceSpec,
         shape_hw: tuple[int, int],
         transform: tuple[float, ...],
-    ) -> stac_items.RasterAsset:
-        return stac_items.RasterAsset(
+    ) -> RasterAsset:
+        return RasterAsset(
             key=key,
             href=storage.s3_href(self.bucket.name, object_key),
             title=title,
@@ -479,7 +477,7 @@ class Mosaicker:
         self,
         spec: PieceSpec,
         items: list[dict[str, Any]],
-        rasters: list[stac_items.RasterAsset],
+        rasters: list[RasterAsset],
         png_key: str,
         facts: dict[str, Any],
         vrt: bool = False,
@@ -496,23 +494,23 @@ class Mosaicker:
         self,
         spec: PieceSpec,
         items: list[dict[str, Any]],
-        rasters: list[stac_items.RasterAsset],
+        rasters: list[RasterAsset],
         png_key: str,
         facts: dict[str, Any],
     ) -> pystac.Item:
         period = SynthesisPeriod.parse(spec.month)
         geometry = shape(spec.geometry)
-        preview = stac_items.FileAsset(
+        preview = FileAsset(
             "thumbnail",
             storage.s3_href(self.bucket.name, png_key),
             "image/png",
             ("thumbnail",),
             "Preview",
         )
-        tiles = sorted({stac_items.tile_of(i) or "" for i in items})
-        item_facts = stac_items.ItemFacts(
+        tiles = sorted({tile_of(i) or "" for i in items})
+        item_facts = ItemFacts(
             id=spec.product_id,
-            collection=MOSAIC_COLLECTION,
+            collection=MOSAICS,
             geometry=mapping(geometry.simplify(0.01, preserve_topology=True)),
             bbox=list(geometry.bounds),
             datetime=period.centre_datetime,
@@ -530,4 +528,4 @@ class Mosaicker:
         derived = [
             i["assets"]["FRC_B4"]["href"].rsplit("/", 1)[0] + f"/{i['id']}.json" for i in items
         ]
-        return stac_items.build_item(item_facts, rasters, [preview], derived_from=derived)
+        return build_item(item_facts, rasters, [preview], derived_from=derived)

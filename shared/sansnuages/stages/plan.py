@@ -18,13 +18,13 @@ from sansnuages import areas
 from sansnuages.errors import InvalidRequest, NoInputs
 from sansnuages.period import SynthesisPeriod, latest_closed_period
 from sansnuages.settings import Settings
+from sansnuages.stac.collections import L2A_REFLECTANCE
 from sansnuages.stores import aws
 from sansnuages.stores.catalog import Catalog
 from sansnuages.stores.jobs import Job, JobStore
 
 logger = Logger(child=True)
 
-L2A_COLLECTIONS = ["sentinel2-l2a", "landsat8-l2a"]
 SEARCH_PAGE = 500
 
 
@@ -95,7 +95,7 @@ def tiles_with_observations(
     """Tiles whose products in the window touch the area, from the catalog alone."""
     tiles: set[str] = set()
     for item in catalog.iter_items(
-        L2A_COLLECTIONS,
+        list(L2A_REFLECTANCE),
         bbox=tuple(area.geometry.bounds),
         datetime_range=(period.start, period.end),
         page_size=SEARCH_PAGE,

@@ -19,23 +19,23 @@ right without locks:
 from __future__ import annotations
 
 import posixpath
-import warnings
-from collections.abc import Iterable, Mapping
-from datetime import datetime
+from collections.abc import Mapping
 from typing import Any
 
 import pystac
 
 from sansnuages import errors
 from sansnuages.formats.muscate import ProductName
-from sansnuages.stac import items as stac_items
+from sansnuages.stac.collections import make_collection, new_extent, widened_extent
+from sansnuages.stac.common import item_document
+from sansnuages.stac.extents import item_bbox, item_interval
+from sansnuages.stac.versions import relinked, version_fields
 from sansnuages.stores import bucket as storage
 from sansnuages.stores.bucket import DataBucket
-from sansnuages.stores.catalog import Catalog, iso, item_bbox, item_interval
+from sansnuages.stores.catalog import Catalog
 
 MAX_ATTEMPTS = 10
 """Conditional writes or link passes before giving up (the message is then retried)."""
-VERSION_RELS = ("latest-version", "predecessor-version", "successor-version")
 
 
 # --- Collections ---------------------------------------------------------------------------
@@ -46,7 +46,7 @@ def ensure_collection(bucket: DataBucket, catalog: Catalog, collection_id: str) 
     try:
         catalog.get_collection(collection_id)
     except errors.NotFound:
-        document = stac_items.make_collection(collection_id).to_dict(include_self_link=False)
+        document = make_collection(collection_id).to_dict(include_self_link=False)
         catalog.put_collection(document)
 
 
@@ -60,7 +60,7 @@ def widen_collection(bucket: DataBucket, collection_id: str, item: Mapping[str, 
     for _ in range(MAX_ATTEMPTS):
         current, etag = bucket.get_json_and_etag(key)
         if current is None:
-            fresh = stac_items.make_collection(collection_id).to_dict(include_self_link=False)
+            fresh = make_collection(collection_id).to_dict(include_self_link=False)
             document = {**fresh, "extent": new_extent(item_bbox(item), start, end)}
         else:
             extent = widened_extent(current.get("extent") or {}, item_bbox(item), start, end)
@@ -72,58 +72,6 @@ def widen_collection(bucket: DataBucket, collection_id: str, item: Mapping[str, 
     raise errors.TransientError(f"collection file {key} kept changing")
 
 
-def new_extent(bbox: Iterable[float] | None, start: datetime, end: datetime) -> dict[str, Any]:
-    box = list(bbox) if bbox is not None else [-180.0, -90.0, 180.0, 90.0]
-    return {
-        "spatial": {"bbox": [box]},
-        "temporal": {"interval": [[iso(start), iso(end)]]},
-    }
-
-
-def widened_extent(
-    extent: Mapping[str, Any], bbox: Iterable[float] | None, start: datetime, end: datetime
-) -> dict[str, Any]:
-    """The overall extent (first bbox, first interval) grown to cover a bbox and an interval."""
-    boxes = (extent.get("spatial") or {}).get("bbox") or []
-    intervals = (extent.get("temporal") or {}).get("interval") or []
-    if not boxes or not intervals:
-        return new_extent(bbox, start, end)
-    box = boxes[0] if bbox is None else union_bbox(boxes[0], list(bbox))
-    low, high = intervals[0]
-    low = iso(min(_instant(low), start)) if low else None
-    high = iso(max(_instant(high), end)) if high else None
-    return {
-        **extent,
-        "spatial": {**extent["spatial"], "bbox": [box, *boxes[1:]]},
-        "temporal": {**extent["temporal"], "interval": [[low, high], *intervals[1:]]},
-    }
-
-
-def _instant(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-def union_bbox(a: list[float], b: list[float]) -> list[float]:
-    """The smallest lon/lat box covering two boxes, either of which may cross the antimeridian
-    (west > east), as STAC writes them."""
-    south, north = min(a[1], b[1]), max(a[3], b[3])
-    a_west, a_east = a[0], a[2] if a[2] >= a[0] else a[2] + 360
-    best: tuple[float, float] | None = None
-    for shift in (-360.0, 0.0, 360.0):
-        b_west = b[0] + shift
-        b_east = (b[2] if b[2] >= b[0] else b[2] + 360) + shift
-        span = (min(a_west, b_west), max(a_east, b_east))
-        if best is None or span[1] - span[0] < best[1] - best[0]:
-            best = span
-    assert best is not None
-    west, east = best
-    if east - west >= 360:
-        return [-180.0, south, 180.0, north]
-    west = (west + 180) % 360 - 180
-    east = (east + 180) % 360 - 180 if east > 180 else east
-    return [west, south, east, north]
-
-
 # --- Items ---------------------------------------------------------------------------------
 
 
@@ -133,7 +81,7 @@ def publish_item(
     """Write the Item file, index it, then make its Collection file cover it."""
     collection = item.collection_id or ""
     ensure_collection(bucket, catalog, collection)
-    document = stac_items.item_document(item, item_key, storage.collection_key(collection))
+    document = item_document(item, item_key, storage.collection_key(collection))
     bucket.put_json(item_key, document)
     catalog.put_item(document)
     widen_collection(bucket, collection, document)
@@ -149,46 +97,6 @@ def publish_document(
 
 
 # --- versions of one acquisition ------------------------------------------------------------
-
-
-def version_label(version: tuple[int, int] | None) -> str:
-    return f"{version[0]}.{version[1]}" if version else "0.0"
-
-
-def set_version_links(item: pystac.Item, item_key: str, keys: Mapping[str, str]) -> None:
-    """Version, `deprecated` and links of `item` among the versions `keys` (id -> Item key,
-    `item` included)."""
-    versions = {i: ProductName.parse(i).version or (0, 0) for i in keys}
-    history = stac_items.version_history(versions)
-    label = version_label(ProductName.parse(item.id).version)
-    stac_items.set_version(item, label, history[item.id], _hrefs(item_key, keys))
-
-
-def relinked(documents: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Of the Item documents of one acquisition (by key), those whose version fields must
-    change for them to agree with each other, rewritten."""
-    keys = {str(document["id"]): key for key, document in documents.items()}
-    changed: dict[str, dict[str, Any]] = {}
-    for key, document in documents.items():
-        with warnings.catch_warnings():  # reading a deprecated version is the point here
-            warnings.simplefilter("ignore", pystac.errors.DeprecatedWarning)
-            item = pystac.Item.from_dict(dict(document), migrate=False)
-        set_version_links(item, key, keys)
-        rewritten = item.to_dict(include_self_link=False, transform_hrefs=False)
-        if version_fields(rewritten) != version_fields(document):
-            changed[key] = rewritten
-    return changed
-
-
-def version_fields(document: Mapping[str, Any]) -> tuple[Any, ...]:
-    """What the version links decide in a document (the rest is never touched by them)."""
-    props = document.get("properties") or {}
-    links = sorted(
-        (str(link.get("rel")), str(link.get("href")))
-        for link in document.get("links") or []
-        if link.get("rel") in VERSION_RELS
-    )
-    return props.get("version"), props.get("deprecated"), tuple(links)
 
 
 def published_versions(
@@ -267,8 +175,3 @@ def relink_all(
             publish_document(bucket, catalog, key, document)
             rewritten += 1
     return rewritten
-
-
-def _hrefs(from_key: str, keys: Mapping[str, str]) -> dict[str, str]:
-    folder = posixpath.dirname(from_key)
-    return {product: posixpath.relpath(key, folder) for product, key in keys.items()}

@@ -11,10 +11,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sansnuages.stac.collections import SENTINEL2_L3A
+from sansnuages.stac.extents import parse_datetime
 from sansnuages.stores.bucket import DataBucket, split_s3_href
-from sansnuages.stores.catalog import Catalog, parse_datetime
+from sansnuages.stores.catalog import Catalog
 
-L3A_COLLECTION = "sentinel2-l3a"
 SEARCH_MARGIN = timedelta(days=62)
 """Syntheses are indexed at their centre date: look this far around the product's date (more
 than any half-window)."""
@@ -46,7 +47,7 @@ def mark_stale_syntheses(
     ids. Idempotent: a product already recorded as late changes nothing."""
     when = parse_datetime(product["properties"]["datetime"])
     page = catalog.search(
-        collections=[L3A_COLLECTION],
+        collections=[SENTINEL2_L3A],
         bbox=None,
         datetime_range=(when - SEARCH_MARGIN, when + SEARCH_MARGIN),
         ids=None,

@@ -12,7 +12,7 @@ from sansnuages import areas
 from sansnuages.api.map_routes import viewer_url
 from sansnuages.formats import grid
 from sansnuages.period import SynthesisPeriod
-from sansnuages.stages.plan import L2A_COLLECTIONS
+from sansnuages.stac.collections import L2A_REFLECTANCE, MOSAICS, SENTINEL2_L3A
 from sansnuages.stores.bucket import DataBucket, split_s3_href
 from sansnuages.stores.catalog import Catalog
 from sansnuages.stores.jobs import JobState
@@ -34,7 +34,7 @@ def wait_for_ingest(
     while quiet < 3:
         status = runtime.status()
         queue = status["queues"]["IngestQueue"]
-        indexed = count_items(catalog, L2A_COLLECTIONS)
+        indexed = count_items(catalog, list(L2A_REFLECTANCE))
         quarantined = len(
             [k for k in bucket.list_keys("quarantine/") if k.endswith(".reason.json")]
         )
@@ -110,7 +110,7 @@ def _show_search(api_url: str, area: areas.Area, period: SynthesisPeriod) -> Non
 
     client = Client.open(api_url)
     print(f"pystac-client search of {api_url}:")
-    for collection in ("sentinel2-l2a", "landsat8-l2a", "sentinel2-l3a", "mosaics"):
+    for collection in (*L2A_REFLECTANCE, SENTINEL2_L3A, MOSAICS):
         search = client.search(
             collections=[collection], bbox=area.geometry.bounds, datetime=period.label, limit=100
         )
