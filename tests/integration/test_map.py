@@ -21,13 +21,13 @@ from rasterio.features import geometry_mask
 from rasterio.warp import transform_geom
 from shapely.geometry import Polygon, mapping, shape
 
+from sansnuages import layout
 from sansnuages.api.map_routes import add_map_routes
 from sansnuages.api.stac import make_resolver
 from sansnuages.processing import mosaic
 from sansnuages.raster import cog
 from sansnuages.settings import Settings
 from sansnuages.stages.publish import ensure_collection
-from sansnuages.stores import bucket as storage
 from sansnuages.stores.bucket import DataBucket
 from sansnuages.stores.catalog import Catalog
 from sansnuages.tools.local.http_front import HttpFront
@@ -66,7 +66,7 @@ def _publish_mosaic(
     with (
         rasterio.Env(**bucket.settings.gdal_options()),
         cog.cog_writer(
-            storage.vsi_path(bucket.name, key),
+            layout.vsi_path(bucket.name, key),
             width=width, height=height, count=3, dtype="uint8", crs=CRS, transform=affine,
             nodata=None if compression.lossy else 0, photometric="RGB",
             masked=compression.lossy, **dict(compression.options),
@@ -95,7 +95,7 @@ def _publish_mosaic(
             "links": [],
             "assets": {
                 "visual": {
-                    "href": storage.s3_href(bucket.name, key),
+                    "href": layout.s3_href(bucket.name, key),
                     "type": "image/tiff; application=geotiff; profile=cloud-optimized",
                     "proj:transform": list(affine)[:6],
                     "proj:shape": [height, width],

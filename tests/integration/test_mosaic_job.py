@@ -12,6 +12,7 @@ import rasterio
 from affine import Affine
 from rasterio.warp import transform
 
+from sansnuages import layout
 from sansnuages.errors import InvalidRequest
 from sansnuages.formats import grid
 from sansnuages.period import SynthesisPeriod
@@ -19,7 +20,6 @@ from sansnuages.raster import cog
 from sansnuages.settings import Settings
 from sansnuages.stages.mosaic import Mosaicker
 from sansnuages.stages.publish import ensure_collection
-from sansnuages.stores import bucket as storage
 from sansnuages.stores.bucket import DataBucket
 from sansnuages.stores.catalog import Catalog
 from sansnuages.stores.jobs import JobState, JobStore
@@ -42,14 +42,14 @@ def _l3a_item(bucket: DataBucket, name: str, job_id: str) -> dict[str, Any]:
         key = f"{prefix}FRC_{band}.tif"
         with rasterio.Env(**bucket.settings.gdal_options()):
             cog.write_cog(
-                storage.vsi_path(bucket.name, key),
+                layout.vsi_path(bucket.name, key),
                 np.full((size, size), dn, "int16"),
                 crs=f"EPSG:{tile.epsg}",
                 transform=affine,
                 nodata=-10000,
             )
         assets[f"FRC_{band}"] = {
-            "href": storage.s3_href(bucket.name, key),
+            "href": layout.s3_href(bucket.name, key),
             "proj:transform": list(affine)[:6],
             "raster:bands": [{"scale": 1e-4, "nodata": -10000}],
         }

@@ -14,9 +14,10 @@ import pytest
 import rasterio
 
 from sansnuages.period import SynthesisPeriod
+from sansnuages.processing.tile_inputs import view_geometry
 from sansnuages.raster.gdal import gdal_env
 from sansnuages.settings import Settings
-from sansnuages.stages.composite import TileCompositor, TileTask, view_geometry
+from sansnuages.stages.composite import TileCompositor, TileTask
 from sansnuages.stages.ingest import Ingestor
 from sansnuages.tools.simulate import simulate_product
 

@@ -244,7 +244,7 @@ def _item(**properties: object) -> dict:
 
 
 def test_an_item_angles_drive_the_normalisation() -> None:
-    from sansnuages.stages.composite import observation_from_item
+    from sansnuages.processing.tile_inputs import observation_from_item
 
     angles = {
         "view:sun_elevation": 56.0,

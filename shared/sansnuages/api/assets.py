@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 from botocore.exceptions import BotoCoreError
 
-from sansnuages.stores.bucket import split_s3_href
+from sansnuages.layout import split_s3_href
 
 Presign = Callable[[str, str], str]
 PRESIGN_SECONDS = 3600

@@ -40,6 +40,7 @@ from shapely.geometry import mapping, shape
 from shapely.ops import unary_union
 
 from sansnuages import errors
+from sansnuages import layout as keys
 from sansnuages.formats import snow, zipdir
 from sansnuages.formats.muscate import MuscateMetadata, ProductLayout, parse_metadata, vsi_member
 from sansnuages.raster import cog
@@ -66,7 +67,6 @@ from sansnuages.stages.publish import (
     widen_collection,
 )
 from sansnuages.stages.staleness import mark_stale_syntheses
-from sansnuages.stores import bucket as storage
 from sansnuages.stores.bucket import DataBucket
 from sansnuages.stores.catalog import Catalog
 
@@ -129,7 +129,7 @@ class Ingestor:
 
     def ingest(self, key: str) -> IngestResult:
         """Ingest `key`; invalid products are quarantined, other errors propagate (retry)."""
-        if not key.startswith(storage.INCOMING_PREFIX) or key.endswith("/"):
+        if not key.startswith(keys.INCOMING_PREFIX) or key.endswith("/"):
             return IngestResult(key, Outcome.IGNORED, reason="not an upload under incoming/")
         if not self.bucket.exists(key):
             return IngestResult(
@@ -213,7 +213,7 @@ class Ingestor:
                 f"metadata names product {meta.product_id} but the archive holds {layout.product_id}"
             )
         collection = collection_for(meta.platform, meta.level)
-        month_prefix = storage.l2a_month_prefix(collection, meta.tile, meta.acquired)
+        month_prefix = keys.l2a_month_prefix(collection, meta.tile, meta.acquired)
         prefix = f"{month_prefix}{meta.product_id}/"
         item_key = outputs.item_key = f"{prefix}{meta.product_id}.json"
         if self.bucket.exists(item_key):
@@ -251,7 +251,7 @@ class Ingestor:
     def _convert_rasters(
         self, key: str, layout: ProductLayout, meta: MuscateMetadata, prefix: str, outputs: Outputs
     ) -> list[RasterAsset]:
-        zip_path = f"/vsizip/{storage.vsi_path(self.bucket.name, key)}"
+        zip_path = f"/vsizip/{keys.vsi_path(self.bucket.name, key)}"
         jobs = [
             (asset_key, member, f"{prefix}{meta.product_id}_{asset_key}.tif")
             for asset_key, member in sorted(layout.rasters.items())
@@ -298,7 +298,7 @@ class Ingestor:
                 )
         return RasterAsset(
             **facts,
-            href=storage.s3_href(self.bucket.name, dst_key),
+            href=keys.s3_href(self.bucket.name, dst_key),
             size_bytes=size,
             checksum=checksum,
         )
@@ -347,7 +347,7 @@ class Ingestor:
             body = _read_member(archive, member)
             self.bucket.put_bytes(target, body, media_type)
             outputs.keys.append(target)
-            href = storage.s3_href(self.bucket.name, target)
+            href = keys.s3_href(self.bucket.name, target)
             assets.append(
                 FileAsset(
                     asset_key,
@@ -373,7 +373,7 @@ class Ingestor:
         outputs.keys.append(target)
         return FileAsset(
             "thumbnail",
-            storage.s3_href(self.bucket.name, target),
+            keys.s3_href(self.bucket.name, target),
             "image/png",
             ("thumbnail", "overview"),
             "Snow map preview",
@@ -410,7 +410,7 @@ class Ingestor:
         )
         archive = FileAsset(
             "product",
-            storage.s3_href(self.bucket.name, f"{prefix}{meta.product_id}.zip"),
+            keys.s3_href(self.bucket.name, f"{prefix}{meta.product_id}.zip"),
             "application/zip",
             ("archive",),
             "Original product",

@@ -17,16 +17,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import pystac
 import shapely
 from aws_lambda_powertools import Logger
 from rasterio.crs import CRS
-from rasterio.errors import CRSError
 from shapely.geometry import mapping, shape
 
-from sansnuages import areas
+from sansnuages import areas, layout
 from sansnuages.errors import InvalidRequest, NoInputs
-from sansnuages.formats import grid
 from sansnuages.period import SynthesisPeriod
 from sansnuages.processing import mosaic_parts
 from sansnuages.processing.mosaic import (
@@ -39,74 +36,24 @@ from sansnuages.processing.mosaic import (
     mosaic_grid,
     write_preview_png,
 )
+from sansnuages.processing.mosaic_plan import (
+    PieceSpec,
+    mosaic_input,
+    native_resolution,
+    pieces_with_data,
+)
 from sansnuages.raster.gdal import gdal_env
 from sansnuages.settings import Settings
-from sansnuages.stac.collections import MOSAICS, SENTINEL2_L3A
-from sansnuages.stac.common import FileAsset, ItemFacts, RasterAsset, build_item, tile_of
-from sansnuages.stages.composite import _ref
+from sansnuages.stac.collections import SENTINEL2_L3A
+from sansnuages.stac.common import FileAsset, RasterAsset
+from sansnuages.stac.mosaic import MosaicPiece, mosaic_item
 from sansnuages.stages.publish import publish_item
 from sansnuages.stores import aws
-from sansnuages.stores import bucket as storage
 from sansnuages.stores.bucket import DataBucket
 from sansnuages.stores.catalog import Catalog
-from sansnuages.stores.jobs import Job, JobState, JobStore, job_id_for
+from sansnuages.stores.jobs import Job, JobState, JobStore
 
 logger = Logger(child=True)
-
-DEFAULT_CRS = areas.EUROPE_CRS
-VRT = "application/x-vrt"
-
-
-@dataclass(frozen=True)
-class PieceSpec:
-    """One piece of an area to mosaic for one month: everything a part invocation needs."""
-
-    area_id: str
-    area_name: str
-    piece: int
-    geometry: dict[str, Any]
-    """GeoJSON, longitude/latitude."""
-    crs: str
-    resolution: float
-    month: str
-    job_id: str
-    codec: str = DEFAULT_CODEC
-    """Compression of the true-colour COGs (`mosaic.CODECS`); plans written before it: DEFLATE."""
-
-    @property
-    def lossy(self) -> bool:
-        """Lossy codec: no data is the COGs' internal mask, not the value 0."""
-        return codec_named(self.codec).lossy
-
-    @property
-    def product_id(self) -> str:
-        piece = f"-p{self.piece}" if self.piece else ""
-        return f"mosaic-{self.area_id}{piece}-{self.month}"
-
-    @property
-    def prefix(self) -> str:
-        period = SynthesisPeriod.parse(self.month)
-        base = storage.mosaic_prefix(self.area_id, period.year, period.month)
-        return base + (f"p{self.piece}/" if self.piece else "")
-
-
-def mosaic_id(area_id: str, period: SynthesisPeriod) -> str:
-    return f"mosaic-{area_id}-{period.label}"
-
-
-def mosaic_input(item: dict[str, Any]) -> MosaicInput:
-    tile = tile_of(item) or ""
-    square = grid.tile(tile)
-    centre = square.centre_lonlat
-    return MosaicInput(
-        tile=tile,
-        red=_ref(item, "FRC_B4"),
-        green=_ref(item, "FRC_B3"),
-        blue=_ref(item, "FRC_B2"),
-        flags=_ref(item, "FLG_R1") if "FLG_R1" in item["assets"] else None,
-        centre_lonlat=(float(centre[0]), float(centre[1])),
-        extent_lonlat=square.footprint_lonlat(),
-    )
 
 
 def l3a_items(
@@ -121,23 +68,6 @@ def l3a_items(
         )
     )
     return items
-
-
-def pieces_with_data(
-    pieces: list[areas.AreaPart], items: list[dict[str, Any]]
-) -> list[tuple[areas.AreaPart, list[dict[str, Any]]]]:
-    """The pieces that some Item's footprint meets, each with those Items; largest first."""
-    found = []
-    for piece in pieces:
-        mine = [i for i in items if piece.geometry.intersects(shape(i["geometry"]))]
-        if mine:
-            found.append((piece, mine))
-    return found
-
-
-def native_resolution(items: list[dict[str, Any]]) -> float:
-    """The coarsest pixel of the inputs' red band (10 m for Sentinel-2 syntheses)."""
-    return max(10.0, max(abs(i["assets"]["FRC_B4"]["proj:transform"][0]) for i in items))
 
 
 @dataclass
@@ -197,41 +127,6 @@ class Mosaicker:
         if item_key is not None:
             self.jobs.finish(job_id, JobState.DONE, item=item_key)
         return item_key
-
-    def rebuild(
-        self,
-        month: str,
-        area_spec: str,
-        resolution: float | None = None,
-        crs: str | None = None,
-        codec: str | None = None,
-    ) -> str | None:
-        """Mosaic a month's job over an area again, on another grid or with another codec.
-
-        The job must exist (its syntheses are the inputs); bad options are refused before any
-        work, so a finished job is not marked failed by a typo. Returns the main Item's key.
-        """
-        period = SynthesisPeriod.parse(month)
-        area = areas.area_geometry(area_spec)
-        codec_named(codec or DEFAULT_CODEC)
-        if crs is not None:
-            try:
-                CRS.from_user_input(crs)
-            except CRSError as error:
-                raise InvalidRequest(f"unknown CRS {crs!r}") from error
-        if resolution is not None and resolution <= 0:
-            raise InvalidRequest(f"resolution must be positive, got {resolution}")
-        job = self.jobs.get(job_id_for(period.label, area.id))
-        if job is None:
-            raise NoInputs(
-                f"no job of {period.label} over {area.name}: "
-                f"run `sansnuages month {period.label} --area ...` first"
-            )
-        key = self.run(job.job_id, resolution, crs, codec)
-        if key is None and not self.fan_out:
-            failed = self.jobs.get(job.job_id)
-            raise NoInputs(f"the mosaic failed: {failed.reason if failed else 'job gone'}")
-        return key
 
     def build(
         self,
@@ -322,7 +217,7 @@ class Mosaicker:
         result = build_mosaic(
             inputs,
             shape(spec.geometry),
-            storage.vsi_path(self.bucket.name, cog_key),
+            layout.vsi_path(self.bucket.name, cog_key),
             crs=spec.crs,
             resolution=spec.resolution,
             codec=spec.codec,
@@ -380,7 +275,7 @@ class Mosaicker:
                 build_mosaic(
                     [mosaic_input(i) for i in items],
                     shape(spec.geometry),
-                    storage.vsi_path(self.bucket.name, f"{folder}{name}.tif"),
+                    layout.vsi_path(self.bucket.name, f"{folder}{name}.tif"),
                     crs=spec.crs,
                     resolution=spec.resolution,
                     cell=(left, bottom, right, top),
@@ -392,12 +287,12 @@ class Mosaicker:
     def assemble(self, spec: PieceSpec, items: list[dict[str, Any]], part_keys: list[str]) -> str:
         """VRT of the parts, overview COG, thumbnail and Item (idempotent: same inputs, same
         outputs, so two invocations finishing together do no harm)."""
-        vsi = storage.vsi_path(self.bucket.name, spec.prefix).rstrip("/")
+        vsi = layout.vsi_path(self.bucket.name, spec.prefix).rstrip("/")
         vrt_key = f"{spec.prefix}{spec.product_id}.vrt"
         overview_key = f"{spec.prefix}{spec.product_id}-overview.tif"
         with gdal_env(self.settings):
             parts = [
-                mosaic_parts.part_source(storage.vsi_path(self.bucket.name, k)) for k in part_keys
+                mosaic_parts.part_source(layout.vsi_path(self.bucket.name, k)) for k in part_keys
             ]
             transform, width, height = mosaic_parts.union_grid(parts)
             wkt = CRS.from_user_input(spec.crs).to_wkt()
@@ -405,8 +300,8 @@ class Mosaicker:
             self.bucket.put_bytes(vrt_key, vrt.encode(), "application/xml")
             factor = mosaic_parts.overview_factor(width, height)
             mosaic_parts.write_overview(
-                storage.vsi_path(self.bucket.name, vrt_key),
-                storage.vsi_path(self.bucket.name, overview_key),
+                layout.vsi_path(self.bucket.name, vrt_key),
+                layout.vsi_path(self.bucket.name, overview_key),
                 factor,
                 options=codec_named(spec.codec).options,
                 masked=spec.lossy,
@@ -445,7 +340,7 @@ class Mosaicker:
         png_key = f"{spec.prefix}{spec.product_id}.png"
         with tempfile.TemporaryDirectory() as folder:
             png = Path(folder) / "preview.png"
-            write_preview_png(storage.vsi_path(self.bucket.name, cog_key), str(png))
+            write_preview_png(layout.vsi_path(self.bucket.name, cog_key), str(png))
             self.bucket.put_bytes(png_key, png.read_bytes(), "image/png")
         return png_key
 
@@ -461,7 +356,7 @@ class Mosaicker:
     ) -> RasterAsset:
         return RasterAsset(
             key=key,
-            href=storage.s3_href(self.bucket.name, object_key),
+            href=layout.s3_href(self.bucket.name, object_key),
             title=title,
             roles=roles,
             shape=shape_hw,
@@ -482,50 +377,20 @@ class Mosaicker:
         facts: dict[str, Any],
         vrt: bool = False,
     ) -> str:
-        item = self._item(spec, items, rasters, png_key, facts)
-        if vrt:
-            item.assets["visual"].media_type = VRT
-        item_key = f"{spec.prefix}{spec.product_id}.json"
-        publish_item(self.bucket, self.catalog, item, item_key)
-        logger.info("mosaic written", extra={"job": spec.job_id, "item": item_key})
-        return item_key
-
-    def _item(
-        self,
-        spec: PieceSpec,
-        items: list[dict[str, Any]],
-        rasters: list[RasterAsset],
-        png_key: str,
-        facts: dict[str, Any],
-    ) -> pystac.Item:
-        period = SynthesisPeriod.parse(spec.month)
-        geometry = shape(spec.geometry)
+        piece = MosaicPiece(
+            spec.product_id, spec.area_id, spec.area_name, spec.piece, spec.job_id, spec.month,
+            spec.geometry,
+        )  # fmt: skip
         preview = FileAsset(
             "thumbnail",
-            storage.s3_href(self.bucket.name, png_key),
+            layout.s3_href(self.bucket.name, png_key),
             "image/png",
             ("thumbnail",),
             "Preview",
         )
-        tiles = sorted({tile_of(i) or "" for i in items})
-        item_facts = ItemFacts(
-            id=spec.product_id,
-            collection=MOSAICS,
-            geometry=mapping(geometry.simplify(0.01, preserve_topology=True)),
-            bbox=list(geometry.bounds),
-            datetime=period.centre_datetime,
-            start=period.start,
-            end=period.end,
-            properties={
-                "sansnuages:area": spec.area_name,
-                "sansnuages:area_id": spec.area_id,
-                "sansnuages:piece": spec.piece,
-                "sansnuages:tiles": tiles,
-                "sansnuages:job": spec.job_id,
-                **facts,
-            },
-        )
-        derived = [
-            i["assets"]["FRC_B4"]["href"].rsplit("/", 1)[0] + f"/{i['id']}.json" for i in items
-        ]
-        return build_item(item_facts, rasters, [preview], derived_from=derived)
+        derived = [layout.item_href(self.bucket.name, i) for i in items]
+        item = mosaic_item(piece, items, derived, rasters, preview, facts, vrt=vrt)
+        item_key = f"{spec.prefix}{spec.product_id}.json"
+        publish_item(self.bucket, self.catalog, item, item_key)
+        logger.info("mosaic written", extra={"job": spec.job_id, "item": item_key})
+        return item_key

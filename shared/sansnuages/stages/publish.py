@@ -24,13 +24,12 @@ from typing import Any
 
 import pystac
 
-from sansnuages import errors
+from sansnuages import errors, layout
 from sansnuages.formats.muscate import ProductName
 from sansnuages.stac.collections import make_collection, new_extent, widened_extent
 from sansnuages.stac.common import item_document
 from sansnuages.stac.extents import item_bbox, item_interval
 from sansnuages.stac.versions import relinked, version_fields
-from sansnuages.stores import bucket as storage
 from sansnuages.stores.bucket import DataBucket
 from sansnuages.stores.catalog import Catalog
 
@@ -55,7 +54,7 @@ def widen_collection(bucket: DataBucket, collection_id: str, item: Mapping[str, 
 
     Read, widen, write only if the file is still the one read (S3 conditional writes); on a
     lost race read again. Covering an Item twice changes nothing (idempotent)."""
-    key = storage.collection_key(collection_id)
+    key = layout.collection_key(collection_id)
     start, end = item_interval(item)
     for _ in range(MAX_ATTEMPTS):
         current, etag = bucket.get_json_and_etag(key)
@@ -81,7 +80,7 @@ def publish_item(
     """Write the Item file, index it, then make its Collection file cover it."""
     collection = item.collection_id or ""
     ensure_collection(bucket, catalog, collection)
-    document = item_document(item, item_key, storage.collection_key(collection))
+    document = item_document(item, item_key, layout.collection_key(collection))
     bucket.put_json(item_key, document)
     catalog.put_item(document)
     widen_collection(bucket, collection, document)

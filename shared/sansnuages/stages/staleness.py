@@ -11,9 +11,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sansnuages import layout
 from sansnuages.stac.collections import SENTINEL2_L3A
 from sansnuages.stac.extents import parse_datetime
-from sansnuages.stores.bucket import DataBucket, split_s3_href
+from sansnuages.stores.bucket import DataBucket
 from sansnuages.stores.catalog import Catalog
 
 SEARCH_MARGIN = timedelta(days=62)
@@ -63,13 +64,7 @@ def mark_stale_syntheses(
         synthesis["properties"]["sansnuages:stale"] = True
         synthesis["properties"]["sansnuages:late_inputs"] = sorted([*late, product["id"]])
         synthesis["properties"]["updated"] = (now or datetime.now(UTC)).isoformat()
-        bucket.put_json(_item_key(synthesis), synthesis)
+        bucket.put_json(layout.item_key(synthesis), synthesis)
         catalog.put_item(synthesis)
         marked.append(str(synthesis["id"]))
     return marked
-
-
-def _item_key(item: dict[str, Any]) -> str:
-    """The Item's key: next to its assets, named after its id (the layout of storage.py)."""
-    href = next(iter(item["assets"].values()))["href"]
-    return f"{split_s3_href(href)[1].rsplit('/', 1)[0]}/{item['id']}.json"

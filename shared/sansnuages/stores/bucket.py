@@ -1,7 +1,4 @@
-"""The data bucket: keys of the layout in the design notes, JSON documents and quarantine.
-
-Object keys are the only place the layout is spelt out, so that every stage agrees on it.
-"""
+"""The data bucket: JSON documents, objects and quarantine, over the layout of `sansnuages.layout`."""
 
 from __future__ import annotations
 
@@ -13,47 +10,11 @@ from urllib.parse import unquote_plus
 
 from botocore.exceptions import ClientError
 
+from sansnuages.layout import INCOMING_PREFIX, QUARANTINE_PREFIX
 from sansnuages.settings import Settings
 from sansnuages.stores import aws
 
-INCOMING_PREFIX = "incoming/"
-QUARANTINE_PREFIX = "quarantine/"
 DELETE_BATCH = 1000
-
-
-def l2a_month_prefix(collection: str, tile: str, acquired: datetime) -> str:
-    return f"l2a/{collection}/{tile}/{acquired:%Y/%m}/"
-
-
-def l2a_prefix(collection: str, tile: str, acquired: datetime, product_id: str) -> str:
-    return f"{l2a_month_prefix(collection, tile, acquired)}{product_id}/"
-
-
-def l3a_prefix(tile: str, year: int, month: int, product_id: str) -> str:
-    return f"l3a/{tile}/{year:04d}/{month:02d}/{product_id}/"
-
-
-def mosaic_prefix(area_id: str, year: int, month: int) -> str:
-    return f"mosaics/{area_id}/{year:04d}/{month:02d}/"
-
-
-def collection_key(collection_id: str) -> str:
-    return f"collections/{collection_id}.json"
-
-
-def s3_href(bucket: str, key: str) -> str:
-    return f"s3://{bucket}/{key}"
-
-
-def vsi_path(bucket: str, key: str) -> str:
-    return f"/vsis3/{bucket}/{key}"
-
-
-def split_s3_href(href: str) -> tuple[str, str]:
-    if not href.startswith("s3://"):
-        raise ValueError(f"not an s3:// href: {href}")
-    bucket, _, key = href[5:].partition("/")
-    return bucket, key
 
 
 def decode_event_key(raw_key: str) -> str:

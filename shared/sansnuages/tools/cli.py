@@ -356,12 +356,13 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def _mosaic(args: argparse.Namespace) -> int:
     from sansnuages.stages.mosaic import Mosaicker
+    from sansnuages.tools.rebuild import rebuild_mosaic
 
     settings = _settings(args)
     mosaicker = Mosaicker.from_settings(settings)
     mosaicker.fan_out = False
     area = str(Path(args.area).resolve()) if Path(args.area).is_file() else args.area
-    key = mosaicker.rebuild(args.month, area, args.resolution, args.crs, args.codec)
+    key = rebuild_mosaic(mosaicker, args.month, area, args.resolution, args.crs, args.codec)
     print(f"mosaic written: {key}")
     return 0
 

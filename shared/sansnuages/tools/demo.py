@@ -11,9 +11,10 @@ from typing import Any
 from sansnuages import areas
 from sansnuages.api.map_routes import viewer_url
 from sansnuages.formats import grid
+from sansnuages.layout import split_s3_href
 from sansnuages.period import SynthesisPeriod
 from sansnuages.stac.collections import L2A_REFLECTANCE, MOSAICS, SENTINEL2_L3A
-from sansnuages.stores.bucket import DataBucket, split_s3_href
+from sansnuages.stores.bucket import DataBucket
 from sansnuages.stores.catalog import Catalog
 from sansnuages.stores.jobs import JobState
 from sansnuages.tools.local.runtime import LocalRuntime
