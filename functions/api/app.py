@@ -1,20 +1,21 @@
 """API: the STAC API over the catalog index, map tiles, the viewer and the state of jobs (HTTP
-API, payload 2.0)."""
+API, payload 2.0). Settings are read here, once, and passed down."""
 
 from aws_lambda_powertools import Logger
 
 from sansnuages.api.job_routes import add_job_routes
 from sansnuages.api.map_routes import add_map_routes
-from sansnuages.api.stac import make_resolver
+from sansnuages.api.stac import ApiConfig, make_resolver
 from sansnuages.settings import Settings
 from sansnuages.stores.catalog import Catalog
 from sansnuages.stores.jobs import JobStore
 
 logger = Logger()
 settings = Settings.from_env()
+config = ApiConfig.from_env()
 catalog = Catalog(settings.catalog_table, settings=settings)
-app = add_map_routes(make_resolver(catalog, settings), catalog, settings)
-app = add_job_routes(app, JobStore(settings))
+app = add_map_routes(make_resolver(catalog, settings, config=config), catalog, settings)
+app = add_job_routes(app, JobStore(settings), config)
 
 
 @logger.inject_lambda_context

@@ -8,6 +8,9 @@ skip, when it is missing: a skipped size check is how an undeployable build gets
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -131,3 +134,40 @@ def test_the_pruned_botocore_of_the_common_layer_serves_every_client_the_code_ma
     assert result.returncode == 0, result.stderr[-2000:]
     kept = {p.name for p in (layer / "botocore" / "data").iterdir() if p.is_dir()}
     assert len(kept) < 10, sorted(kept)
+
+
+def test_pyproj_of_the_tiles_layer_reads_the_raster_layers_proj_data(
+    built: dict[str, Any], tmp_path: Path
+) -> None:
+    """The API function carries one copy of PROJ's data: the raster layer's. pyproj without its
+    own copy must find it through PROJ_DATA and transform correctly with it."""
+    tiles = BUILD / built["Resources"]["TilesLayer"]["Properties"]["ContentUri"] / "python"
+    raster = BUILD / built["Resources"]["RasterLayer"]["Properties"]["ContentUri"] / "python"
+    assert not (tiles / "pyproj" / "proj_dir").exists()
+    env = built["Resources"]["ApiFunction"]["Properties"]["Environment"]["Variables"]
+    proj_data = raster / Path(env["PROJ_DATA"]).relative_to("/opt/python")
+    assert (proj_data / "proj.db").is_file()
+    # The layers hold Python 3.13 builds: run this interpreter's pyproj the same way, without
+    # its own data, against the raster layer's proj.db.
+    import pyproj
+
+    shutil.copytree(Path(pyproj.__file__).parent, tmp_path / "pyproj")
+    libs = Path(pyproj.__file__).parent.parent / "pyproj.libs"
+    if libs.is_dir():
+        shutil.copytree(libs, tmp_path / "pyproj.libs")
+    shutil.rmtree(tmp_path / "pyproj" / "proj_dir")
+    script = (
+        "import pyproj\n"
+        "t = pyproj.Transformer.from_crs('EPSG:32631', 'EPSG:4326', always_xy=True)\n"
+        "print(pyproj.datadir.get_data_dir(), *t.transform(500000, 4900020))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**os.environ, "PYTHONPATH": str(tmp_path), "PROJ_DATA": str(proj_data)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    data_dir, lon, lat = done.stdout.split()
+    assert Path(data_dir) == proj_data
+    assert abs(float(lon) - 3.0) < 1e-9 and abs(float(lat) - 44.2534176) < 1e-6

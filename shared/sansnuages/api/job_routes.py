@@ -115,7 +115,7 @@ def add_job_routes(
 ) -> APIGatewayHttpResolver:
     """Register the job routes on `app` (the STAC API resolver, whose error handlers turn
     `InvalidRequest` into 400 and `NotFound` into 404 with a STAC error body) and return it."""
-    public_url = (config or ApiConfig.from_env()).public_url
+    public_url = (config or ApiConfig()).public_url
 
     @app.get("/jobs")
     def jobs() -> Response:

@@ -572,7 +572,7 @@ def make_resolver(
     assets: AssetLinker | None = None,
 ) -> APIGatewayHttpResolver:
     """A Powertools HTTP API resolver with the STAC routes; more routes can be added to it."""
-    config = config or ApiConfig.from_env()
+    config = config or ApiConfig()
     if assets is None:
         presign = s3_presigner(aws.client("s3", settings)) if settings is not None else None
         assets = AssetLinker(config.asset_base_url, presign)

@@ -13,50 +13,46 @@ link to each other and all but the newest are marked `deprecated`.
 from __future__ import annotations
 
 import enum
-import hashlib
 import os
 import posixpath
 import shutil
 import tempfile
-import warnings
 import zipfile
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
 
-import numpy as np
 import pystac
 import rasterio
 import s3fs
 from aws_lambda_powertools import Logger
 from rasterio._err import CPLE_BaseError
-from rasterio.enums import Resampling
-from rasterio.errors import NotGeoreferencedWarning
-from rasterio.features import shapes
-from rasterio.io import MemoryFile
-from rasterio.warp import transform_geom
-from shapely.geometry import mapping, shape
-from shapely.ops import unary_union
 
 from sansnuages import errors
 from sansnuages import layout as keys
 from sansnuages.formats import snow, zipdir
+from sansnuages.formats.archive import check_sizes, read_member
 from sansnuages.formats.muscate import MuscateMetadata, ProductLayout, parse_metadata, vsi_member
+from sansnuages.formats.product_rasters import (
+    check_against_metadata,
+    cog_overrides,
+    nodata_of,
+    raster_facts,
+)
 from sansnuages.raster import cog
+from sansnuages.raster.encode import HASH_CHUNK, file_multihash, png_bytes
+from sansnuages.raster.footprints import decimated, footprint, footprint_raster
 from sansnuages.raster.gdal import gdal_env
 from sansnuages.settings import Settings
 from sansnuages.stac.collections import L2A_REFLECTANCE, collection_for
 from sansnuages.stac.common import (
     COG,
-    TITLES,
     FileAsset,
     ItemFacts,
     RasterAsset,
     bbox_of,
     build_item,
     multihash_sha256,
-    roles_of,
 )
 from sansnuages.stac.l2a import describe_l2a, describe_snow
 from sansnuages.stac.versions import set_version_links
@@ -72,14 +68,7 @@ from sansnuages.stores.catalog import Catalog
 
 logger = Logger(child=True)
 
-MAX_UNCOMPRESSED_BYTES = 40 * 1024**3
-MAX_MEMBER_BYTES = 8 * 1024**3
-MAX_COMPRESSION_RATIO = 1000
-MAX_METADATA_BYTES = 64 * 1024**2
-FOOTPRINT_MAX_PIXELS = 1024
-THUMBNAIL_MAX_PIXELS = 512
 CONVERSION_THREADS = 4
-HASH_CHUNK = 8 * 1024**2
 EOCD_SEARCH_BYTES = zipdir.EOCD_SIZE + 0xFFFF + zipdir.ZIP64_TRAILER_SIZE
 MAX_DIRECTORY_BYTES = 64 * 1024**2
 
@@ -141,8 +130,8 @@ class Ingestor:
             with self._open_zip(key) as archive:
                 layout = ProductLayout.from_members(archive.namelist())
                 product_id = layout.product_id
-                _check_sizes(archive)
-                meta = parse_metadata(_read_member(archive, layout.metadata))
+                check_sizes(archive)
+                meta = parse_metadata(read_member(archive, layout.metadata))
                 return self._ingest_product(key, archive, layout, meta, outputs)
         except errors.InvalidProduct as error:
             self._discard(outputs, product_id)  # first: should it fail, the retry redoes both
@@ -287,12 +276,12 @@ class Ingestor:
         with gdal_env(self.settings):
             dataset = rasterio.open(f"{zip_path}/{vsi_member(member)}")
             with dataset, tempfile.TemporaryDirectory() as scratch:
-                _check_against_metadata(asset_key, dataset, meta)
-                nodata = _nodata(asset_key, dataset, layout)
+                check_against_metadata(asset_key, dataset, meta)
+                nodata = nodata_of(asset_key, dataset, layout)
                 local = os.path.join(scratch, "cog.tif")
-                cog.copy_as_cog(dataset, local, nodata=nodata, **_cog_overrides(asset_key))
-                facts = _raster_facts(asset_key, dataset, meta, nodata)
-                size, checksum = os.path.getsize(local), _file_multihash(local)
+                cog.copy_as_cog(dataset, local, nodata=nodata, **cog_overrides(asset_key))
+                facts = raster_facts(asset_key, dataset, meta, nodata)
+                size, checksum = os.path.getsize(local), file_multihash(local)
                 self.bucket.client.upload_file(
                     local, self.bucket.name, dst_key, ExtraArgs={"ContentType": COG}
                 )
@@ -344,7 +333,7 @@ class Ingestor:
         assets = []
         for asset_key, member, media_type, roles, title in files:
             target = prefix + member.rsplit("/", 1)[-1]
-            body = _read_member(archive, member)
+            body = read_member(archive, member)
             self.bucket.put_bytes(target, body, media_type)
             outputs.keys.append(target)
             href = keys.s3_href(self.bucket.name, target)
@@ -366,8 +355,8 @@ class Ingestor:
     ) -> FileAsset:
         """A PNG preview of the snow classes: Let-It-Snow products carry no quicklook."""
         with gdal_env(self.settings), rasterio.open(snow_map) as dataset:
-            classes = _decimated(dataset)
-        body = _png(snow.preview(classes))
+            classes = decimated(dataset)
+        body = png_bytes(snow.preview(classes))
         target = f"{prefix}{product_id}_SNW_preview.png"
         self.bucket.put_bytes(target, body, "image/png")
         outputs.keys.append(target)
@@ -395,7 +384,7 @@ class Ingestor:
         outputs: Outputs,
     ) -> pystac.Item:
         is_snow = meta.level.startswith("L2B")
-        mask = _footprint_raster(rasters, "SNW_" if is_snow else "EDG_")
+        mask = footprint_raster(rasters, "SNW_" if is_snow else "EDG_")
         mask_path = cog.s3_to_vsi(mask.href)
         geometry = footprint(mask_path, self.settings, snow=is_snow, nodata=mask.nodata)
         if is_snow and layout.quicklook is None:
@@ -433,154 +422,6 @@ class Ingestor:
 
 
 # --- pure helpers -----------------------------------------------------------------------
-
-
-def _read_member(archive: zipfile.ZipFile, member: str) -> bytes:
-    info = archive.getinfo(member)
-    if info.file_size > MAX_METADATA_BYTES:
-        raise errors.UnsafeArchive(
-            f"{member} declares {info.file_size} bytes, more than any metadata file"
-        )
-    try:
-        return archive.read(member)
-    except (zipfile.BadZipFile, EOFError, zlib.error) as error:
-        raise errors.NotAZip(f"{member} cannot be read from the archive: {error}") from error
-    except OSError as error:  # the transport (a reset connection, an S3 error): redelivered
-        raise errors.TransientError(f"{member}: reading it failed ({error})") from error
-
-
-def _check_sizes(archive: zipfile.ZipFile) -> None:
-    """Refuse zip bombs from the central directory, before anything is decompressed: a
-    member larger than any real band, a ratio no image compresses to, or an absurd total."""
-    total = 0
-    for info in archive.infolist():
-        total += info.file_size
-        ratio = info.file_size / max(info.compress_size, 1)
-        if info.file_size > MAX_MEMBER_BYTES:
-            raise errors.UnsafeArchive(
-                f"{info.filename} declares {info.file_size} bytes uncompressed: refused as a zip bomb"
-            )
-        if info.file_size > 64 * 1024**2 and ratio > MAX_COMPRESSION_RATIO:
-            raise errors.UnsafeArchive(
-                f"{info.filename} expands {ratio:.0f} times: refused as a zip bomb"
-            )
-    if total > MAX_UNCOMPRESSED_BYTES:
-        raise errors.UnsafeArchive(f"archive declares {total} bytes uncompressed, over the limit")
-
-
-def _check_against_metadata(asset_key: str, dataset: Any, meta: MuscateMetadata) -> None:
-    group = asset_key.rsplit("_", 1)[-1].split("-", 1)[0]  # DTF_R1-D04: group R1, detector 4
-    if asset_key.startswith(("FRE_", "SRE_")):
-        group = next((g for g, geo in meta.groups.items() if geo.ncols == dataset.width), group)
-    geo = meta.groups.get(group)
-    if geo is None:
-        raise errors.InconsistentMetadata(f"{asset_key}: no group {group} in the metadata")
-    if (dataset.width, dataset.height) != (geo.ncols, geo.nrows):
-        raise errors.InconsistentMetadata(
-            f"{asset_key}: raster is {dataset.width}x{dataset.height} px, metadata says {geo.ncols}x{geo.nrows}"
-        )
-    epsg = dataset.crs.to_epsg() if dataset.crs else None
-    if epsg != meta.epsg:
-        raise errors.InconsistentMetadata(
-            f"{asset_key}: raster CRS EPSG:{epsg}, metadata EPSG:{meta.epsg}"
-        )
-
-
-def _nodata(asset_key: str, dataset: Any, layout: ProductLayout) -> float | None:
-    if asset_key.startswith("SNW_"):
-        return snow.nodata_for(layout.name.version, dataset.nodata)
-    return dataset.nodata
-
-
-def _cog_overrides(asset_key: str) -> dict[str, str]:
-    """Masks and classes are categorical: their overviews pick, they do not average."""
-    if asset_key.startswith(("FRE_", "SRE_", "ATB_")):
-        return {}
-    return {"OVERVIEW_RESAMPLING": "NEAREST"}
-
-
-def _raster_facts(
-    asset_key: str, dataset: Any, meta: MuscateMetadata, nodata: float | None
-) -> dict[str, Any]:
-    kind, _, suffix = asset_key.partition("_")
-    if kind in ("FRE", "SRE"):
-        scales: tuple[float | None, ...] = (meta.reflectance_scale,)
-        band_names: tuple[str, ...] = (suffix,)
-    elif kind == "ATB":
-        scales, band_names = (meta.wvc_scale, meta.aot_scale), ()
-    else:
-        scales, band_names = (None,) * dataset.count, ()
-    return {
-        "key": asset_key,
-        "title": f"{TITLES.get(kind, kind)} {suffix}",
-        "roles": roles_of(kind),
-        "shape": (dataset.height, dataset.width),
-        "transform": tuple(dataset.transform)[:6],
-        "epsg": meta.epsg,
-        "data_type": dataset.dtypes[0],
-        "nodata": nodata,
-        "scales": scales,
-        "band_names": band_names,
-    }
-
-
-def _png(rgba: np.ndarray) -> bytes:
-    """A PNG in memory; a preview has no georeferencing, which GDAL would warn about."""
-    profile = {"driver": "PNG", "count": rgba.shape[0], "dtype": "uint8"}
-    with warnings.catch_warnings(), rasterio.Env(GDAL_PAM_ENABLED="NO"), MemoryFile() as memory:
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        with memory.open(width=rgba.shape[2], height=rgba.shape[1], **profile) as png:
-            png.write(rgba)
-        return bytes(memory.read())
-
-
-def _file_multihash(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(HASH_CHUNK):
-            digest.update(chunk)
-    return "1220" + digest.hexdigest()
-
-
-def _footprint_raster(rasters: list[RasterAsset], prefix: str) -> RasterAsset:
-    """The finest raster of the kind that tells valid pixels (EDG, or the snow map)."""
-    candidates = [r for r in rasters if r.key.startswith(prefix)]
-    return max(candidates, key=lambda r: r.shape)
-
-
-def _decimated(dataset: Any, max_pixels: int = THUMBNAIL_MAX_PIXELS) -> np.ndarray:
-    factor = max(1, int(np.ceil(max(dataset.width, dataset.height) / max_pixels)))
-    out_shape = (max(1, dataset.height // factor), max(1, dataset.width // factor))
-    return np.asarray(dataset.read(1, out_shape=out_shape, resampling=Resampling.nearest))
-
-
-def footprint(
-    mask_path: str, settings: Settings, snow: bool = False, nodata: float | None = None
-) -> dict[str, Any]:
-    """The valid-data area in lon/lat, not the tile square: EDG == 0 for L2A, observed
-    classes for snow maps. Split at the antimeridian when the tile crosses it."""
-    with gdal_env(settings), rasterio.open(mask_path) as dataset:
-        data = _decimated(dataset, FOOTPRINT_MAX_PIXELS)
-        transform = dataset.transform @ dataset.transform.scale(
-            dataset.width / data.shape[1], dataset.height / data.shape[0]
-        )
-        crs = dataset.crs
-    valid = _valid_snow(data, nodata) if snow else data == 0
-    cells = valid.astype("uint8")
-    polygons = [
-        shape(geom) for geom, value in shapes(cells, mask=valid, transform=transform) if value
-    ]
-    if not polygons:
-        raise errors.InvalidProduct("the product has no valid pixel")
-    area = unary_union(polygons).simplify(abs(transform.a), preserve_topology=True)
-    return dict(
-        transform_geom(crs, "EPSG:4326", mapping(area), antimeridian_cutting=True, precision=6)
-    )
-
-
-def _valid_snow(classes: np.ndarray, nodata: float | None) -> np.ndarray:
-    observed = snow.valid(classes)
-    return observed if nodata is None else observed & (classes != nodata)
 
 
 def relative_href(from_key: str, to_key: str) -> str:

@@ -14,16 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 from sansnuages.errors import SansnuagesError
 from sansnuages.tools import simulate
+from sansnuages.tools.foreground import default_template, wait_for_signal
 
 if TYPE_CHECKING:
     from sansnuages.settings import Settings
-
-PROJECT_ROOT = Path(__file__).resolve().parents[3]
-
-
-def default_template() -> Path:
-    here = Path.cwd() / "template.yaml"
-    return here if here.exists() else PROJECT_ROOT / "template.yaml"
 
 
 def _formatter(prog: str) -> argparse.HelpFormatter:
@@ -110,7 +104,7 @@ def _local_up(args: argparse.Namespace) -> int:
     facts = runtime.facts()
     print(f"local AWS at {facts['endpoint_url']}, bucket {facts['data_bucket']}")
     print(f"STAC API at {facts['stac_api_url']}  (Ctrl-C to stop)", flush=True)
-    _wait_for_signal()
+    wait_for_signal()
     runtime.stop()
     return 0
 
@@ -171,16 +165,6 @@ def _local_fire(args: argparse.Namespace) -> int:
         return 2
     job_from_invocation(client.fire_schedule(name, args.time))
     return 0
-
-
-def _wait_for_signal() -> None:
-    stopping: list[int] = []
-    signal.signal(signal.SIGTERM, lambda number, _frame: stopping.append(number))
-    try:
-        while not stopping:
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        pass
 
 
 def _add_demo(commands: Any) -> None:

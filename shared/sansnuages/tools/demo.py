@@ -48,7 +48,7 @@ def wait_for_ingest(
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from sansnuages.tools.cli import default_template
+    from sansnuages.tools.foreground import default_template
 
     started = time.monotonic()
     period = SynthesisPeriod.parse(args.month)
@@ -92,9 +92,9 @@ def run_demo(args: argparse.Namespace) -> int:
             print(f"the {area.name} mosaic of {period.label} in the map viewer: {viewer}")
         if not args.exit:
             print(f"STAC API at {facts['stac_api_url']}  (Ctrl-C to stop)", flush=True)
-            from sansnuages.tools.cli import _wait_for_signal
+            from sansnuages.tools.foreground import wait_for_signal
 
-            _wait_for_signal()
+            wait_for_signal()
         return 0 if job.state == JobState.DONE else 1
     finally:
         runtime.stop()
