@@ -165,17 +165,24 @@ def _is(error: ClientError, *codes: str) -> bool:
     return error.response.get("Error", {}).get("Code") in codes
 
 
+LAYER_ROOT = "/opt/"
+"""Where Lambda mounts the layers of a function."""
+
+
 def local_environment(
     stack: Stack, function: FunctionSpec | str, endpoint_url: str
 ) -> dict[str, str]:
     """The environment a function sees in Lambda, pointed at the local endpoint.
 
     The template's variables, plus what the Lambda service itself sets (region, function name,
-    memory, credentials), plus `AWS_ENDPOINT_URL`, the one difference from AWS.
+    memory, credentials), plus `AWS_ENDPOINT_URL`, the one difference from AWS. Variables that
+    point into `/opt` (where Lambda mounts the layers) are left out: locally the layers are the
+    virtual environment, whose packages find their own data.
     """
     spec = stack.function(function) if isinstance(function, str) else function
+    template = {k: v for k, v in spec.environment.items() if not v.startswith(LAYER_ROOT)}
     return {
-        **spec.environment,
+        **template,
         **LOCAL_CREDENTIALS,
         "AWS_REGION": stack.region,
         "AWS_DEFAULT_REGION": stack.region,
