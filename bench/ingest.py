@@ -11,7 +11,7 @@ Item, index). Each run is a fresh process, measured for wall time and peak resid
     .venv/bin/python bench/ingest.py --product /tmp/p.zip  # keep (or reuse) the product
 
 The S3 endpoint is the embedded local AWS, whose moto server reads only the bytes of each
-ranged GET (see `sansnuages.local.moto_process`): moto alone reads the whole 1.7 GB object
+ranged GET (see `sansnuages.tools.local.moto_process`): moto alone reads the whole 1.7 GB object
 for every range, which made the server, not the conversion, the measure.
 """
 
@@ -45,10 +45,13 @@ def _settings_env(endpoint: str, stack_name: str) -> dict[str, str]:
 
 def run_sansnuages(key: str) -> None:
     """The ingest function's core, as a worker runs it."""
+    from sansnuages.raster.gdal import use_gdal
     from sansnuages.settings import Settings
     from sansnuages.stages.ingest import Ingestor, Outcome
 
-    result = Ingestor.from_settings(Settings.from_env()).ingest(key)
+    settings = Settings.from_env()
+    use_gdal(settings)
+    result = Ingestor.from_settings(settings).ingest(key)
     if result.outcome != Outcome.INGESTED:
         raise SystemExit(f"ingest failed: {result}")
 

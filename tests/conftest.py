@@ -13,6 +13,7 @@ import pytest
 from pystac import StacIO
 from pystac.stac_io import DefaultStacIO
 
+from sansnuages.raster.gdal import use_gdal
 from sansnuages.settings import Settings
 from sansnuages.tools.local.moto_process import LOCAL_CREDENTIALS, MotoServer
 from sansnuages.tools.local.provision import local_environment, provision
@@ -94,4 +95,6 @@ def function_settings(local_stack: Stack, moto_server: MotoServer, monkeypatch: 
     environment = local_environment(local_stack, "IngestFunction", moto_server.url)
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
-    return Settings.from_env(environment)
+    settings = Settings.from_env(environment)
+    use_gdal(settings)  # as each handler does at import
+    return settings

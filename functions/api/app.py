@@ -6,6 +6,7 @@ from aws_lambda_powertools import Logger
 from sansnuages.api.job_routes import add_job_routes
 from sansnuages.api.map_routes import add_map_routes
 from sansnuages.api.stac import ApiConfig, make_resolver
+from sansnuages.raster.gdal import use_gdal
 from sansnuages.settings import Settings
 from sansnuages.stores.catalog import Catalog
 from sansnuages.stores.jobs import JobStore
@@ -13,8 +14,9 @@ from sansnuages.stores.jobs import JobStore
 logger = Logger()
 settings = Settings.from_env()
 config = ApiConfig.from_env()
+use_gdal(settings)
 catalog = Catalog(settings.catalog_table, settings=settings)
-app = add_map_routes(make_resolver(catalog, settings, config=config), catalog, settings)
+app = add_map_routes(make_resolver(catalog, settings, config=config), catalog)
 app = add_job_routes(app, JobStore(settings), config)
 
 

@@ -11,12 +11,15 @@ from aws_lambda_powertools.utilities.batch import (
 )
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+from sansnuages.raster.gdal import use_gdal
 from sansnuages.settings import Settings
 from sansnuages.stages.composite import TileCompositor, TileTask, is_last_attempt
 
 logger = Logger()
 processor = BatchProcessor(event_type=EventType.SQS)
-compositor = TileCompositor.from_settings(Settings.from_env())
+settings = Settings.from_env()
+use_gdal(settings)
+compositor = TileCompositor.from_settings(settings)
 MAX_RECEIVE_COUNT = os.environ.get("COMPOSITE_MAX_RECEIVE_COUNT")
 
 

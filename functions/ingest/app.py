@@ -12,6 +12,7 @@ from aws_lambda_powertools.utilities.batch import (
 from aws_lambda_powertools.utilities.data_classes import S3Event
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+from sansnuages.raster.gdal import use_gdal
 from sansnuages.settings import Settings
 from sansnuages.stages.ingest import Ingestor
 from sansnuages.stores.bucket import decode_event_key
@@ -19,7 +20,9 @@ from sansnuages.stores.bucket import decode_event_key
 logger = Logger()
 metrics = Metrics()
 processor = BatchProcessor(event_type=EventType.SQS)
-ingestor = Ingestor.from_settings(Settings.from_env())
+settings = Settings.from_env()
+use_gdal(settings)
+ingestor = Ingestor.from_settings(settings)
 
 
 def record_handler(record: SQSRecord) -> None:

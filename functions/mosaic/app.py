@@ -10,12 +10,15 @@ from aws_lambda_powertools.utilities.batch import (
 )
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+from sansnuages.raster.gdal import use_gdal
 from sansnuages.settings import Settings
 from sansnuages.stages.mosaic import Mosaicker
 
 logger = Logger()
 processor = BatchProcessor(event_type=EventType.SQS)
-mosaicker = Mosaicker.from_settings(Settings.from_env())
+settings = Settings.from_env()
+use_gdal(settings)
+mosaicker = Mosaicker.from_settings(settings)
 
 
 def record_handler(record: SQSRecord) -> None:

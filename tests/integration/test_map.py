@@ -113,7 +113,7 @@ def map_api(function_settings: Settings) -> Iterator[MapApi]:
     for month in COLOURS:
         _publish_mosaic(bucket, catalog, month)
     _publish_mosaic(bucket, catalog, "2018-07", codec="webp", area_id="TSW")
-    app = add_map_routes(make_resolver(catalog, function_settings), catalog, function_settings)
+    app = add_map_routes(make_resolver(catalog, function_settings), catalog)
     front = HttpFront(lambda event, context: app.resolve(event, context)).start()
     yield MapApi(front.url, function_settings)
     front.stop()

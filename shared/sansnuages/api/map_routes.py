@@ -14,14 +14,11 @@ import json
 from importlib import resources
 from typing import Any
 
-import rasterio
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 
 from sansnuages import errors
 from sansnuages.api import tiles
-from sansnuages.raster.gdal import gdal_env
-from sansnuages.settings import Settings
 from sansnuages.stac.collections import MOSAICS
 from sansnuages.stores.catalog import Catalog
 
@@ -37,14 +34,8 @@ STATIC_FILES = {
 }
 
 
-def add_map_routes(
-    app: APIGatewayHttpResolver, catalog: Catalog, settings: Settings | None = None
-) -> APIGatewayHttpResolver:
+def add_map_routes(app: APIGatewayHttpResolver, catalog: Catalog) -> APIGatewayHttpResolver:
     """Register the map routes on `app` (the STAC API resolver) and return it."""
-
-    def raster_env() -> rasterio.Env:
-        """The shared GDAL environment (one boto3 session per process, not one per tile)."""
-        return gdal_env(settings) if settings is not None else rasterio.Env()
 
     def layer(item_id: str) -> tiles.MapLayer:
         return tiles.layer_of(catalog.get_item(MOSAICS, item_id))
@@ -69,8 +60,7 @@ def add_map_routes(
         headers = {"Cache-Control": TILE_CACHE, "ETag": etag}
         if app.current_event.headers.get("if-none-match") == etag:
             return Response(status_code=304, headers=headers, body="")
-        with raster_env():
-            png = tiles.tile_png(mosaic, *zxy)
+        png = tiles.tile_png(mosaic, *zxy)
         return Response(status_code=200, content_type="image/png", body=png, headers=headers)
 
     @app.get("/viewer")

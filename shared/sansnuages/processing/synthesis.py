@@ -32,9 +32,7 @@ import numpy as np
 import rasterio
 from affine import Affine
 from rasterio.enums import Resampling
-from rasterio.env import getenv, hasenv
 from rasterio.io import DatasetReader, DatasetWriter
-from rasterio.session import DummySession
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import reproject
 from rasterio.windows import Window
@@ -43,6 +41,7 @@ from sansnuages.errors import NoInputs
 from sansnuages.formats.bands import SENTINEL2_BANDS
 from sansnuages.raster import cog, resample
 from sansnuages.raster.brdf import NadirNormalisation
+from sansnuages.raster.thread_env import in_thread_env
 
 # --- constants of the method (WASP v1.0 defaults) ----------------------------------------------
 
@@ -100,7 +99,6 @@ CLM_NOT_CLEAR_BIT = 0
 MG2_WATER_BIT = 0
 MG2_SNOW_BIT = 2
 _REFLECTANCE_NODATA_DEFAULT = -10000.0
-_CREDENTIAL_OPTIONS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 _T = TypeVar("_T")
 _R = TypeVar("_R")
 
@@ -781,7 +779,7 @@ def _gather(
         _read_observation(reader, observations[i], bands, window, stack, i)
 
     indices = range(len(observations))
-    list(pool.map(_in_env(one), indices) if pool else map(one, indices))
+    list(pool.map(in_thread_env(one), indices) if pool else map(one, indices))
     _merge_pieces(observations, stack.state.valid)
     np.logical_and(stack.state.clear, stack.state.valid, out=stack.state.clear)
     return stack
@@ -872,7 +870,7 @@ def _coarse_cloud_weights(
         fraction = np.where(count > 0, total / np.maximum(count, 1), 0.0)
         return cloud_weight_coarse(fraction, cell_m=factor * abs(grid.transform.a))
 
-    return list(pool.map(_in_env(one), observations) if pool else map(one, observations))
+    return list(pool.map(in_thread_env(one), observations) if pool else map(one, observations))
 
 
 def _cell_sums(
@@ -1014,26 +1012,6 @@ def _pools(threads: int) -> Iterator[tuple[ThreadPoolExecutor | None, ThreadPool
         return
     with ThreadPoolExecutor(threads, "read") as pool, ThreadPoolExecutor(1, "ahead") as ahead:
         yield pool, ahead
-
-
-def _in_env(task: Callable[[_T], _R]) -> Callable[[_T], _R]:
-    """`task`, for a reading thread, inside a rasterio environment with the caller's GDAL
-    settings (which rasterio makes process-wide only when the caller is the main thread).
-
-    Credentials are not repeated (rasterio refuses them as options): the datasets were opened
-    by the caller with its own. Without an environment, rasterio would also build an AWS
-    session (a boto3 one, reading the credentials again) for every warp a thread runs."""
-    options = {
-        key: value
-        for key, value in (getenv() if hasenv() else {}).items()
-        if key not in _CREDENTIAL_OPTIONS
-    }
-
-    def run(arg: _T) -> _R:
-        with rasterio.Env(session=DummySession(), **options):
-            return task(arg)
-
-    return run
 
 
 def _prefetched(

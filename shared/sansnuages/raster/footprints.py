@@ -14,8 +14,6 @@ from shapely.ops import unary_union
 
 from sansnuages import errors
 from sansnuages.formats import snow
-from sansnuages.raster.gdal import gdal_env
-from sansnuages.settings import Settings
 from sansnuages.stac.common import (
     RasterAsset,
 )
@@ -38,12 +36,10 @@ def decimated(dataset: Any, max_pixels: int = THUMBNAIL_MAX_PIXELS) -> np.ndarra
     return np.asarray(dataset.read(1, out_shape=out_shape, resampling=Resampling.nearest))
 
 
-def footprint(
-    mask_path: str, settings: Settings, snow: bool = False, nodata: float | None = None
-) -> dict[str, Any]:
+def footprint(mask_path: str, snow: bool = False, nodata: float | None = None) -> dict[str, Any]:
     """The valid-data area in lon/lat, not the tile square: EDG == 0 for L2A, observed
     classes for snow maps. Split at the antimeridian when the tile crosses it."""
-    with gdal_env(settings), rasterio.open(mask_path) as dataset:
+    with rasterio.open(mask_path) as dataset:
         data = decimated(dataset, FOOTPRINT_MAX_PIXELS)
         transform = dataset.transform @ dataset.transform.scale(
             dataset.width / data.shape[1], dataset.height / data.shape[0]

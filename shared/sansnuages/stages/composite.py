@@ -41,7 +41,6 @@ from sansnuages.processing.tile_inputs import (
     output_layers,
 )
 from sansnuages.raster.brdf import AngleGrid
-from sansnuages.raster.gdal import gdal_env
 from sansnuages.settings import Settings
 from sansnuages.stac.collections import L2A_REFLECTANCE, SENTINEL2_L3A
 from sansnuages.stac.common import FileAsset, RasterAsset
@@ -162,7 +161,7 @@ class TileCompositor:
         ]
         rasters: list[RasterAsset] = []
         stats: dict[str, GroupStats] = {}
-        with gdal_env(self.settings), rasterio.Env(**SYNTHESIS_GDAL_OPTIONS):
+        with rasterio.Env(**SYNTHESIS_GDAL_OPTIONS):
             for group, grid_ in output_grids(task.tile, items).items():
                 stats[group] = self._group(task, observations, group, grid_, prefix, product_id)
                 layers = output_layers(group, SENTINEL2_GROUPS[group], stats[group].band_subsets)

@@ -42,7 +42,7 @@ from sansnuages.formats.product_rasters import (
 from sansnuages.raster import cog
 from sansnuages.raster.encode import HASH_CHUNK, file_multihash, png_bytes
 from sansnuages.raster.footprints import decimated, footprint, footprint_raster
-from sansnuages.raster.gdal import gdal_env
+from sansnuages.raster.thread_env import in_thread_env
 from sansnuages.settings import Settings
 from sansnuages.stac.collections import L2A_REFLECTANCE, collection_for
 from sansnuages.stac.common import (
@@ -257,7 +257,7 @@ class Ingestor:
             return asset
 
         with ThreadPoolExecutor(CONVERSION_THREADS) as pool:
-            return list(pool.map(convert, jobs))
+            return list(pool.map(in_thread_env(convert), jobs))
 
     def _convert_one(
         self,
@@ -273,18 +273,17 @@ class Ingestor:
         The local copy (Lambda's ephemeral storage) lets boto3 upload in parallel parts and
         tells the file size and checksum without another request.
         """
-        with gdal_env(self.settings):
-            dataset = rasterio.open(f"{zip_path}/{vsi_member(member)}")
-            with dataset, tempfile.TemporaryDirectory() as scratch:
-                check_against_metadata(asset_key, dataset, meta)
-                nodata = nodata_of(asset_key, dataset, layout)
-                local = os.path.join(scratch, "cog.tif")
-                cog.copy_as_cog(dataset, local, nodata=nodata, **cog_overrides(asset_key))
-                facts = raster_facts(asset_key, dataset, meta, nodata)
-                size, checksum = os.path.getsize(local), file_multihash(local)
-                self.bucket.client.upload_file(
-                    local, self.bucket.name, dst_key, ExtraArgs={"ContentType": COG}
-                )
+        dataset = rasterio.open(f"{zip_path}/{vsi_member(member)}")
+        with dataset, tempfile.TemporaryDirectory() as scratch:
+            check_against_metadata(asset_key, dataset, meta)
+            nodata = nodata_of(asset_key, dataset, layout)
+            local = os.path.join(scratch, "cog.tif")
+            cog.copy_as_cog(dataset, local, nodata=nodata, **cog_overrides(asset_key))
+            facts = raster_facts(asset_key, dataset, meta, nodata)
+            size, checksum = os.path.getsize(local), file_multihash(local)
+            self.bucket.client.upload_file(
+                local, self.bucket.name, dst_key, ExtraArgs={"ContentType": COG}
+            )
         return RasterAsset(
             **facts,
             href=keys.s3_href(self.bucket.name, dst_key),
@@ -354,7 +353,7 @@ class Ingestor:
         self, snow_map: str, prefix: str, product_id: str, outputs: Outputs
     ) -> FileAsset:
         """A PNG preview of the snow classes: Let-It-Snow products carry no quicklook."""
-        with gdal_env(self.settings), rasterio.open(snow_map) as dataset:
+        with rasterio.open(snow_map) as dataset:
             classes = decimated(dataset)
         body = png_bytes(snow.preview(classes))
         target = f"{prefix}{product_id}_SNW_preview.png"
@@ -386,7 +385,7 @@ class Ingestor:
         is_snow = meta.level.startswith("L2B")
         mask = footprint_raster(rasters, "SNW_" if is_snow else "EDG_")
         mask_path = cog.s3_to_vsi(mask.href)
-        geometry = footprint(mask_path, self.settings, snow=is_snow, nodata=mask.nodata)
+        geometry = footprint(mask_path, snow=is_snow, nodata=mask.nodata)
         if is_snow and layout.quicklook is None:
             thumbnail = self._snow_thumbnail(mask_path, prefix, meta.product_id, outputs)
             files = [*files, thumbnail]

@@ -42,7 +42,6 @@ from sansnuages.processing.mosaic_plan import (
     native_resolution,
     pieces_with_data,
 )
-from sansnuages.raster.gdal import gdal_env
 from sansnuages.settings import Settings
 from sansnuages.stac.collections import SENTINEL2_L3A
 from sansnuages.stac.common import FileAsset, RasterAsset
@@ -184,14 +183,13 @@ class Mosaicker:
         """One COG and its Item when the piece is small; else plan parts (Item key is None)."""
         inputs = [mosaic_input(i) for i in items]
         geometry = shape(spec.geometry)
-        with gdal_env(self.settings):
-            area = area_in_crs(geometry, spec.crs)
-            feet = footprints(inputs, spec.crs)
-            _, width, height = mosaic_grid(area, feet, spec.resolution)
-            if not mosaic_parts.needs_parts(width, height, self.part_pixels):
-                return self._single(spec, items, inputs)
-            covered = area.intersection(shapely.union_all(feet))
-            cells = mosaic_parts.cells_for(covered, spec.resolution, self.part_pixels)
+        area = area_in_crs(geometry, spec.crs)
+        feet = footprints(inputs, spec.crs)
+        _, width, height = mosaic_grid(area, feet, spec.resolution)
+        if not mosaic_parts.needs_parts(width, height, self.part_pixels):
+            return self._single(spec, items, inputs)
+        covered = area.intersection(shapely.union_all(feet))
+        cells = mosaic_parts.cells_for(covered, spec.resolution, self.part_pixels)
         plan_key = f"{spec.prefix}parts/plan.json"
         self.bucket.put_json(
             plan_key,
@@ -270,19 +268,18 @@ class Mosaicker:
         bounds: tuple[float, ...],
     ) -> None:
         left, bottom, right, top = bounds
-        with gdal_env(self.settings):
-            try:
-                build_mosaic(
-                    [mosaic_input(i) for i in items],
-                    shape(spec.geometry),
-                    layout.vsi_path(self.bucket.name, f"{folder}{name}.tif"),
-                    crs=spec.crs,
-                    resolution=spec.resolution,
-                    cell=(left, bottom, right, top),
-                    codec=spec.codec,
-                )
-            except NoInputs:  # the cell meets the area's bounds but no tile: a marker, no COG
-                self.bucket.put_bytes(f"{folder}{name}.empty", b"", "text/plain")
+        try:
+            build_mosaic(
+                [mosaic_input(i) for i in items],
+                shape(spec.geometry),
+                layout.vsi_path(self.bucket.name, f"{folder}{name}.tif"),
+                crs=spec.crs,
+                resolution=spec.resolution,
+                cell=(left, bottom, right, top),
+                codec=spec.codec,
+            )
+        except NoInputs:  # the cell meets the area's bounds but no tile: a marker, no COG
+            self.bucket.put_bytes(f"{folder}{name}.empty", b"", "text/plain")
 
     def assemble(self, spec: PieceSpec, items: list[dict[str, Any]], part_keys: list[str]) -> str:
         """VRT of the parts, overview COG, thumbnail and Item (idempotent: same inputs, same
@@ -290,23 +287,20 @@ class Mosaicker:
         vsi = layout.vsi_path(self.bucket.name, spec.prefix).rstrip("/")
         vrt_key = f"{spec.prefix}{spec.product_id}.vrt"
         overview_key = f"{spec.prefix}{spec.product_id}-overview.tif"
-        with gdal_env(self.settings):
-            parts = [
-                mosaic_parts.part_source(layout.vsi_path(self.bucket.name, k)) for k in part_keys
-            ]
-            transform, width, height = mosaic_parts.union_grid(parts)
-            wkt = CRS.from_user_input(spec.crs).to_wkt()
-            vrt = mosaic_parts.vrt_xml(parts, wkt, vsi, masked=spec.lossy)
-            self.bucket.put_bytes(vrt_key, vrt.encode(), "application/xml")
-            factor = mosaic_parts.overview_factor(width, height)
-            mosaic_parts.write_overview(
-                layout.vsi_path(self.bucket.name, vrt_key),
-                layout.vsi_path(self.bucket.name, overview_key),
-                factor,
-                options=codec_named(spec.codec).options,
-                masked=spec.lossy,
-            )
-            png_key = self._thumbnail(spec, overview_key)
+        parts = [mosaic_parts.part_source(layout.vsi_path(self.bucket.name, k)) for k in part_keys]
+        transform, width, height = mosaic_parts.union_grid(parts)
+        wkt = CRS.from_user_input(spec.crs).to_wkt()
+        vrt = mosaic_parts.vrt_xml(parts, wkt, vsi, masked=spec.lossy)
+        self.bucket.put_bytes(vrt_key, vrt.encode(), "application/xml")
+        factor = mosaic_parts.overview_factor(width, height)
+        mosaic_parts.write_overview(
+            layout.vsi_path(self.bucket.name, vrt_key),
+            layout.vsi_path(self.bucket.name, overview_key),
+            factor,
+            options=codec_named(spec.codec).options,
+            masked=spec.lossy,
+        )
+        png_key = self._thumbnail(spec, overview_key)
         res = spec.resolution
         visual = self._raster(
             "visual", vrt_key, "True colour (B4, B3, B2), VRT of the parts", ("visual", "data"),

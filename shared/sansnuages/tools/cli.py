@@ -339,10 +339,12 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _mosaic(args: argparse.Namespace) -> int:
+    from sansnuages.raster.gdal import use_gdal
     from sansnuages.stages.mosaic import Mosaicker
     from sansnuages.tools.rebuild import rebuild_mosaic
 
     settings = _settings(args)
+    use_gdal(settings)
     mosaicker = Mosaicker.from_settings(settings)
     mosaicker.fan_out = False
     area = str(Path(args.area).resolve()) if Path(args.area).is_file() else args.area
