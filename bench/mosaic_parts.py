@@ -79,7 +79,7 @@ def mosaic_inputs(tiles: dict[str, list[str]]) -> list[MosaicInput]:
 
 
 def plan(area_spec: str, tiles: dict[str, list[str]], resolution: float, part_pixels: int) -> Any:
-    """The cells of the parts, as `Mosaicker.build_piece` plans them."""
+    """The cells of the parts, as `mosaic_plan.part_cells` plans them."""
     _, geometry, crs = main_piece(area_spec)
     area = mosaic.area_in_crs(geometry, crs)
     feet = mosaic.footprints(mosaic_inputs(tiles), crs)
@@ -91,7 +91,7 @@ def plan(area_spec: str, tiles: dict[str, list[str]], resolution: float, part_pi
 
 
 def part_step(job: dict[str, Any]) -> dict[str, Any]:
-    """One part invocation: `Mosaicker._write_part` without S3."""
+    """One part invocation: `MosaicAssembly.write_part` without S3."""
     _, geometry, crs = main_piece(job["area"])
     out = Path(job["out"])
     try:
@@ -109,7 +109,7 @@ def part_step(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def assemble_step(job: dict[str, Any]) -> dict[str, Any]:
-    """The assembly: `Mosaicker.assemble` without S3 (VRT, overview COG, thumbnail)."""
+    """The assembly: `MosaicAssembly.assemble` without S3 (VRT, overview COG, thumbnail)."""
     folder = Path(job["folder"])
     _, _, crs = main_piece(job["area"])
     parts = [mosaic_parts.part_source(p) for p in job["parts"]]

@@ -5,15 +5,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import shapely
 from shapely.geometry import shape
 
 from sansnuages import areas, layout
 from sansnuages.formats import grid
 from sansnuages.period import SynthesisPeriod
+from sansnuages.processing import mosaic_parts
 from sansnuages.processing.mosaic import (
     DEFAULT_CODEC,
     MosaicInput,
+    area_in_crs,
     codec_named,
+    footprints,
+    mosaic_grid,
 )
 from sansnuages.processing.tile_inputs import raster_ref
 from sansnuages.stac.common import tile_of
@@ -88,3 +93,16 @@ def pieces_with_data(
 def native_resolution(items: list[dict[str, Any]]) -> float:
     """The coarsest pixel of the inputs' red band (10 m for Sentinel-2 syntheses)."""
     return max(10.0, max(abs(i["assets"]["FRC_B4"]["proj:transform"][0]) for i in items))
+
+
+def part_cells(
+    spec: PieceSpec, inputs: list[MosaicInput], part_pixels: int
+) -> list[mosaic_parts.PartCell] | None:
+    """The cells of the parts a piece is built in, or None when it fits one COG."""
+    area = area_in_crs(shape(spec.geometry), spec.crs)
+    feet = footprints(inputs, spec.crs)
+    _, width, height = mosaic_grid(area, feet, spec.resolution)
+    if not mosaic_parts.needs_parts(width, height, part_pixels):
+        return None
+    covered = area.intersection(shapely.union_all(feet))
+    return mosaic_parts.cells_for(covered, spec.resolution, part_pixels)

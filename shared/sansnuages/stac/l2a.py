@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import pystac
@@ -13,7 +14,16 @@ from pystac.extensions.view import ViewExtension
 
 from sansnuages import errors
 from sansnuages.formats.bands import is_landsat
-from sansnuages.stac.common import CLOUDY_PERCENT, CLOUDY_PROPERTY, set_processing
+from sansnuages.stac.common import (
+    CLOUDY_PERCENT,
+    CLOUDY_PROPERTY,
+    FileAsset,
+    ItemFacts,
+    RasterAsset,
+    bbox_of,
+    build_item,
+    set_processing,
+)
 
 
 def stac_platform(platform: str) -> str:
@@ -66,3 +76,27 @@ def _set_cover(item: pystac.Item, cloud: float | None, snow: float | None) -> No
     if snow is not None:
         eo.snow_cover = snow
     item.properties[CLOUDY_PROPERTY] = cloud is not None and cloud > CLOUDY_PERCENT
+
+
+def l2a_item(
+    meta: Any,
+    collection: str,
+    geometry: dict[str, Any],
+    rasters: Sequence[RasterAsset],
+    files: Sequence[FileAsset],
+) -> pystac.Item:
+    """The Item of a Level-2A product or a snow map (`meta`: MuscateMetadata): its rasters,
+    its files (metadata, previews, the original archive) and its valid-data footprint."""
+    facts = ItemFacts(
+        id=meta.product_id,
+        collection=collection,
+        geometry=geometry,
+        bbox=bbox_of(geometry),
+        datetime=meta.acquired,
+    )
+    item = build_item(facts, rasters, files, platform=meta.platform)
+    if meta.level.startswith("L2B"):
+        describe_snow(item, meta)
+    else:
+        describe_l2a(item, meta, meta.cloud_percent)
+    return item

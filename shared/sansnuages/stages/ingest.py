@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import enum
 import os
-import posixpath
-import shutil
 import tempfile
 import zipfile
 import zlib
@@ -24,23 +22,16 @@ from dataclasses import dataclass, field
 
 import pystac
 import rasterio
-import s3fs
 from aws_lambda_powertools import Logger
-from rasterio._err import CPLE_BaseError
 
 from sansnuages import errors
 from sansnuages import layout as keys
-from sansnuages.formats import snow, zipdir
+from sansnuages.formats import snow
 from sansnuages.formats.archive import check_sizes, read_member
 from sansnuages.formats.muscate import MuscateMetadata, ProductLayout, parse_metadata, vsi_member
-from sansnuages.formats.product_rasters import (
-    check_against_metadata,
-    cog_overrides,
-    nodata_of,
-    raster_facts,
-)
 from sansnuages.raster import cog
-from sansnuages.raster.encode import HASH_CHUNK, file_multihash, png_bytes
+from sansnuages.raster.conversion import RASTER_ERRORS, decode_whole, member_to_cog
+from sansnuages.raster.encode import png_bytes
 from sansnuages.raster.footprints import decimated, footprint, footprint_raster
 from sansnuages.raster.thread_env import in_thread_env
 from sansnuages.settings import Settings
@@ -48,13 +39,10 @@ from sansnuages.stac.collections import L2A_REFLECTANCE, collection_for
 from sansnuages.stac.common import (
     COG,
     FileAsset,
-    ItemFacts,
     RasterAsset,
-    bbox_of,
-    build_item,
     multihash_sha256,
 )
-from sansnuages.stac.l2a import describe_l2a, describe_snow
+from sansnuages.stac.l2a import l2a_item
 from sansnuages.stac.versions import set_version_links
 from sansnuages.stages.publish import (
     link_versions,
@@ -65,15 +53,11 @@ from sansnuages.stages.publish import (
 from sansnuages.stages.staleness import mark_stale_syntheses
 from sansnuages.stores.bucket import DataBucket
 from sansnuages.stores.catalog import Catalog
+from sansnuages.stores.uploads import Uploads
 
 logger = Logger(child=True)
 
 CONVERSION_THREADS = 4
-EOCD_SEARCH_BYTES = zipdir.EOCD_SIZE + 0xFFFF + zipdir.ZIP64_TRAILER_SIZE
-MAX_DIRECTORY_BYTES = 64 * 1024**2
-
-
-"""Collections whose late products make a month's syntheses stale."""
 
 
 class Outcome(enum.StrEnum):
@@ -106,6 +90,8 @@ class Outputs:
 
 @dataclass
 class Ingestor:
+    """The orchestration of one upload: check, convert, describe, publish, archive."""
+
     settings: Settings
     bucket: DataBucket
     catalog: Catalog
@@ -115,6 +101,10 @@ class Ingestor:
         return cls(
             settings, DataBucket(settings), Catalog(settings.catalog_table, settings=settings)
         )
+
+    @property
+    def uploads(self) -> Uploads:
+        return Uploads(self.settings, self.bucket)
 
     def ingest(self, key: str) -> IngestResult:
         """Ingest `key`; invalid products are quarantined, other errors propagate (retry)."""
@@ -127,7 +117,7 @@ class Ingestor:
         product_id: str | None = None
         outputs = Outputs()
         try:
-            with self._open_zip(key) as archive:
+            with self.uploads.open_zip(key) as archive:
                 layout = ProductLayout.from_members(archive.namelist())
                 product_id = layout.product_id
                 check_sizes(archive)
@@ -156,38 +146,6 @@ class Ingestor:
             extra={"key": key, "product": product_id, "error": kind, "reason": reason},
         )
         return IngestResult(key, Outcome.QUARANTINED, product_id, reason=reason, error=kind)
-
-    def _open_zip(self, key: str) -> zipfile.ZipFile:
-        fs = s3fs.S3FileSystem(
-            endpoint_url=self.settings.endpoint_url,
-            client_kwargs={"region_name": self.settings.region},
-        )
-        handle = fs.open(f"{self.bucket.name}/{key}", "rb", block_size=2 * 1024**2)
-        try:
-            return zipfile.ZipFile(handle)
-        except (zipfile.BadZipFile, EOFError, OSError, ValueError) as error:
-            handle.close()
-            problem = self._directory_problem(key)
-            if problem is None:  # a failed read (the network), not a bad zip: redelivered
-                logger.warning(
-                    "zip directory read failed, the directory is sound: retrying",
-                    extra={"key": key, "error": str(error)},
-                )
-                raise errors.TransientError(f"{key}: reading its directory failed") from error
-            raise errors.NotAZip(f"{key} is not a readable zip archive: {problem}") from error
-
-    def _directory_problem(self, key: str) -> str | None:
-        """Tell a bad zip from a failed read: fetch the end-of-central-directory record and
-        the directory with plain ranged S3 reads (another client, its own retries) and parse
-        them locally. None when they are sound; S3 errors here propagate (retried)."""
-        size = self.bucket.size(key)
-        tail_start = max(0, size - EOCD_SEARCH_BYTES)
-        start = zipdir.directory_start(self.bucket.get_range(key, tail_start, size), tail_start)
-        if start is None:
-            return "no end-of-central-directory record at its end"
-        if start > size or size - start > MAX_DIRECTORY_BYTES:
-            return f"its directory would start at byte {start} of {size}"
-        return zipdir.directory_problem(self.bucket.get_range(key, start, size))
 
     def _ingest_product(
         self,
@@ -250,7 +208,7 @@ class Ingestor:
             asset_key, member, dst_key = job
             try:
                 asset = self._convert_one(layout, meta, asset_key, zip_path, member, dst_key)
-            except (rasterio.errors.RasterioError, CPLE_BaseError) as error:
+            except RASTER_ERRORS as error:
                 self._raise_if_corrupt(key, asset_key, member, error)
                 raise  # the member decodes from a local copy: a read failure, retried
             outputs.keys.append(dst_key)
@@ -268,27 +226,18 @@ class Ingestor:
         member: str,
         dst_key: str,
     ) -> RasterAsset:
-        """Read from the zip on S3, write the COG to local scratch space, upload it whole.
-
-        The local copy (Lambda's ephemeral storage) lets boto3 upload in parallel parts and
-        tells the file size and checksum without another request.
-        """
-        dataset = rasterio.open(f"{zip_path}/{vsi_member(member)}")
-        with dataset, tempfile.TemporaryDirectory() as scratch:
-            check_against_metadata(asset_key, dataset, meta)
-            nodata = nodata_of(asset_key, dataset, layout)
-            local = os.path.join(scratch, "cog.tif")
-            cog.copy_as_cog(dataset, local, nodata=nodata, **cog_overrides(asset_key))
-            facts = raster_facts(asset_key, dataset, meta, nodata)
-            size, checksum = os.path.getsize(local), file_multihash(local)
+        """Read from the zip on S3, write the COG to local scratch space, upload it whole."""
+        with tempfile.TemporaryDirectory() as scratch:
+            source = f"{zip_path}/{vsi_member(member)}"
+            local = member_to_cog(source, os.path.join(scratch, "cog.tif"), asset_key, layout, meta)
             self.bucket.client.upload_file(
-                local, self.bucket.name, dst_key, ExtraArgs={"ContentType": COG}
+                local.path, self.bucket.name, dst_key, ExtraArgs={"ContentType": COG}
             )
         return RasterAsset(
-            **facts,
+            **local.facts,
             href=keys.s3_href(self.bucket.name, dst_key),
-            size_bytes=size,
-            checksum=checksum,
+            size_bytes=local.size_bytes,
+            checksum=local.checksum,
         )
 
     def _raise_if_corrupt(self, key: str, asset_key: str, member: str, error: Exception) -> None:
@@ -298,18 +247,14 @@ class Ingestor:
         with tempfile.TemporaryDirectory() as scratch:
             local = os.path.join(scratch, "member.tif")
             try:
-                with self._open_zip(key) as archive, archive.open(member) as stream:
-                    with open(local, "wb") as copy:
-                        shutil.copyfileobj(stream, copy, HASH_CHUNK)
+                self.uploads.copy_member(key, member, local)
             except (zipfile.BadZipFile, zlib.error, EOFError) as broken:
                 raise errors.CorruptRaster(
                     f"{asset_key}: {member} cannot be extracted ({broken})"
                 ) from error
             try:
-                with rasterio.open(local) as dataset:
-                    for _, window in dataset.block_windows(1):
-                        dataset.read(window=window)
-            except (rasterio.errors.RasterioError, CPLE_BaseError) as broken:
+                decode_whole(local)
+            except RASTER_ERRORS as broken:
                 raise errors.CorruptRaster(
                     f"{asset_key}: the raster cannot be decoded ({broken})"
                 ) from error
@@ -389,13 +334,6 @@ class Ingestor:
         if is_snow and layout.quicklook is None:
             thumbnail = self._snow_thumbnail(mask_path, prefix, meta.product_id, outputs)
             files = [*files, thumbnail]
-        facts = ItemFacts(
-            id=meta.product_id,
-            collection=collection,
-            geometry=geometry,
-            bbox=bbox_of(geometry),
-            datetime=meta.acquired,
-        )
         archive = FileAsset(
             "product",
             keys.s3_href(self.bucket.name, f"{prefix}{meta.product_id}.zip"),
@@ -404,24 +342,7 @@ class Ingestor:
             "Original product",
             size_bytes=self.bucket.size(key),
         )
-        item = build_item(facts, rasters, [*files, archive], platform=meta.platform)
-        if is_snow:
-            describe_snow(item, meta)
-        else:
-            describe_l2a(item, meta, meta.cloud_percent)
-        return item
+        return l2a_item(meta, collection, geometry, rasters, [*files, archive])
 
     def _archive_upload(self, key: str, prefix: str, product_id: str) -> None:
-        """Keep the original beside its Item, then clear it from the drop zone."""
-        target = f"{prefix}{product_id}.zip"
-        if not self.bucket.exists(key):
-            return
-        self.bucket.client.copy({"Bucket": self.bucket.name, "Key": key}, self.bucket.name, target)
-        self.bucket.delete(key)
-
-
-# --- pure helpers -----------------------------------------------------------------------
-
-
-def relative_href(from_key: str, to_key: str) -> str:
-    return posixpath.relpath(to_key, posixpath.dirname(from_key))
+        self.uploads.archive(key, f"{prefix}{product_id}.zip")

@@ -11,15 +11,10 @@ assembles the VRT, the overview COG, the thumbnail and the Item.
 from __future__ import annotations
 
 import json
-import posixpath
-import tempfile
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
-import shapely
 from aws_lambda_powertools import Logger
-from rasterio.crs import CRS
 from shapely.geometry import mapping, shape
 
 from sansnuages import areas, layout
@@ -29,24 +24,20 @@ from sansnuages.processing import mosaic_parts
 from sansnuages.processing.mosaic import (
     DEFAULT_CODEC,
     MosaicInput,
-    area_in_crs,
     build_mosaic,
     codec_named,
-    footprints,
-    mosaic_grid,
-    write_preview_png,
 )
 from sansnuages.processing.mosaic_plan import (
     PieceSpec,
     mosaic_input,
     native_resolution,
+    part_cells,
     pieces_with_data,
 )
 from sansnuages.settings import Settings
 from sansnuages.stac.collections import SENTINEL2_L3A
-from sansnuages.stac.common import FileAsset, RasterAsset
-from sansnuages.stac.mosaic import MosaicPiece, mosaic_item
-from sansnuages.stages.publish import publish_item
+from sansnuages.stages.mosaic_assembly import MosaicAssembly
+from sansnuages.stages.mosaic_outputs import MosaicOutputs
 from sansnuages.stores import aws
 from sansnuages.stores.bucket import DataBucket
 from sansnuages.stores.catalog import Catalog
@@ -71,6 +62,8 @@ def l3a_items(
 
 @dataclass
 class Mosaicker:
+    """The mosaic stage: a finished job's pieces, each one COG or planned in parts."""
+
     settings: Settings
     bucket: DataBucket
     catalog: Catalog
@@ -78,6 +71,10 @@ class Mosaicker:
     part_pixels: int = mosaic_parts.PART_PIXELS
     fan_out: bool = True
     """Send parts to the mosaic queue (parallel invocations); False builds them in this call."""
+
+    def __post_init__(self) -> None:
+        self.outputs = MosaicOutputs(self.bucket, self.catalog)
+        self.parts = MosaicAssembly(self.bucket, self.jobs, self.outputs)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Mosaicker:
@@ -182,14 +179,9 @@ class Mosaicker:
     def build_piece(self, spec: PieceSpec, items: list[dict[str, Any]]) -> str | None:
         """One COG and its Item when the piece is small; else plan parts (Item key is None)."""
         inputs = [mosaic_input(i) for i in items]
-        geometry = shape(spec.geometry)
-        area = area_in_crs(geometry, spec.crs)
-        feet = footprints(inputs, spec.crs)
-        _, width, height = mosaic_grid(area, feet, spec.resolution)
-        if not mosaic_parts.needs_parts(width, height, self.part_pixels):
+        cells = part_cells(spec, inputs, self.part_pixels)
+        if cells is None:
             return self._single(spec, items, inputs)
-        covered = area.intersection(shapely.union_all(feet))
-        cells = mosaic_parts.cells_for(covered, spec.resolution, self.part_pixels)
         plan_key = f"{spec.prefix}parts/plan.json"
         self.bucket.put_json(
             plan_key,
@@ -220,14 +212,14 @@ class Mosaicker:
             resolution=spec.resolution,
             codec=spec.codec,
         )
-        png_key = self._thumbnail(spec, cog_key)
+        png_key = self.outputs.thumbnail(spec, cog_key)
         left, _, _, top = result.bounds
-        visual = self._raster(
+        visual = self.outputs.raster(
             "visual", cog_key, "True colour (B4, B3, B2)", ("visual", "data"), spec, result.shape,
             (spec.resolution, 0.0, left, 0.0, -spec.resolution, top),
         )  # fmt: skip
         facts = {"sansnuages:valid_fraction": round(float(result.valid_fraction), 4)}
-        return self._publish(spec, items, [visual], png_key, facts)
+        return self.outputs.publish(spec, items, [visual], png_key, facts)
 
     # ---------------------------------------------------------------- parts
 
@@ -250,141 +242,13 @@ class Mosaicker:
         folder = f"{spec.prefix}parts/"
         done = set(self.bucket.list_keys(folder))
         if f"{folder}{name}.tif" not in done and f"{folder}{name}.empty" not in done:
-            self._write_part(spec, plan["items"], folder, name, cells[name])
+            self.parts.write_part(spec, plan["items"], folder, name, cells[name])
             done = set(self.bucket.list_keys(folder))
         finished = {
             k.rsplit("/", 1)[-1].rsplit(".", 1)[0] for k in done if k.endswith((".tif", ".empty"))
         }
         if finished >= set(cells):
-            return self.assemble(spec, plan["items"], sorted(k for k in done if k.endswith(".tif")))
-        return None
-
-    def _write_part(
-        self,
-        spec: PieceSpec,
-        items: list[dict[str, Any]],
-        folder: str,
-        name: str,
-        bounds: tuple[float, ...],
-    ) -> None:
-        left, bottom, right, top = bounds
-        try:
-            build_mosaic(
-                [mosaic_input(i) for i in items],
-                shape(spec.geometry),
-                layout.vsi_path(self.bucket.name, f"{folder}{name}.tif"),
-                crs=spec.crs,
-                resolution=spec.resolution,
-                cell=(left, bottom, right, top),
-                codec=spec.codec,
+            return self.parts.assemble(
+                spec, plan["items"], sorted(k for k in done if k.endswith(".tif"))
             )
-        except NoInputs:  # the cell meets the area's bounds but no tile: a marker, no COG
-            self.bucket.put_bytes(f"{folder}{name}.empty", b"", "text/plain")
-
-    def assemble(self, spec: PieceSpec, items: list[dict[str, Any]], part_keys: list[str]) -> str:
-        """VRT of the parts, overview COG, thumbnail and Item (idempotent: same inputs, same
-        outputs, so two invocations finishing together do no harm)."""
-        vsi = layout.vsi_path(self.bucket.name, spec.prefix).rstrip("/")
-        vrt_key = f"{spec.prefix}{spec.product_id}.vrt"
-        overview_key = f"{spec.prefix}{spec.product_id}-overview.tif"
-        parts = [mosaic_parts.part_source(layout.vsi_path(self.bucket.name, k)) for k in part_keys]
-        transform, width, height = mosaic_parts.union_grid(parts)
-        wkt = CRS.from_user_input(spec.crs).to_wkt()
-        vrt = mosaic_parts.vrt_xml(parts, wkt, vsi, masked=spec.lossy)
-        self.bucket.put_bytes(vrt_key, vrt.encode(), "application/xml")
-        factor = mosaic_parts.overview_factor(width, height)
-        mosaic_parts.write_overview(
-            layout.vsi_path(self.bucket.name, vrt_key),
-            layout.vsi_path(self.bucket.name, overview_key),
-            factor,
-            options=codec_named(spec.codec).options,
-            masked=spec.lossy,
-        )
-        png_key = self._thumbnail(spec, overview_key)
-        res = spec.resolution
-        visual = self._raster(
-            "visual", vrt_key, "True colour (B4, B3, B2), VRT of the parts", ("visual", "data"),
-            spec, (height, width), (res, 0.0, transform.c, 0.0, -res, transform.f),
-        )  # fmt: skip
-        overview = self._raster(
-            "overview", overview_key, f"True colour at 1/{factor} resolution", ("overview",),
-            spec, (-(-height // factor), -(-width // factor)),
-            (res * factor, 0.0, transform.c, 0.0, -res * factor, transform.f),
-        )  # fmt: skip
-        rasters = [visual, overview] + [
-            self._part_asset(spec, p, k) for p, k in zip(parts, part_keys, strict=True)
-        ]
-        facts = {"sansnuages:parts": len(parts), "sansnuages:overview_factor": factor}
-        item_key = self._publish(spec, items, rasters, png_key, facts, vrt=True)
-        if spec.piece == 0:
-            self.jobs.finish(spec.job_id, JobState.DONE, item=item_key)
-        return item_key
-
-    def _part_asset(self, spec: PieceSpec, part: mosaic_parts.PartSource, key: str) -> RasterAsset:
-        name = posixpath.basename(key).rsplit(".", 1)[0]
-        t = part.transform
-        return self._raster(
-            f"part-{name}", key, f"Part {name}", ("data",), spec, (part.height, part.width),
-            (t.a, 0.0, t.c, 0.0, t.e, t.f),
-        )  # fmt: skip
-
-    # ---------------------------------------------------------------- outputs
-
-    def _thumbnail(self, spec: PieceSpec, cog_key: str) -> str:
-        png_key = f"{spec.prefix}{spec.product_id}.png"
-        with tempfile.TemporaryDirectory() as folder:
-            png = Path(folder) / "preview.png"
-            write_preview_png(layout.vsi_path(self.bucket.name, cog_key), str(png))
-            self.bucket.put_bytes(png_key, png.read_bytes(), "image/png")
-        return png_key
-
-    def _raster(
-        self,
-        key: str,
-        object_key: str,
-        title: str,
-        roles: tuple[str, ...],
-        spec: PieceSpec,
-        shape_hw: tuple[int, int],
-        transform: tuple[float, ...],
-    ) -> RasterAsset:
-        return RasterAsset(
-            key=key,
-            href=layout.s3_href(self.bucket.name, object_key),
-            title=title,
-            roles=roles,
-            shape=shape_hw,
-            transform=transform,
-            epsg=int(CRS.from_user_input(spec.crs).to_epsg() or 0),
-            data_type="uint8",
-            nodata=None if spec.lossy else 0,
-            scales=(None, None, None),
-            size_bytes=self.bucket.size(object_key),
-        )
-
-    def _publish(
-        self,
-        spec: PieceSpec,
-        items: list[dict[str, Any]],
-        rasters: list[RasterAsset],
-        png_key: str,
-        facts: dict[str, Any],
-        vrt: bool = False,
-    ) -> str:
-        piece = MosaicPiece(
-            spec.product_id, spec.area_id, spec.area_name, spec.piece, spec.job_id, spec.month,
-            spec.geometry,
-        )  # fmt: skip
-        preview = FileAsset(
-            "thumbnail",
-            layout.s3_href(self.bucket.name, png_key),
-            "image/png",
-            ("thumbnail",),
-            "Preview",
-        )
-        derived = [layout.item_href(self.bucket.name, i) for i in items]
-        item = mosaic_item(piece, items, derived, rasters, preview, facts, vrt=vrt)
-        item_key = f"{spec.prefix}{spec.product_id}.json"
-        publish_item(self.bucket, self.catalog, item, item_key)
-        logger.info("mosaic written", extra={"job": spec.job_id, "item": item_key})
-        return item_key
+        return None

@@ -1,0 +1,55 @@
+"""One raster of an uploaded product to a local COG, and the check that tells a broken raster
+from a failed read. Raster I/O only: where the bytes come from and go to is the caller's."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import rasterio
+from rasterio._err import CPLE_BaseError
+
+from sansnuages.formats.muscate import MuscateMetadata, ProductLayout
+from sansnuages.formats.product_rasters import (
+    check_against_metadata,
+    cog_overrides,
+    nodata_of,
+    raster_facts,
+)
+from sansnuages.raster import cog
+from sansnuages.raster.encode import file_multihash
+
+RASTER_ERRORS = (rasterio.errors.RasterioError, CPLE_BaseError)
+"""What GDAL raises when a raster cannot be opened, read or decoded."""
+
+
+@dataclass(frozen=True)
+class LocalCog:
+    """A COG written to local scratch space, with the facts its STAC asset records."""
+
+    path: str
+    facts: dict[str, Any]
+    size_bytes: int
+    checksum: str
+
+
+def member_to_cog(
+    source: str, local: str, asset_key: str, layout: ProductLayout, meta: MuscateMetadata
+) -> LocalCog:
+    """Convert `source` (a GDAL path) to a COG at `local`, after checking it against the
+    product's metadata. The local copy (Lambda's ephemeral storage) lets the caller upload in
+    parallel parts and knows the size and checksum without another request."""
+    with rasterio.open(source) as dataset:
+        check_against_metadata(asset_key, dataset, meta)
+        nodata = nodata_of(asset_key, dataset, layout)
+        cog.copy_as_cog(dataset, local, nodata=nodata, **cog_overrides(asset_key))
+        facts = raster_facts(asset_key, dataset, meta, nodata)
+    return LocalCog(local, facts, os.path.getsize(local), file_multihash(local))
+
+
+def decode_whole(path: str) -> None:
+    """Read every block of a local raster; raises one of `RASTER_ERRORS` if any fails."""
+    with rasterio.open(path) as dataset:
+        for _, window in dataset.block_windows(1):
+            dataset.read(window=window)
