@@ -24,6 +24,7 @@ from shapely.geometry import box, shape
 
 from sansnuages.errors import NotFound, TransientError
 from sansnuages.formats import grid
+from sansnuages.raster.gdal import gdal_env
 from sansnuages.settings import Settings
 from sansnuages.stac.common import COG
 from sansnuages.stages.ingest import Ingestor, Outcome
@@ -70,7 +71,7 @@ def test_a_product_becomes_cogs_an_item_and_an_index_record(
     fre = item.assets["FRE_B4"]
     assert fre.extra_fields["raster:bands"][0]["scale"] == pytest.approx(1e-4)
     assert fre.extra_fields["proj:shape"] == [100, 100]  # read from the product: 1098 m pixels
-    with rasterio.Env(**ingestor.settings.gdal_options()):
+    with gdal_env(ingestor.settings):
         with rasterio.open(fre.href.replace("s3://", "/vsis3/", 1)) as cog:
             assert cog.profile["tiled"] and cog.crs.to_epsg() == 32631
             assert cog.nodata == -10000
@@ -412,7 +413,7 @@ def test_items_carry_what_clients_need(ingestor: Ingestor, variants: dict[str, P
     for asset in s2_doc["assets"].values():
         assert asset["file:size"] > 0 and asset["roles"]
     assert s2_doc["assets"]["thumbnail"]["roles"] == ["thumbnail", "overview"]
-    with rasterio.Env(**ingestor.settings.gdal_options()):
+    with gdal_env(ingestor.settings):
         with rasterio.open(cog_path(s2_doc, "FRE_B2")) as fre:
             assert fre.block_shapes[0] == (512, 512) and fre.nodata == -10000
             assert fre.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"

@@ -26,6 +26,7 @@ from sansnuages.api.map_routes import add_map_routes
 from sansnuages.api.stac import make_resolver
 from sansnuages.processing import mosaic
 from sansnuages.raster import cog
+from sansnuages.raster.gdal import gdal_env
 from sansnuages.settings import Settings
 from sansnuages.stages.publish import ensure_collection
 from sansnuages.stores.bucket import DataBucket
@@ -64,7 +65,7 @@ def _publish_mosaic(
     key = f"mosaics/{area_id}/{month.replace('-', '/')}/{item_id}.tif"
     compression = mosaic.codec_named(codec)
     with (
-        rasterio.Env(**bucket.settings.gdal_options()),
+        gdal_env(bucket.settings),
         cog.cog_writer(
             layout.vsi_path(bucket.name, key),
             width=width, height=height, count=3, dtype="uint8", crs=CRS, transform=affine,

@@ -17,6 +17,7 @@ from sansnuages.errors import InvalidRequest
 from sansnuages.formats import grid
 from sansnuages.period import SynthesisPeriod
 from sansnuages.raster import cog
+from sansnuages.raster.gdal import gdal_env
 from sansnuages.settings import Settings
 from sansnuages.stages.mosaic import Mosaicker
 from sansnuages.stages.publish import ensure_collection
@@ -40,7 +41,7 @@ def _l3a_item(bucket: DataBucket, name: str, job_id: str) -> dict[str, Any]:
     assets = {}
     for band, dn in zip(("B4", "B3", "B2"), TILES[name], strict=True):
         key = f"{prefix}FRC_{band}.tif"
-        with rasterio.Env(**bucket.settings.gdal_options()):
+        with gdal_env(bucket.settings):
             cog.write_cog(
                 layout.vsi_path(bucket.name, key),
                 np.full((size, size), dn, "int16"),
@@ -85,7 +86,7 @@ def _setup(settings: Settings) -> tuple[DataBucket, Catalog, JobStore, str]:
 
 
 def _colour_at(path: str, settings: Settings, lon: float, lat: float) -> list[int]:
-    with rasterio.Env(**settings.gdal_options()), rasterio.open(path) as src:
+    with gdal_env(settings), rasterio.open(path) as src:
         (x,), (y,) = transform("EPSG:4326", src.crs, [lon], [lat])
         return [int(v) for v in next(src.sample([(x, y)]))]
 
@@ -149,7 +150,7 @@ def test_a_part_outside_the_plan_is_refused(function_settings: Settings) -> None
 
 
 def _mask_at(path: str, settings: Settings, lon: float, lat: float) -> int:
-    with rasterio.Env(**settings.gdal_options()), rasterio.open(path) as src:
+    with gdal_env(settings), rasterio.open(path) as src:
         (x,), (y,) = transform("EPSG:4326", src.crs, [lon], [lat])
         row, col = src.index(x, y)
         return int(src.dataset_mask(window=((row, row + 1), (col, col + 1)))[0, 0])
@@ -191,7 +192,7 @@ def test_the_cli_rebuilds_a_month_on_another_grid(
     assert f"mosaic written: {first}" in capsys.readouterr().out
     visual = bucket.get_json(first)["assets"]["visual"]
     assert visual["proj:code"] == "EPSG:32631" and visual["proj:transform"][0] == 2000.0
-    with rasterio.Env(**function_settings.gdal_options()):
+    with gdal_env(function_settings):
         with rasterio.open(cog.s3_to_vsi(visual["href"])) as src:
             assert src.crs.to_epsg() == 32631 and src.res == (2000.0, 2000.0)
     # bad options are refused before any work: the finished job stays as it was

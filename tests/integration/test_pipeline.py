@@ -16,6 +16,7 @@ from pystac_client import Client
 from rasterio.warp import transform
 
 from sansnuages.formats import grid
+from sansnuages.raster.gdal import gdal_env
 from sansnuages.stores.bucket import DataBucket
 from sansnuages.stores.catalog import Catalog
 from sansnuages.stores.jobs import JobState, JobStore, TileState
@@ -185,7 +186,7 @@ def test_the_mosaic_has_true_colour_inside_the_area(job, ingested: dict[str, obj
     settings = ingested["settings"]
     item = bucket.get_json(job.mosaic_item)  # type: ignore[attr-defined]
     path = item["assets"]["visual"]["href"].replace("s3://", "/vsis3/", 1)
-    with rasterio.Env(**settings.gdal_options()), rasterio.open(path) as mosaic:  # type: ignore[attr-defined]
+    with gdal_env(settings), rasterio.open(path) as mosaic:  # type: ignore[attr-defined]
         assert mosaic.count == 3 and mosaic.dtypes[0] == "uint8"
         assert mosaic.crs.to_epsg() == 3035
         data = mosaic.read()
@@ -198,7 +199,7 @@ def test_the_mosaic_has_true_colour_inside_the_area(job, ingested: dict[str, obj
         pixel = [int(v) for v in next(mosaic.sample([(x, y)]))]
     tile_item = bucket.get_json(job.tiles[0].item)  # type: ignore[attr-defined]
     expected = []
-    with rasterio.Env(**settings.gdal_options()):  # type: ignore[attr-defined]
+    with gdal_env(settings):  # type: ignore[attr-defined]
         for band in ("FRC_B4", "FRC_B3", "FRC_B2"):
             with rasterio.open(
                 tile_item["assets"][band]["href"].replace("s3://", "/vsis3/", 1)
@@ -292,7 +293,7 @@ def test_a_polygon_job_plans_the_tiles_it_touches_and_cuts_the_mosaic_to_it(  # 
     assert item["properties"]["sansnuages:tiles"] == ["31UFS"]
     assert item["bbox"] == pytest.approx([5.0, 50.6, 5.6, 51.2])
     href = item["assets"]["visual"]["href"].replace("s3://", "/vsis3/", 1)
-    with rasterio.Env(**settings.gdal_options()), rasterio.open(href) as mosaic:  # type: ignore[attr-defined]
+    with gdal_env(settings), rasterio.open(href) as mosaic:  # type: ignore[attr-defined]
         data = mosaic.read()
         valid = (data > 0).all(axis=0)
         assert 0.3 < valid.mean() < 0.7  # a triangle fills about half of its bounding box
