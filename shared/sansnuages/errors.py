@@ -41,6 +41,16 @@ class CorruptRaster(InvalidProduct):
     network failure while reading it is retried instead)."""
 
 
+class UnexpectedFormat(InvalidProduct):
+    """A member named like a raster that is not a GeoTIFF (a VRT, say): never opened by
+    another driver, since GDAL picks drivers from content, not names."""
+
+
+class OffGrid(InvalidProduct):
+    """A raster whose CRS, origin, extent, pixel size, type or band count is not that of its
+    kind on its MGRS tile: sizes come from the grid, not from the attacker's metadata."""
+
+
 class InvalidRequest(SansnuagesError):
     """A request (API, CLI, job) whose parameters are wrong: a 400, never a retry."""
 

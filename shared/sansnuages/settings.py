@@ -26,6 +26,10 @@ class Settings:
     """`NADIR_NORMALISATION` (default on; `false` turns it off): bring each observation to
     nadir view (BRDF c-factor) before the synthesis averages it, which lowers the error at every
     cloudiness level of `bench/quality.py --directional` (README, synthesis quality)."""
+    reduced_resolutions: bool = False
+    """`REDUCED_RESOLUTIONS=true`: ingest accepts products coarser than the native 10 / 20 /
+    30 m (the simulator's, the demo's and the tests'), still on the tile's 109,800 m extent.
+    For the local runtime only: the template never sets it."""
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -40,6 +44,8 @@ class Settings:
             endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
             nadir_normalisation=env.get("NADIR_NORMALISATION", "true").lower()
             not in ("0", "false", "no", "off"),
+            reduced_resolutions=env.get("REDUCED_RESOLUTIONS", "false").lower()
+            in ("1", "true", "yes", "on"),
         )
 
     def gdal_options(self) -> dict[str, str]:

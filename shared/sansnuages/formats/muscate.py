@@ -11,12 +11,14 @@ import datetime as dt
 import math
 import re
 import warnings
-import xml.etree.ElementTree as ET  # noqa: S405 - hardened by _parse_xml (no DTD, no entities)
+import xml.etree.ElementTree as ET  # noqa: S405 - the Element type only; parsing is defusedxml's
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 import numpy as np
 from affine import Affine
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import fromstring as parse_untrusted_xml
 
 from sansnuages.errors import InconsistentMetadata, MissingBand, NotAMuscateProduct, UnsafeArchive
 from sansnuages.raster.brdf import AngleGrid
@@ -165,17 +167,54 @@ class MuscateMetadata:
     aot_scale: float
     wvc_scale: float
     atb_nodata: float
+    level_written: str | None = None
+    """PRODUCT_LEVEL as written (`level` prefers the one in the product id)."""
+
+
+def check_agrees_with_name(meta: MuscateMetadata, name: ProductName) -> None:
+    """The metadata must describe the product its name says, field by field: an upload is
+    filed by its name, so a product must never pass for another tile, date or platform."""
+    if meta.product_id != name.product_id:
+        raise InconsistentMetadata(
+            f"PRODUCT_ID: metadata names {meta.product_id}, the archive holds {name.product_id}"
+        )
+    if not TILE_ZONE.match(f"T{meta.tile}"):
+        raise InconsistentMetadata(f"GEOGRAPHICAL_ZONE: {meta.tile[:20]!r} is not an MGRS tile")
+    if meta.tile != name.tile:
+        raise InconsistentMetadata(
+            f"GEOGRAPHICAL_ZONE: metadata says {meta.tile}, the name says {name.tile}"
+        )
+    if name.platform != meta.platform and not name.platform.startswith(f"{meta.platform}-"):
+        raise InconsistentMetadata(
+            f"PLATFORM: metadata says {meta.platform[:40]!r}, the name says {name.platform}"
+        )
+    if abs((meta.acquired - name.acquired).total_seconds()) > 1.0:
+        raise InconsistentMetadata(
+            f"ACQUISITION_DATE: metadata says {meta.acquired:%Y-%m-%dT%H:%M:%S}, the name says "
+            f"{name.acquired:%Y-%m-%dT%H:%M:%S}"
+        )
+    if meta.level_written and meta.level_written not in (name.level, name.level.split("-")[0]):
+        raise InconsistentMetadata(
+            f"PRODUCT_LEVEL: metadata says {meta.level_written[:20]!r}, the name says {name.level}"
+        )
+    if name.version is not None and meta.product_version:
+        written = meta.product_version.upper().removeprefix("V").replace("-", ".")
+        if written != f"{name.version[0]}.{name.version[1]}":
+            raise InconsistentMetadata(
+                f"PRODUCT_VERSION: metadata says {meta.product_version[:20]!r}, the name says "
+                f"V{name.version[0]}-{name.version[1]}"
+            )
 
 
 def _parse_xml(xml: bytes) -> ET.Element:
-    """Parse untrusted XML: MUSCATE metadata never needs a DTD, so any DTD is refused outright
-    (this closes entity-expansion and external-entity tricks without another dependency)."""
+    """Parse untrusted XML with a parser that refuses any DTD, and so entity expansion and
+    external entities, whatever the text's encoding (a byte search for "<!DOCTYPE" is blind
+    to UTF-16): MUSCATE metadata never needs one."""
     data = xml if isinstance(xml, bytes) else str(xml).encode("utf-8")
-    upper = data.upper()
-    if b"<!DOCTYPE" in upper or b"<!ENTITY" in upper:
-        raise InconsistentMetadata("metadata XML declares a DTD or entities, which is refused")
     try:
-        root = ET.fromstring(data)  # noqa: S314 - DTDs refused above
+        root = parse_untrusted_xml(data, forbid_dtd=True)
+    except DefusedXmlException as exc:
+        raise InconsistentMetadata(f"metadata XML refused: {type(exc).__name__}") from exc
     except ET.ParseError as exc:
         raise InconsistentMetadata(f"metadata is not well-formed XML: {exc}") from exc
     if _local(root.tag) != "Muscate_Metadata_Document":
@@ -404,6 +443,7 @@ def parse_metadata(xml: bytes) -> MuscateMetadata:
         atb_nodata=_special(
             root, ("aerosol_optical_thickness_nodata", "water_vapor_content_nodata"), 0.0
         ),
+        level_written=_text(root, "./Product_Characteristics/PRODUCT_LEVEL", False),
     )
 
 

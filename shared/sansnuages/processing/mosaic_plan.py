@@ -1,4 +1,5 @@
-"""What a mosaic of an area is made of, before any pixel: its pieces, each piece's inputs and\ngrid. Pure of AWS: the stage stores the plan and sends its parts."""
+"""What a mosaic of an area is made of, before any pixel: its pieces, each piece's inputs and
+grid. Pure of AWS: the stage stores the plan and sends its parts."""
 
 from __future__ import annotations
 

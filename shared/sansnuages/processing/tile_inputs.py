@@ -1,4 +1,5 @@
-"""How a tile's L2A Items become the synthesis's inputs and outputs: observations with their\nrasters, weights and view geometry, the output grids and layers. Pure of AWS."""
+"""How a tile's L2A Items become the synthesis's inputs and outputs: observations with their
+rasters, weights and view geometry, the output grids and layers. Pure of AWS."""
 
 from __future__ import annotations
 

@@ -9,10 +9,13 @@ from typing import Any
 
 import rasterio
 from rasterio._err import CPLE_BaseError
+from rasterio.io import DatasetReader
 
+from sansnuages.formats.grid import Tile
 from sansnuages.formats.muscate import MuscateMetadata, ProductLayout
 from sansnuages.formats.product_rasters import (
     check_against_metadata,
+    check_on_grid,
     cog_overrides,
     nodata_of,
     raster_facts,
@@ -20,6 +23,9 @@ from sansnuages.formats.product_rasters import (
 from sansnuages.raster import cog
 from sansnuages.raster.encode import file_multihash
 
+GEOTIFF = "GTiff"
+TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+"""The first bytes of a TIFF and of a BigTIFF, little- and big-endian."""
 RASTER_ERRORS = (rasterio.errors.RasterioError, CPLE_BaseError)
 """What GDAL raises when a raster cannot be opened, read or decoded."""
 
@@ -34,13 +40,35 @@ class LocalCog:
     checksum: str
 
 
+@dataclass(frozen=True)
+class ProductGrid:
+    """Where a product's rasters must lie: its tile, and whether coarser pixels are allowed."""
+
+    tile: Tile
+    reduced: bool = False
+
+
+def open_geotiff(path: str) -> DatasetReader:
+    """Open an uploaded raster, or one made from it, with the GeoTIFF driver alone: GDAL picks
+    drivers from content, so a member named `_FRE_B2.tif` that holds a VRT would otherwise be
+    read as one (and a VRT reads local files and URLs)."""
+    return rasterio.open(path, driver=GEOTIFF)
+
+
 def member_to_cog(
-    source: str, local: str, asset_key: str, layout: ProductLayout, meta: MuscateMetadata
+    source: str,
+    local: str,
+    asset_key: str,
+    layout: ProductLayout,
+    meta: MuscateMetadata,
+    grid: ProductGrid,
 ) -> LocalCog:
-    """Convert `source` (a GDAL path) to a COG at `local`, after checking it against the
-    product's metadata. The local copy (Lambda's ephemeral storage) lets the caller upload in
-    parallel parts and knows the size and checksum without another request."""
-    with rasterio.open(source) as dataset:
+    """Convert `source` (a GDAL path) to a COG at `local`, after checking it against its tile
+    (from the header alone) and the product's metadata. The local copy (Lambda's ephemeral
+    storage) lets the caller upload in parallel parts and knows the size and checksum without
+    another request."""
+    with open_geotiff(source) as dataset:
+        check_on_grid(asset_key, dataset, layout.name.platform, grid.tile, grid.reduced)
         check_against_metadata(asset_key, dataset, meta)
         nodata = nodata_of(asset_key, dataset, layout)
         cog.copy_as_cog(dataset, local, nodata=nodata, **cog_overrides(asset_key))
@@ -50,6 +78,11 @@ def member_to_cog(
 
 def decode_whole(path: str) -> None:
     """Read every block of a local raster; raises one of `RASTER_ERRORS` if any fails."""
-    with rasterio.open(path) as dataset:
+    with open_geotiff(path) as dataset:
         for _, window in dataset.block_windows(1):
             dataset.read(window=window)
+
+
+def is_tiff(head: bytes) -> bool:
+    """Whether a file's first bytes are those of a TIFF (or BigTIFF)."""
+    return head[:4] in TIFF_MAGIC

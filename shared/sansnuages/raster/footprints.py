@@ -1,11 +1,11 @@
-"""Where a product has valid pixels, in lon/lat, from its edge or snow mask read decimated:\nthe footprint of its Item, not the tile square."""
+"""Where a product has valid pixels, in lon/lat, from its edge or snow mask read decimated:
+the footprint of its Item, not the tile square."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
-import rasterio
 from rasterio.enums import Resampling
 from rasterio.features import shapes
 from rasterio.warp import transform_geom
@@ -14,6 +14,7 @@ from shapely.ops import unary_union
 
 from sansnuages import errors
 from sansnuages.formats import snow
+from sansnuages.raster.conversion import open_geotiff
 from sansnuages.stac.common import (
     RasterAsset,
 )
@@ -39,7 +40,7 @@ def decimated(dataset: Any, max_pixels: int = THUMBNAIL_MAX_PIXELS) -> np.ndarra
 def footprint(mask_path: str, snow: bool = False, nodata: float | None = None) -> dict[str, Any]:
     """The valid-data area in lon/lat, not the tile square: EDG == 0 for L2A, observed
     classes for snow maps. Split at the antimeridian when the tile crosses it."""
-    with rasterio.open(mask_path) as dataset:
+    with open_geotiff(mask_path) as dataset:
         data = decimated(dataset, FOOTPRINT_MAX_PIXELS)
         transform = dataset.transform @ dataset.transform.scale(
             dataset.width / data.shape[1], dataset.height / data.shape[0]

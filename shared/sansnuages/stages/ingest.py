@@ -19,18 +19,31 @@ import zipfile
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import pystac
-import rasterio
 from aws_lambda_powertools import Logger
 
 from sansnuages import errors
 from sansnuages import layout as keys
-from sansnuages.formats import snow
-from sansnuages.formats.archive import check_sizes, read_member
-from sansnuages.formats.muscate import MuscateMetadata, ProductLayout, parse_metadata, vsi_member
+from sansnuages.formats import grid, snow
+from sansnuages.formats.archive import check_shape, check_sizes, read_member
+from sansnuages.formats.muscate import (
+    MuscateMetadata,
+    ProductLayout,
+    check_agrees_with_name,
+    parse_metadata,
+    vsi_member,
+)
 from sansnuages.raster import cog
-from sansnuages.raster.conversion import RASTER_ERRORS, decode_whole, member_to_cog
+from sansnuages.raster.conversion import (
+    RASTER_ERRORS,
+    ProductGrid,
+    decode_whole,
+    is_tiff,
+    member_to_cog,
+    open_geotiff,
+)
 from sansnuages.raster.encode import png_bytes
 from sansnuages.raster.footprints import decimated, footprint, footprint_raster
 from sansnuages.raster.thread_env import in_thread_env
@@ -120,8 +133,10 @@ class Ingestor:
             with self.uploads.open_zip(key) as archive:
                 layout = ProductLayout.from_members(archive.namelist())
                 product_id = layout.product_id
+                check_shape(archive)
                 check_sizes(archive)
                 meta = parse_metadata(read_member(archive, layout.metadata))
+                check_agrees_with_name(meta, layout.name)
                 return self._ingest_product(key, archive, layout, meta, outputs)
         except errors.InvalidProduct as error:
             self._discard(outputs, product_id)  # first: should it fail, the retry redoes both
@@ -155,21 +170,23 @@ class Ingestor:
         meta: MuscateMetadata,
         outputs: Outputs,
     ) -> IngestResult:
-        if meta.product_id != layout.product_id:
-            raise errors.InconsistentMetadata(
-                f"metadata names product {meta.product_id} but the archive holds {layout.product_id}"
-            )
         collection = collection_for(meta.platform, meta.level)
         month_prefix = keys.l2a_month_prefix(collection, meta.tile, meta.acquired)
         prefix = f"{month_prefix}{meta.product_id}/"
         item_key = outputs.item_key = f"{prefix}{meta.product_id}.json"
-        if self.bucket.exists(item_key):
-            # A repeated upload, or a retry after a failure past the Item: finish its effects.
-            widen_collection(self.bucket, collection, self.bucket.get_json(item_key))
-            link_versions(self.bucket, self.catalog, month_prefix, layout.name)
-            self._archive_upload(key, prefix, meta.product_id)
-            logger.info("duplicate upload", extra={"key": key, "product": meta.product_id})
-            return IngestResult(key, Outcome.DUPLICATE, meta.product_id, item_key)
+        published = self.bucket.get_json_or_none(item_key)
+        if published is not None:
+            if self._is_published_upload(key, prefix, meta.product_id, published):
+                # A repeated upload, or a retry after a failure past the Item: finish its effects.
+                widen_collection(self.bucket, collection, published)
+                link_versions(self.bucket, self.catalog, month_prefix, layout.name)
+                self._archive_upload(key, prefix, meta.product_id)
+                logger.info("duplicate upload", extra={"key": key, "product": meta.product_id})
+                return IngestResult(key, Outcome.DUPLICATE, meta.product_id, item_key)
+            # Other bytes under a published id: every raster is checked and decoded before
+            # anything of the published product is replaced.
+            self._verify_rasters(key, layout, meta)
+            logger.info("replacing a published product", extra={"product": meta.product_id})
         rasters = self._convert_rasters(key, layout, meta, prefix, outputs)
         files = self._copy_files(archive, layout, prefix, outputs)
         item = self._build_item(key, layout, meta, collection, prefix, rasters, files, outputs)
@@ -194,6 +211,38 @@ class Ingestor:
         return IngestResult(key, Outcome.INGESTED, meta.product_id, item_key)
 
     # --- rasters ------------------------------------------------------------------------
+
+    def _is_published_upload(
+        self, key: str, prefix: str, product_id: str, published: dict[str, Any]
+    ) -> bool:
+        """Whether `key` holds the bytes the published Item was made from: those archived
+        beside it, or (a retry that failed before archiving) an upload of its recorded size."""
+        archived = f"{prefix}{product_id}.zip"
+        if self.bucket.exists(archived):
+            return self.uploads.is_archived(key, archived)
+        recorded = (published.get("assets", {}).get("product") or {}).get("file:size")
+        return recorded is not None and int(recorded) == self.uploads.fingerprint(key)[0]
+
+    def _verify_rasters(self, key: str, layout: ProductLayout, meta: MuscateMetadata) -> None:
+        """Convert every raster to local scratch space and drop it: the checks and the full
+        decode of an ingest, with nothing written to the bucket."""
+        zip_path = f"/vsizip/{keys.vsi_path(self.bucket.name, key)}"
+        grid_ = self._grid(meta)
+
+        def verify(job: tuple[str, str]) -> None:
+            asset_key, member = job
+            with tempfile.TemporaryDirectory() as scratch:
+                source = f"{zip_path}/{vsi_member(member)}"
+                try:
+                    member_to_cog(
+                        source, os.path.join(scratch, "cog.tif"), asset_key, layout, meta, grid_
+                    )
+                except RASTER_ERRORS as error:
+                    self._raise_if_corrupt(key, asset_key, member, error)
+                    raise
+
+        with ThreadPoolExecutor(CONVERSION_THREADS) as pool:
+            list(pool.map(in_thread_env(verify), sorted(layout.rasters.items())))
 
     def _convert_rasters(
         self, key: str, layout: ProductLayout, meta: MuscateMetadata, prefix: str, outputs: Outputs
@@ -229,7 +278,8 @@ class Ingestor:
         """Read from the zip on S3, write the COG to local scratch space, upload it whole."""
         with tempfile.TemporaryDirectory() as scratch:
             source = f"{zip_path}/{vsi_member(member)}"
-            local = member_to_cog(source, os.path.join(scratch, "cog.tif"), asset_key, layout, meta)
+            target = os.path.join(scratch, "cog.tif")
+            local = member_to_cog(source, target, asset_key, layout, meta, self._grid(meta))
             self.bucket.client.upload_file(
                 local.path, self.bucket.name, dst_key, ExtraArgs={"ContentType": COG}
             )
@@ -239,6 +289,14 @@ class Ingestor:
             size_bytes=local.size_bytes,
             checksum=local.checksum,
         )
+
+    def _grid(self, meta: MuscateMetadata) -> ProductGrid:
+        """The tile the product's rasters must lie on (the metadata agrees with the name)."""
+        try:
+            tile = grid.tile(meta.tile)
+        except ValueError as error:
+            raise errors.OffGrid(f"tile {meta.tile}: {error}") from error
+        return ProductGrid(tile, self.settings.reduced_resolutions)
 
     def _raise_if_corrupt(self, key: str, asset_key: str, member: str, error: Exception) -> None:
         """Tell a broken raster from a failed read: copy the member out of the zip (streamed,
@@ -252,6 +310,11 @@ class Ingestor:
                 raise errors.CorruptRaster(
                     f"{asset_key}: {member} cannot be extracted ({broken})"
                 ) from error
+            with open(local, "rb") as head:
+                if not is_tiff(head.read(4)):
+                    raise errors.UnexpectedFormat(
+                        f"{asset_key}: {member} is not a GeoTIFF"
+                    ) from error
             try:
                 decode_whole(local)
             except RASTER_ERRORS as broken:
@@ -298,7 +361,7 @@ class Ingestor:
         self, snow_map: str, prefix: str, product_id: str, outputs: Outputs
     ) -> FileAsset:
         """A PNG preview of the snow classes: Let-It-Snow products carry no quicklook."""
-        with rasterio.open(snow_map) as dataset:
+        with open_geotiff(snow_map) as dataset:
             classes = decimated(dataset)
         body = png_bytes(snow.preview(classes))
         target = f"{prefix}{product_id}_SNW_preview.png"

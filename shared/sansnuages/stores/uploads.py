@@ -9,6 +9,7 @@ import zipfile
 
 import s3fs
 from aws_lambda_powertools import Logger
+from botocore.exceptions import ClientError
 
 from sansnuages import errors
 from sansnuages.formats import zipdir
@@ -19,6 +20,8 @@ from sansnuages.stores.bucket import DataBucket
 EOCD_SEARCH_BYTES = zipdir.EOCD_SIZE + 0xFFFF + zipdir.ZIP64_TRAILER_SIZE
 MAX_DIRECTORY_BYTES = 64 * 1024**2
 READ_BLOCK_BYTES = 2 * 1024**2
+UPLOAD_SIZE = "upload-size"
+UPLOAD_ETAG = "upload-etag"
 
 logger = Logger(child=True)
 
@@ -73,8 +76,39 @@ class Uploads:
                 shutil.copyfileobj(stream, copy, HASH_CHUNK)
 
     def archive(self, key: str, target: str) -> None:
-        """Keep the original at `target` (beside its Item), then clear it from the drop zone."""
+        """Keep the original at `target` (beside its Item), then clear it from the drop zone.
+        The copy records the upload's size and ETag, so that a later upload of the same bytes
+        is known as such (`is_archived`)."""
         if not self.bucket.exists(key):
             return
-        self.bucket.client.copy({"Bucket": self.bucket.name, "Key": key}, self.bucket.name, target)
+        size, etag = self.fingerprint(key)
+        self.bucket.client.copy(
+            {"Bucket": self.bucket.name, "Key": key},
+            self.bucket.name,
+            target,
+            ExtraArgs={
+                "Metadata": {UPLOAD_SIZE: str(size), UPLOAD_ETAG: etag},
+                "MetadataDirective": "REPLACE",
+                "ContentType": "application/zip",
+            },
+        )
         self.bucket.delete(key)
+
+    def fingerprint(self, key: str) -> tuple[int, str]:
+        """Size and ETag of an object: the same upload of the same bytes gives the same."""
+        head = self.bucket.client.head_object(Bucket=self.bucket.name, Key=key)
+        return int(head["ContentLength"]), str(head["ETag"]).strip('"')
+
+    def is_archived(self, key: str, target: str) -> bool:
+        """Whether the upload `key` is the one archived at `target`, byte for byte as far as
+        size and ETag tell (an identical file uploaded in other parts is not recognised: it is
+        then checked and ingested again, which is slower but never wrong)."""
+        try:
+            head = self.bucket.client.head_object(Bucket=self.bucket.name, Key=target)
+        except ClientError as error:
+            if error.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+        recorded = head.get("Metadata") or {}
+        size, etag = self.fingerprint(key)
+        return recorded.get(UPLOAD_SIZE) == str(size) and recorded.get(UPLOAD_ETAG) == etag

@@ -187,6 +187,9 @@ def local_environment(
         "AWS_REGION": stack.region,
         "AWS_DEFAULT_REGION": stack.region,
         "AWS_ENDPOINT_URL": endpoint_url,
+        # The simulator's products are coarser than the native 10 / 20 / 30 m: the local
+        # runtime accepts them; the template never sets this.
+        "REDUCED_RESOLUTIONS": "true",
         "AWS_LAMBDA_FUNCTION_NAME": spec.name,
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
     }
