@@ -245,7 +245,7 @@ def test_hostile_uploads_are_quarantined_with_their_reasons(
     good_key = f"incoming/good/{good.name}"
     bucket.client.upload_file(str(good), bucket.name, good_key)
     product_id = good.stem
-    _wait(lambda: any(k.endswith(f"{product_id}.json") for k in bucket.list_keys("l2a/")), "good")
+    _wait(lambda: any(k.endswith(f"{product_id}.zip") for k in bucket.list_keys("l2a/")), "good")
     published = {k: bucket.get_bytes(k) for k in bucket.list_keys("l2a/")}
     archived = next(k for k in published if k.endswith(".zip"))
     assert published[archived] == good.read_bytes()
@@ -286,11 +286,13 @@ def test_a_corrupt_reupload_leaves_the_published_product_as_it_was(
     settings = RuntimeClient(runtime.facts()).settings()
     bucket = DataBucket(settings)
     product_id = good.stem
-    item_key = next((k for k in bucket.list_keys("l2a/") if k.endswith(f"{product_id}.json")), None)
-    if item_key is None:
+    archived_key = next(
+        (k for k in bucket.list_keys("l2a/") if k.endswith(f"{product_id}.zip")), None
+    )
+    if archived_key is None:
         bucket.client.upload_file(str(good), bucket.name, f"incoming/first/{good.name}")
         _wait(
-            lambda: any(k.endswith(f"{product_id}.json") for k in bucket.list_keys("l2a/")), "good"
+            lambda: any(k.endswith(f"{product_id}.zip") for k in bucket.list_keys("l2a/")), "good"
         )
     before = {k: bucket.get_bytes(k) for k in bucket.list_keys("l2a/")}
     # the same id, a B4 cut short: a valid zip whose raster's last blocks are missing
