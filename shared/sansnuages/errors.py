@@ -55,6 +55,16 @@ class InvalidRequest(SansnuagesError):
     """A request (API, CLI, job) whose parameters are wrong: a 400, never a retry."""
 
 
+class SearchBudgetSpent(InvalidRequest):
+    """A search that read its whole budget of index records without a match. A page with no
+    Item and a `next` link would end most clients' paging silently (pystac-client stops at an
+    empty page); this refusal is explicit, and still carries the link that resumes the search."""
+
+    def __init__(self, reason: str, next_link: dict[str, object] | None) -> None:
+        super().__init__(reason)
+        self.next_link = next_link
+
+
 class NotFound(SansnuagesError):
     pass
 

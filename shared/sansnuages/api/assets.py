@@ -18,7 +18,9 @@ from botocore.exceptions import BotoCoreError
 from sansnuages.layout import split_s3_href
 
 Presign = Callable[[str, str], str]
-PRESIGN_SECONDS = 3600
+PRESIGN_SECONDS = 900
+"""A presigned alternate works for 15 minutes: long enough to start reading a COG, short enough
+that a link passed around stops serving the bucket's egress (which throttling does not cap)."""
 
 
 @dataclass(frozen=True)

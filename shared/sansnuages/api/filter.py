@@ -1,9 +1,13 @@
 """Item predicates of the STAC API: CQL2 filters, the query extension and `intersects`.
 
-All three become one CQL2 JSON expression, evaluated on each candidate Item by the `cql2` package
-(the same parser for CQL2 text and JSON). What the index can answer is read off the expression's
-top-level conjuncts (collections, ids, tile, time range, bbox), so that a filter narrows the
-partitions a search reads instead of post-filtering the whole catalog.
+All three become one CQL2 JSON expression. What the index can answer is read off the
+expression's top-level conjuncts (collections, ids, tile, time range, bbox), so that a filter
+narrows the partitions a search reads instead of post-filtering the whole catalog. On each
+candidate Item the filter and the query are evaluated by the `cql2` package (the same parser for
+CQL2 text and JSON), `intersects` by a prepared shapely geometry: cql2 converts a geometry literal
+for every Item it checks, which costs about 1 µs a vertex each time.
+
+Every parameter is held to `RequestLimits` before anything evaluates it.
 """
 
 from __future__ import annotations
@@ -17,8 +21,19 @@ from datetime import datetime
 from typing import Any
 
 import cql2
+import shapely
+from shapely.geometry import shape
+from shapely.prepared import PreparedGeometry, prep
 
 from sansnuages import errors
+from sansnuages.api.limits import (
+    LIMITS,
+    RequestLimits,
+    check_cql2_text,
+    check_cql2_tree,
+    loads,
+    refuse,
+)
 from sansnuages.stac.extents import Bbox, DatetimeRange, parse_datetime
 from sansnuages.stores.catalog.records import TILE_PROPERTY
 
@@ -56,9 +71,12 @@ class Predicate:
     datetime_range: DatetimeRange | None = None
     bbox: Bbox | None = None
     _compiled: Any = field(default=None, compare=False, repr=False)
+    _area: PreparedGeometry | None = field(default=None, compare=False, repr=False)
 
     def matches(self, item: Mapping[str, Any]) -> bool:
         """Whether an Item satisfies the expression; one lacking a compared property does not."""
+        if self._area is not None and not _intersects(self._area, item):
+            return False
         if self._compiled is None:
             return True
         try:
@@ -67,11 +85,23 @@ class Predicate:
             return False
 
 
+def _intersects(area: PreparedGeometry, item: Mapping[str, Any]) -> bool:
+    try:
+        return bool(area.intersects(shape(item.get("geometry"))))
+    except (shapely.errors.ShapelyError, AttributeError, KeyError, TypeError, ValueError):
+        return False  # no geometry, or not one shapely reads: nothing to intersect
+
+
 # --- parsing --------------------------------------------------------------------------------
 
 
-def parse_filter(value: Any, lang: str | None, crs: str | None = None) -> dict[str, Any] | None:
-    """CQL2 JSON of a `filter` parameter, text (the GET default) or JSON (the POST default)."""
+def parse_filter(
+    value: Any, lang: str | None, crs: str | None = None, limits: RequestLimits = LIMITS
+) -> dict[str, Any] | None:
+    """CQL2 JSON of a `filter` parameter, text (the GET default) or JSON (the POST default).
+
+    Size and nesting are checked before the filter is validated: validation takes time that
+    grows fast with nesting (13 s at 200 levels), and the text parser overflows the stack."""
     if value is None or value == "":
         return None
     if crs not in (None, "", CRS84):
@@ -81,13 +111,19 @@ def parse_filter(value: Any, lang: str | None, crs: str | None = None) -> dict[s
         if lang == CQL2_TEXT:
             if not isinstance(value, str):
                 raise errors.InvalidRequest("a cql2-text filter is a string")
-            expression = json.loads(_validated(value, CQL2_TEXT))
+            check_cql2_text(value, limits)
+            expression = cql2.parse_text(value).to_json()
         elif lang == CQL2_JSON:
             if isinstance(value, str):
-                value = json.loads(value)
-            expression = json.loads(_validated(json.dumps(_upgraded(value)), CQL2_JSON))
+                if len(value) > limits.cql2_chars:
+                    raise refuse("the CQL2 filter", limits.cql2_chars, "characters", len(value))
+                value = loads(value, "the CQL2 filter", limits)
+            check_cql2_tree(value, "the CQL2 filter", limits)
+            expression = _upgraded(value)
         else:
             raise errors.InvalidRequest(f"filter-lang must be {CQL2_TEXT} or {CQL2_JSON}")
+        check_cql2_tree(expression, "the CQL2 filter", limits)
+        expression = json.loads(_validated(json.dumps(expression)))
     except (cql2.ParseError, cql2.ValidationError, ValueError, TypeError) as exc:
         raise errors.InvalidRequest(f"unparseable CQL2 filter: {_first_line(exc)}") from exc
     check_expression(expression)
@@ -95,10 +131,10 @@ def parse_filter(value: Any, lang: str | None, crs: str | None = None) -> dict[s
 
 
 @functools.lru_cache(maxsize=256)
-def _validated(text: str, lang: str) -> str:
+def _validated(text: str) -> str:
     """CQL2 JSON text of a valid filter. Validation builds a JSON Schema validator each time
     (about 30 ms), so it is cached: every page of a filtered search repeats the filter."""
-    parsed = cql2.parse_text(text) if lang == CQL2_TEXT else cql2.parse_json(text)
+    parsed = cql2.parse_json(text)
     parsed.validate()
     return json.dumps(parsed.to_json())
 
@@ -128,27 +164,31 @@ def check_expression(expression: Any) -> None:
             raise errors.InvalidRequest(f"unsupported CQL2 operator or function: {op!r}")
 
 
-def _json_parameter(value: Any, error: str) -> Any:
+def _json_parameter(value: Any, name: str, error: str, limits: RequestLimits) -> Any:
     """A parameter given as JSON (POST) or as its JSON text (GET); None when absent or empty."""
     if value is None or value == "" or value == {}:
         return None
     if isinstance(value, str):
         try:
-            return json.loads(value)
+            return loads(value, name, limits)
         except ValueError as exc:
             raise errors.InvalidRequest(error) from exc
     return value
 
 
-def parse_query(value: Any) -> dict[str, Any] | None:
-    """The query extension (`{"eo:cloud_cover": {"lt": 10}}`) as CQL2 JSON."""
-    value = _json_parameter(value, "query must be a JSON object")
+def parse_query(value: Any, limits: RequestLimits = LIMITS) -> dict[str, Any] | None:
+    """The query extension (`{"eo:cloud_cover": {"lt": 10}}`) as CQL2 JSON, held to the size
+    and nesting limits of a CQL2 filter."""
+    value = _json_parameter(value, "query", "query must be a JSON object", limits)
     if value is None:
         return None
     if not isinstance(value, dict):
         raise errors.InvalidRequest("query must be a JSON object")
+    check_cql2_tree(value, "the query object", limits)
     terms = [term for name, ops in value.items() for term in _query_terms(name, ops)]
-    return _conjunction(terms)
+    expression = _conjunction(terms)
+    check_cql2_tree(expression, "the query object", limits)
+    return expression
 
 
 def _query_terms(name: str, ops: Any) -> Iterator[dict[str, Any]]:
@@ -191,11 +231,15 @@ def _scalar(name: str, value: Any) -> Any:
     return value
 
 
-def parse_intersects(value: Any) -> dict[str, Any] | None:
+def parse_intersects(value: Any, limits: RequestLimits = LIMITS) -> dict[str, Any] | None:
     """A GeoJSON geometry (object or, for GET, its JSON text), checked before it is used."""
-    value = _json_parameter(value, "intersects must be a GeoJSON geometry")
+    value = _json_parameter(value, "intersects", "intersects must be a GeoJSON geometry", limits)
     if value is None:
         return None
+    most = limits.intersects_vertices
+    for count, _ in enumerate(_all_positions(value), start=1):
+        if count > most:
+            raise refuse("the intersects geometry", most, "vertices")
     check_geometry(value)
     return _without_bbox(value)
 
@@ -253,15 +297,23 @@ def _is_number(value: Any) -> bool:
 # --- combining and reading off what the index can use --------------------------------------
 
 
-def predicate(*expressions: dict[str, Any] | None) -> Predicate:
-    """One predicate from the filter, the query and the intersects expressions (all must hold)."""
+def predicate(
+    *expressions: dict[str, Any] | None, intersects: dict[str, Any] | None = None
+) -> Predicate:
+    """One predicate from the filter and query expressions and the intersects geometry (all
+    must hold)."""
     terms = [e for e in expressions if e is not None]
-    expression = _conjunction(terms)
+    evaluated = _conjunction(terms)
+    spatial = intersects_expression(intersects)
+    expression = _conjunction([*terms, spatial] if spatial is not None else terms)
     if expression is None:
         return Predicate()
+    compiled = None
     try:
-        compiled = cql2.parse_json(json.dumps(expression))
-    except (cql2.ParseError, cql2.ValidationError, ValueError) as exc:
+        if evaluated is not None:
+            compiled = cql2.parse_json(json.dumps(evaluated))
+        area = prep(shape(intersects)) if intersects is not None else None
+    except (cql2.ParseError, cql2.ValidationError, shapely.errors.ShapelyError, ValueError) as exc:
         raise errors.InvalidRequest(f"unusable filter: {_first_line(exc)}") from exc
     conjuncts = list(_conjuncts(expression))
     return Predicate(
@@ -272,6 +324,7 @@ def predicate(*expressions: dict[str, Any] | None) -> Predicate:
         datetime_range=_time_range(conjuncts),
         bbox=_spatial_bbox(conjuncts),
         _compiled=compiled,
+        _area=area,
     )
 
 

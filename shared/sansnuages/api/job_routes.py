@@ -5,19 +5,24 @@ the `jobs` rel), so that whoever started a month can watch it without the CLI:
   /jobs            recent jobs, the latest months first, paged (`limit`, `token`)
   /jobs/{job_id}   one job: tiles pending / done / failed with reasons (`jobs.job_status`,
                    the document `sansnuages jobs JOB_ID --json` prints)
+
+Reasons are written by the stages, which may keep an exception's text: here each is one short
+line with URLs, paths, bucket keys and credentials taken out (`redact.public_reason`). An area
+given as a file stays its id: the API never reads the path a job record names.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import unquote, urlencode
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 
 from sansnuages import errors
+from sansnuages.api.redact import public_reason
 from sansnuages.api.stac import JSON, ApiConfig, base_url, parse_limit
 from sansnuages.period import SynthesisPeriod
 from sansnuages.stores.catalog.planning import decode_token, encode_token
@@ -85,9 +90,34 @@ def _after(token: str) -> str:
     return after
 
 
+def public_status(job: Job) -> dict[str, Any]:
+    """`jobs.job_status` as the API serves it: reasons fit for anyone, and an area resolved
+    without the file system (a country or an inline polygon; a file keeps its id alone)."""
+    if _names_a_file(job.area):
+        status = job_status(replace(job, area=_UNRESOLVED))
+        status["area"] = {"id": job.area_id, "name": job.area_id, "bbox": None}
+    else:
+        status = job_status(job)
+    status["reason"] = public_reason(status["reason"])
+    for tile in status["tiles"]:
+        tile["reason"] = public_reason(tile["reason"])
+    return status
+
+
+_UNRESOLVED = "{}"
+"""An inline area that resolves to nothing, so that the status reads no file."""
+
+
+def _names_a_file(spec: str) -> bool:
+    text = spec.strip()
+    if text.startswith("{"):
+        return False
+    return "/" in text or "\\" in text or text.lower().endswith((".json", ".geojson"))
+
+
 def job_summary(job: Job, base: str) -> dict[str, Any]:
     """A job in a list: its status without the tiles (their counts stay), and where the rest is."""
-    summary = {key: value for key, value in job_status(job).items() if key != "tiles"}
+    summary = {key: value for key, value in public_status(job).items() if key != "tiles"}
     summary["links"] = [{"rel": "self", "href": f"{base}/jobs/{job.job_id}", "type": JSON}]
     return summary
 
@@ -130,6 +160,6 @@ def add_job_routes(
         found = store.get(job_id)
         if found is None:
             raise errors.NotFound(f"no job {job_id}")
-        return _json(job_status(found))
+        return _json(public_status(found))
 
     return app

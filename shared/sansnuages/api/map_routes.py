@@ -19,6 +19,7 @@ from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 
 from sansnuages import errors
 from sansnuages.api import tiles
+from sansnuages.api.limits import check_id
 from sansnuages.stac.collections import MOSAICS
 from sansnuages.stores.catalog import Catalog
 
@@ -38,6 +39,7 @@ def add_map_routes(app: APIGatewayHttpResolver, catalog: Catalog) -> APIGatewayH
     """Register the map routes on `app` (the STAC API resolver) and return it."""
 
     def layer(item_id: str) -> tiles.MapLayer:
+        check_id(item_id, "the path's ids")
         return tiles.layer_of(catalog.get_item(MOSAICS, item_id))
 
     @app.get("/map/areas/<area_id>")
@@ -166,11 +168,22 @@ def _escape(text: str) -> str:
     )
 
 
+MAX_ZOOM = 24
+"""Web mercator zoom 24 has 2 cm pixels: far past any mosaic's resolution."""
+
+
 def _tile_numbers(z: str, x: str, y: str) -> tuple[int, int, int]:
+    """z/x/y of an XYZ tile: not integers is a 400; outside the tile matrix, a tile that does
+    not exist (404), answered before any reader sees the numbers."""
     try:
-        return int(z), int(x), int(y)
+        zoom, column, row = int(z), int(x), int(y)
     except ValueError as exc:
-        raise errors.InvalidRequest(f"tile numbers must be integers, got {z}/{x}/{y}") from exc
+        raise errors.InvalidRequest("tile numbers must be integers") from exc
+    if not 0 <= zoom <= MAX_ZOOM:
+        raise errors.NotFound(f"zoom {zoom} is outside 0..{MAX_ZOOM}")
+    if not (0 <= column < 2**zoom and 0 <= row < 2**zoom):
+        raise errors.NotFound(f"no tile {column}/{row} at zoom {zoom}")
+    return zoom, column, row
 
 
 def _asset(name: str) -> bytes:

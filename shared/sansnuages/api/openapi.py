@@ -1,13 +1,18 @@
 """The API's self-description: OpenAPI 3.0 document, its HTML page, queryables and sortables.
 
 The OpenAPI document describes every route and parameter the resolver serves, so that a client
-generator or a fuzzer (the test suite runs schemathesis on it) sees the real API.
+generator or a fuzzer (the test suite runs schemathesis on it) sees the real API, with the
+request limits (`limits.RequestLimits`) as schema bounds where a schema can say them and in the
+descriptions otherwise.
 """
 
 from __future__ import annotations
 
 import html
+from dataclasses import asdict
 from typing import Any
+
+from sansnuages.api.limits import LIMITS, RequestLimits
 
 OPENAPI = "application/vnd.oai.openapi+json;version=3.0"
 SCHEMA_JSON = "application/schema+json"
@@ -75,60 +80,133 @@ def _query(name: str, schema: dict[str, Any], description: str, **extra: Any) ->
     }
 
 
+def _ids(most: int, limits: RequestLimits) -> dict[str, Any]:
+    item = {"type": "string", "minLength": 1, "maxLength": limits.id_chars}
+    return {"type": "array", "items": item, "maxItems": most}
+
+
 _ARRAY = {"style": "form", "explode": False}
-_SEARCH_PARAMETERS = [
-    _query(
-        "bbox",
-        {"type": "array", "items": {"type": "number"}, "minItems": 4, "maxItems": 6},
-        "xmin,ymin,xmax,ymax (or 6 numbers for 3D), WGS84",
-        **_ARRAY,
-    ),
-    _query("datetime", {"type": "string"}, "RFC 3339 instant or interval, '..' for open ends"),
-    _query("limit", {"type": "integer", "minimum": 1}, "page size (default 10, clamped)"),
-    _query("ids", _STRING_LIST, "Item ids", **_ARRAY),
-    _query("collections", _STRING_LIST, "collection ids", **_ARRAY),
-    _query("intersects", {"type": "string"}, "a GeoJSON geometry, as JSON text"),
-    _query("filter", {"type": "string"}, "a CQL2 filter"),
-    _query("filter-lang", {"type": "string", "enum": ["cql2-text", "cql2-json"]}, "CQL2 form"),
-    _query("sortby", {"type": "string"}, "'-datetime' or '+datetime' (id breaks ties)"),
-    _query("fields", {"type": "string"}, "fields to include (name or +name), exclude (-name)"),
-    _query("query", {"type": "string"}, "query extension object, as JSON text"),
-    _query("token", {"type": "string"}, "paging token from a next link"),
-]
-_ITEMS_PARAMETERS = [
-    p for p in _SEARCH_PARAMETERS if p["name"] not in ("collections", "ids", "intersects")
-]
-_SEARCH_BODY = {
-    "type": "object",
-    "properties": {
-        "bbox": {"type": "array", "items": {"type": "number"}, "minItems": 4, "maxItems": 6},
-        "datetime": {"type": "string"},
-        "limit": {"type": "integer", "minimum": 1},
-        "ids": _STRING_LIST,
-        "collections": _STRING_LIST,
-        "intersects": {"type": "object"},
-        "filter": {"oneOf": [{"type": "object"}, {"type": "string"}]},
-        "filter-lang": {"type": "string", "enum": ["cql2-text", "cql2-json"]},
-        "filter-crs": {"type": "string"},
-        "sortby": {
-            "type": "array",
-            "items": {
+
+
+def _search_parameters(limits: RequestLimits) -> list[dict[str, Any]]:
+    return [
+        _query(
+            "bbox",
+            {"type": "array", "items": {"type": "number"}, "minItems": 4, "maxItems": 6},
+            "xmin,ymin,xmax,ymax (or 6 numbers for 3D), WGS84",
+            **_ARRAY,
+        ),
+        _query("datetime", {"type": "string"}, "RFC 3339 instant or interval, '..' for open ends"),
+        _query("limit", {"type": "integer", "minimum": 1}, "page size (default 10, clamped)"),
+        _query("ids", _ids(limits.ids, limits), f"Item ids (at most {limits.ids})", **_ARRAY),
+        _query(
+            "collections",
+            _ids(limits.collections, limits),
+            f"collection ids (at most {limits.collections})",
+            **_ARRAY,
+        ),
+        _query(
+            "intersects",
+            {"type": "string"},
+            f"a GeoJSON geometry, as JSON text (at most {limits.intersects_vertices:,} vertices)",
+        ),
+        _query(
+            "filter",
+            {"type": "string", "maxLength": limits.cql2_chars},
+            f"a CQL2 filter (at most {limits.cql2_chars:,} characters, {limits.cql2_depth} "
+            f"nested operations and {limits.cql2_nodes:,} values)",
+        ),
+        _query("filter-lang", {"type": "string", "enum": ["cql2-text", "cql2-json"]}, "CQL2 form"),
+        _query(
+            "sortby",
+            {"type": "string"},
+            f"'-datetime' or '+datetime' (id breaks ties; at most {limits.sortby} terms)",
+        ),
+        _query(
+            "fields",
+            {"type": "string"},
+            f"fields to include (name or +name), exclude (-name); at most {limits.fields}",
+        ),
+        _query("query", {"type": "string"}, "query extension object, as JSON text"),
+        _query(
+            "token",
+            {"type": "string", "maxLength": limits.token_chars},
+            "paging token from a next link",
+        ),
+    ]
+
+
+def _items_parameters(limits: RequestLimits) -> list[dict[str, Any]]:
+    return [
+        p
+        for p in _search_parameters(limits)
+        if p["name"] not in ("collections", "ids", "intersects")
+    ]
+
+
+def _search_body(limits: RequestLimits) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "description": (
+            f"at most {limits.body_bytes:,} bytes, nested at most {limits.json_depth} levels"
+        ),
+        "properties": {
+            "bbox": {"type": "array", "items": {"type": "number"}, "minItems": 4, "maxItems": 6},
+            "datetime": {"type": "string"},
+            "limit": {"type": "integer", "minimum": 1},
+            "ids": _ids(limits.ids, limits),
+            "collections": _ids(limits.collections, limits),
+            "intersects": {
                 "type": "object",
-                "required": ["field"],
-                "properties": {
-                    "field": {"type": "string"},
-                    "direction": {"type": "string", "enum": ["asc", "desc"]},
+                "description": f"a GeoJSON geometry of at most {limits.intersects_vertices:,} "
+                "vertices",
+            },
+            "filter": {
+                "oneOf": [{"type": "object"}, {"type": "string", "maxLength": limits.cql2_chars}],
+                "description": f"CQL2: at most {limits.cql2_depth} nested operations and "
+                f"{limits.cql2_nodes:,} values",
+            },
+            "filter-lang": {"type": "string", "enum": ["cql2-text", "cql2-json"]},
+            "filter-crs": {"type": "string"},
+            "sortby": {
+                "type": "array",
+                "maxItems": limits.sortby,
+                "items": {
+                    "type": "object",
+                    "required": ["field"],
+                    "properties": {
+                        "field": {"type": "string"},
+                        "direction": {"type": "string", "enum": ["asc", "desc"]},
+                    },
                 },
             },
+            "fields": {
+                "type": "object",
+                "description": f"at most {limits.fields} names, include and exclude together",
+                "properties": {"include": _STRING_LIST, "exclude": _STRING_LIST},
+            },
+            "query": {"type": "object"},
+            "token": {"type": "string", "maxLength": limits.token_chars},
         },
-        "fields": {
-            "type": "object",
-            "properties": {"include": _STRING_LIST, "exclude": _STRING_LIST},
-        },
-        "query": {"type": "object"},
-        "token": {"type": "string"},
-    },
-}
+    }
+
+
+def limits_text(limits: RequestLimits = LIMITS) -> str:
+    """The limits as the documents state them: one line each."""
+    lines = [f"- {name}: at most {most:,} {what}" for name, most, what in limits.documented()]
+    return "\n".join(lines)
+
+
+def _description(description: str, limits: RequestLimits) -> str:
+    return (
+        f"{description}\n\nEach request is held to these limits; past one, the answer is a 400 "
+        "whose description names the limit.\n\n"
+        f"{limits_text(limits)}\n\nA search stops reading the index when its budget is spent "
+        "and answers with the Items found so far (possibly none) and a `next` link that "
+        "resumes after the last record read: follow `next` links until there is none."
+    )
+
+
 _PATH_ID = {"type": "string", "minLength": 1}
 
 
@@ -136,7 +214,7 @@ def _responses(media_type: str, description: str, not_found: bool = False) -> di
     error = {"content": {"application/json": {"schema": _ERROR}}}
     responses: dict[str, Any] = {
         "200": {"description": description, "content": {media_type: {"schema": {}}}},
-        "400": {"description": "bad request", **error},
+        "400": {"description": "bad request, or over a request limit", **error},
     }
     if not_found:
         responses["404"] = {"description": "not found", **error}
@@ -153,8 +231,9 @@ def _get(operation_id: str, summary: str, media_type: str, **extra: Any) -> dict
     }
 
 
-def _path_parameter(name: str) -> dict[str, Any]:
-    return {"name": name, "in": "path", "required": True, "schema": _PATH_ID}
+def _path_parameter(name: str, limits: RequestLimits = LIMITS) -> dict[str, Any]:
+    schema = {**_PATH_ID, "maxLength": limits.id_chars}
+    return {"name": name, "in": "path", "required": True, "schema": schema}
 
 
 _LIMIT = {"type": "integer", "minimum": 1}
@@ -183,11 +262,17 @@ _JOB_PATHS: dict[str, Any] = {  # not STAC: the state of synthesis jobs (`job_ro
 }
 
 
-def openapi_document(base: str, title: str, description: str) -> dict[str, Any]:
+def openapi_document(
+    base: str, title: str, description: str, limits: RequestLimits = LIMITS
+) -> dict[str, Any]:
     """OpenAPI 3.0 for every route of the STAC API, with `base` as its server."""
-    collection = _path_parameter("collectionId")
+    collection = _path_parameter("collectionId", limits)
     geojson, json_ = "application/geo+json", "application/json"
-    search_body = {"content": {json_: {"schema": _SEARCH_BODY}}, "required": False}
+    search_body = {
+        "content": {json_: {"schema": _search_body(limits)}},
+        "required": False,
+        "description": f"at most {limits.body_bytes:,} bytes",
+    }
     paths: dict[str, Any] = {
         "/": {"get": _get("getLandingPage", "landing page", json_)},
         "/conformance": {"get": _get("getConformance", "conformance classes", json_)},
@@ -215,7 +300,7 @@ def openapi_document(base: str, title: str, description: str) -> dict[str, Any]:
                 "getFeatures",
                 "items of a collection",
                 geojson,
-                parameters=[collection, *_ITEMS_PARAMETERS],
+                parameters=[collection, *_items_parameters(limits)],
                 not_found=True,
             )
         },
@@ -224,12 +309,14 @@ def openapi_document(base: str, title: str, description: str) -> dict[str, Any]:
                 "getFeature",
                 "one item",
                 geojson,
-                parameters=[collection, _path_parameter("featureId")],
+                parameters=[collection, _path_parameter("featureId", limits)],
                 not_found=True,
             )
         },
         "/search": {
-            "get": _get("getItemSearch", "item search", geojson, parameters=_SEARCH_PARAMETERS),
+            "get": _get(
+                "getItemSearch", "item search", geojson, parameters=_search_parameters(limits)
+            ),
             "post": {
                 "operationId": "postItemSearch",
                 "summary": "item search",
@@ -241,20 +328,32 @@ def openapi_document(base: str, title: str, description: str) -> dict[str, Any]:
     }
     return {
         "openapi": "3.0.3",
-        "info": {"title": title, "description": description, "version": "1.0.0"},
+        "info": {
+            "title": title,
+            "description": _description(description, limits),
+            "version": "1.0.0",
+        },
         "servers": [{"url": base}],
         "paths": paths,
+        "x-request-limits": asdict(limits),
     }
 
 
-def documentation_page(base: str, title: str, description: str) -> str:
-    """The service-doc: a plain HTML page listing the routes and how to search."""
+def documentation_page(
+    base: str, title: str, description: str, limits: RequestLimits = LIMITS
+) -> str:
+    """The service-doc: a plain HTML page listing the routes, how to search and the limits."""
     rows = "".join(
         f"<tr><td><code>{html.escape(method.upper())}</code></td>"
         f"<td><code>{html.escape(path)}</code></td>"
         f"<td>{html.escape(operation.get('summary', ''))}</td></tr>"
-        for path, methods in openapi_document(base, title, description)["paths"].items()
+        for path, methods in openapi_document(base, title, description, limits)["paths"].items()
         for method, operation in methods.items()
+    )
+    limit_rows = "".join(
+        f"<tr><td><code>{html.escape(name)}</code></td><td>{most:,}</td>"
+        f"<td>{html.escape(what)}</td></tr>"
+        for name, most, what in limits.documented()
     )
     safe_base = html.escape(base)
     return (
@@ -269,5 +368,8 @@ def documentation_page(base: str, title: str, description: str) -> str:
         "                       datetime='2024-01', filter='eo:cloud_cover &lt; 20')\n"
         "for item in search.items(): print(item.id)</pre>"
         f"<table><tr><th>method</th><th>path</th><th>what</th></tr>{rows}</table>"
+        "<h2>Limits</h2><p>Past a limit, a request is a 400 that names it. A search that spends "
+        "its read budget answers with what it found so far and a <code>next</code> link.</p>"
+        f"<table><tr><th>parameter</th><th>at most</th><th>what</th></tr>{limit_rows}</table>"
         "</body></html>"
     )

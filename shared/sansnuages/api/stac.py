@@ -6,6 +6,11 @@ built from the public base URL (configured, or the request's own host and stage)
 handler is right behind API Gateway with or without a stage prefix, behind a custom domain and
 behind the local HTTP front. Bad input is a 400 with a STAC error body, never a 500; a page is
 cut short (with a `next` link) rather than exceed Lambda's response size limit.
+
+Every request is held to `RequestLimits` (sizes, counts, nesting) before any work, and a search
+reads at most the limits' budget of the index: when it is spent, the page holds what was found
+so far and a `next` link resumes after the last record read. Error bodies carry the error's code
+and a reason with nothing of the server in it (`redact`).
 """
 
 from __future__ import annotations
@@ -30,10 +35,21 @@ from sansnuages.api import filter as api_filter
 from sansnuages.api import openapi as api_openapi
 from sansnuages.api.assets import AssetLinker, s3_presigner
 from sansnuages.api.filter import Predicate
+from sansnuages.api.limits import (
+    LIMITS,
+    RequestLimits,
+    check_count,
+    check_id,
+    check_ids,
+    loads,
+    refuse,
+)
+from sansnuages.api.redact import public_reason
 from sansnuages.settings import Settings
 from sansnuages.stac.extents import DatetimeRange, parse_datetime
 from sansnuages.stores import aws
 from sansnuages.stores.catalog import Catalog, SearchPage
+from sansnuages.stores.catalog.planning import ReadBudget
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +136,7 @@ class ApiConfig:
     asset_base_url: str | None = None
     """Public HTTPS endpoint of the data bucket; without one, asset alternates are presigned."""
     max_body_bytes: int = MAX_BODY_BYTES
+    limits: RequestLimits = LIMITS
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ApiConfig:
@@ -211,17 +228,19 @@ def parse_names(value: str | Sequence[Any] | None, name: str) -> list[str] | Non
 _SORTABLE = {"datetime": "datetime", "properties.datetime": "datetime", "id": "id"}
 
 
-def parse_sortby(value: Any) -> bool:
+def parse_sortby(value: Any, limits: RequestLimits = LIMITS) -> bool:
     """Whether the search sorts newest first. Only datetime sorts (the index order), id breaks
     ties in the same direction; anything else would need a scan and is refused."""
     if value is None or value == "" or value == []:
         return False
-    if isinstance(value, str):
-        terms = [_sort_term_text(t) for t in value.split(",")]
-    elif isinstance(value, list):
-        terms = [_sort_term_json(t) for t in value]
-    else:
+    given = value.split(",") if isinstance(value, str) else value
+    if not isinstance(given, list):
         raise errors.InvalidRequest("sortby must be a list of fields")
+    check_count(given, "sortby", limits.sortby, "terms")
+    if isinstance(value, str):
+        terms = [_sort_term_text(t) for t in given]
+    else:
+        terms = [_sort_term_json(t) for t in given]
     names = [name for name, _ in terms]
     directions = {descending for _, descending in terms}
     if names not in (["datetime"], ["datetime", "id"]) or len(directions) != 1:
@@ -252,7 +271,7 @@ def _sortable(name: str) -> str:
     return _SORTABLE[name]
 
 
-def parse_fields(value: Any) -> Fields | None:
+def parse_fields(value: Any, limits: RequestLimits = LIMITS) -> Fields | None:
     """`fields=id,-assets,+properties.datetime` (GET) or `{"include": [], "exclude": []}`."""
     if value is None or value == "" or value == {}:
         return None
@@ -267,6 +286,7 @@ def parse_fields(value: Any) -> Fields | None:
         raise errors.InvalidRequest("fields must be an object with include and exclude lists")
     if any(not name for name in include + exclude):
         raise errors.InvalidRequest("fields names must not be empty")
+    check_count(include + exclude, "fields", limits.fields, "names")
     return Fields(include, exclude)
 
 
@@ -281,9 +301,11 @@ def _field_names(value: Any, name: str) -> list[str]:
 _POST_LISTS = ("bbox", "collections", "ids", "sortby")
 
 
-def parse_search(params: Mapping[str, Any], post: bool = False) -> SearchParams:
+def parse_search(
+    params: Mapping[str, Any], post: bool = False, limits: RequestLimits = LIMITS
+) -> SearchParams:
     """Search parameters from GET query parameters or a POST body (same names in both; a POST
-    body carries lists and objects where GET has comma-separated text)."""
+    body carries lists and objects where GET has comma-separated text), within `limits`."""
     if post:
         for name in _POST_LISTS:
             if _given(params.get(name)) and not isinstance(params[name], list):
@@ -295,25 +317,31 @@ def parse_search(params: Mapping[str, Any], post: bool = False) -> SearchParams:
     token = params.get("token")
     if token is not None and not isinstance(token, str):
         raise errors.InvalidRequest("token must be a string")
+    if token and len(token) > limits.token_chars:
+        raise refuse("the paging token", limits.token_chars, "characters", len(token))
     lang = params.get("filter-lang")
     if lang is not None and not isinstance(lang, str):
         raise errors.InvalidRequest("filter-lang must be a string")
-    geometry = api_filter.parse_intersects(params.get("intersects"))
+    collections = parse_names(params.get("collections"), "collections")
+    ids = parse_names(params.get("ids"), "ids")
+    check_ids(collections, "collections", limits)
+    check_ids(ids, "ids", limits)
+    filter_crs = params.get("filter-crs")
     predicate = api_filter.predicate(
-        api_filter.parse_filter(params.get("filter"), lang, params.get("filter-crs")),
-        api_filter.parse_query(params.get("query")),
-        api_filter.intersects_expression(geometry),
+        api_filter.parse_filter(params.get("filter"), lang, filter_crs, limits),
+        api_filter.parse_query(params.get("query"), limits),
+        intersects=api_filter.parse_intersects(params.get("intersects"), limits),
     )
     return SearchParams(
-        collections=parse_names(params.get("collections"), "collections"),
+        collections=collections,
         bbox=parse_bbox(params.get("bbox")),
         datetime_range=parse_datetime_range(params.get("datetime")),
-        ids=parse_names(params.get("ids"), "ids"),
+        ids=ids,
         limit=parse_limit(params.get("limit")),
         token=token or None,
         predicate=predicate,
-        descending=parse_sortby(params.get("sortby")),
-        fields=parse_fields(params.get("fields")),
+        descending=parse_sortby(params.get("sortby"), limits),
+        fields=parse_fields(params.get("fields"), limits),
     )
 
 
@@ -508,6 +536,9 @@ class StacApi:
     def search(self, params: SearchParams) -> SearchPage | None:
         """A page of Items, or None when the request and its filter exclude everything."""
         predicate = params.predicate
+        limits = self.config.limits
+        check_count(predicate.collections, "the filter's collections", limits.collections, "ids")
+        check_count(predicate.ids, "the filter's ids", limits.ids, "ids")
         self._check_filter_collections(predicate)
         collections = _narrowed(params.collections, predicate.collections)
         ids = _narrowed(params.ids, predicate.ids)
@@ -524,6 +555,7 @@ class StacApi:
             filters={"grid:code": predicate.tile} if predicate.tile else None,
             match=predicate.matches if predicate.expression is not None else None,
             descending=params.descending,
+            budget=ReadBudget(limits.read_records, limits.read_queries),
         )
 
     def _check_filter_collections(self, predicate: Predicate) -> None:
@@ -542,6 +574,13 @@ class StacApi:
         page = self.search(params)
         if page is None:
             page = SearchPage([], None, 0, matched=0)
+        if page.budget_spent and not page.items:
+            raise errors.SearchBudgetSpent(
+                f"the search read its budget of {self.config.limits.read_records:,} index records "
+                "without a match: narrow it (collections, datetime, bbox, grid:code), or follow "
+                "this error's next link to read on",
+                next_link(page.next_token),
+            )
         documents = [
             select_fields(item_document(self.assets.item(i), base), params.fields)
             for i in page.items
@@ -574,7 +613,7 @@ def make_resolver(
     """A Powertools HTTP API resolver with the STAC routes; more routes can be added to it."""
     config = config or ApiConfig()
     if assets is None:
-        presign = s3_presigner(aws.client("s3", settings)) if settings is not None else None
+        presign = s3_presigner(aws.presigning_s3_client(settings)) if settings else None
         assets = AssetLinker(config.asset_base_url, presign)
     api = StacApi(catalog, info or ApiInfo(), config, assets)
     app = APIGatewayHttpResolver(cors=CORSConfig(allow_origin="*", max_age=600))
@@ -599,12 +638,14 @@ def _add_document_routes(app: APIGatewayHttpResolver, api: StacApi) -> None:
 
     @app.get("/api")
     def service_desc() -> Response:
-        document = api_openapi.openapi_document(base(), api.info.title, api.info.description)
+        info, limits = api.info, api.config.limits
+        document = api_openapi.openapi_document(base(), info.title, info.description, limits)
         return _json(document, api_openapi.OPENAPI)
 
     @app.get("/api.html")
     def service_doc() -> Response:
-        page = api_openapi.documentation_page(base(), api.info.title, api.info.description)
+        info, limits = api.info, api.config.limits
+        page = api_openapi.documentation_page(base(), info.title, info.description, limits)
         return Response(status_code=200, content_type=HTML, body=page, compress=True)
 
     @app.get("/queryables")
@@ -624,12 +665,12 @@ def _add_document_routes(app: APIGatewayHttpResolver, api: StacApi) -> None:
 
     @app.get("/collections/<collection_id>")
     def collection(collection_id: str) -> Response:
-        document = api.catalog.get_collection(unquote(collection_id))
+        document = api.catalog.get_collection(path_id(collection_id, api.config.limits))
         return _json(collection_document(document, base()))
 
     @app.get("/collections/<collection_id>/queryables")
     def collection_queryables(collection_id: str) -> Response:
-        collection_id = unquote(collection_id)
+        collection_id = path_id(collection_id, api.config.limits)
         api.catalog.get_collection(collection_id)
         href = f"{base()}/collections/{collection_id}/queryables"
         document = api_openapi.queryables(href, f"Queryables of {collection_id}")
@@ -637,8 +678,10 @@ def _add_document_routes(app: APIGatewayHttpResolver, api: StacApi) -> None:
 
     @app.get("/collections/<collection_id>/items/<item_id>")
     def item(collection_id: str, item_id: str) -> Response:
-        found = api.catalog.get_item(unquote(collection_id), unquote(item_id))
-        fields = parse_fields((app.current_event.query_string_parameters or {}).get("fields"))
+        limits = api.config.limits
+        found = api.catalog.get_item(path_id(collection_id, limits), path_id(item_id, limits))
+        query = app.current_event.query_string_parameters or {}
+        fields = parse_fields(query.get("fields"), limits)
         document = select_fields(item_document(api.assets.item(found), base()), fields)
         return _json(document, GEOJSON)
 
@@ -649,10 +692,11 @@ def _add_search_routes(app: APIGatewayHttpResolver, api: StacApi) -> None:
 
     @app.get("/collections/<collection_id>/items")
     def items(collection_id: str) -> Response:
-        collection_id = unquote(collection_id)
+        collection_id = path_id(collection_id, api.config.limits)
         api.catalog.get_collection(collection_id)
         query = app.current_event.query_string_parameters or {}
-        params = parse_search({**query, "collections": None, "ids": None, "intersects": None})
+        plain = {**query, "collections": None, "ids": None, "intersects": None}
+        params = parse_search(plain, limits=api.config.limits)
         params = replace(params, collections=[collection_id])
         root = base()
         href = f"{root}/collections/{collection_id}/items"
@@ -664,26 +708,40 @@ def _add_search_routes(app: APIGatewayHttpResolver, api: StacApi) -> None:
         query = app.current_event.query_string_parameters or {}
         root = base()
         href = f"{root}/search"
-        body = api.item_collection(
-            parse_search(query), root, href, lambda t: get_next_link(href, query, t)
-        )
+        params = parse_search(query, limits=api.config.limits)
+        body = api.item_collection(params, root, href, lambda t: get_next_link(href, query, t))
         return _json(body, GEOJSON)
 
     @app.post("/search")
     def search_post() -> Response:
-        params = parse_search(_json_body(app.current_event), post=True)
+        limits = api.config.limits
+        params = parse_search(json_body(app.current_event, limits), post=True, limits=limits)
         root = base()
         href = f"{root}/search"
         body = api.item_collection(params, root, href, lambda t: post_next_link(href, t))
         return _json(body, GEOJSON)
 
 
-def _json_body(event: APIGatewayProxyEventV2) -> dict[str, Any]:
+def path_id(text: str, limits: RequestLimits = LIMITS) -> str:
+    """A collection or Item id as a path gives it (possibly percent-encoded), within limits."""
+    value = unquote(text)
+    check_id(value, "the path's ids", limits)
+    return value
+
+
+def json_body(event: APIGatewayProxyEventV2, limits: RequestLimits = LIMITS) -> dict[str, Any]:
+    """The JSON object of a request body, its size and nesting checked before it is parsed."""
+    raw = event.body or ""
+    size = len(raw) * 3 // 4 if event.is_base64_encoded else len(raw)
+    if size <= limits.body_bytes and not event.is_base64_encoded:
+        size = len(raw.encode("utf-8", "surrogatepass"))
+    if size > limits.body_bytes:
+        raise refuse("the request body", limits.body_bytes, "bytes", size)
     try:
         text = event.decoded_body
         if not text:
             return {}
-        body = json.loads(text)
+        body = loads(text, "the request body", limits)
     except ValueError as exc:  # UnicodeDecodeError included
         raise errors.InvalidRequest("the request body is not JSON") from exc
     if not isinstance(body, dict):
@@ -692,20 +750,28 @@ def _json_body(event: APIGatewayProxyEventV2) -> dict[str, Any]:
 
 
 def _register_errors(app: APIGatewayHttpResolver) -> None:
-    """The one place where errors become HTTP statuses."""
+    """The one place where errors become HTTP statuses. A description is the error's reason
+    as `redact.public_reason` lets it out: one line, no URL, path, key or credential."""
+
+    @app.exception_handler(errors.SearchBudgetSpent)
+    def budget_spent(exc: errors.SearchBudgetSpent) -> Response:
+        body: dict[str, Any] = {"code": "SearchBudgetSpent", "description": str(exc)}
+        if exc.next_link is not None:
+            body["links"] = [exc.next_link]
+        return Response(status_code=400, content_type=JSON, body=json.dumps(body))
 
     @app.exception_handler(errors.InvalidRequest)
     def invalid(exc: errors.InvalidRequest) -> Response:
-        return error_response(400, "InvalidParameterValue", str(exc))
+        return error_response(400, "InvalidParameterValue", public_reason(str(exc)) or "")
 
     @app.exception_handler(errors.NotFound)
     def not_found(exc: errors.NotFound) -> Response:
-        return error_response(404, "NotFound", str(exc))
+        return error_response(404, "NotFound", public_reason(str(exc)) or "")
 
     @app.not_found
     def no_route(exc: NotFoundError) -> Response:
-        path = app.current_event.path
-        return error_response(404, "NotFound", f"no such resource: {path}")
+        path = app.current_event.path  # the client's own, said back within a line's length
+        return error_response(404, "NotFound", f"no such resource: {path[:200]}")
 
     @app.exception_handler(errors.TransientError)
     def transient(exc: errors.TransientError) -> Response:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, cast
 
 import boto3
+from botocore.config import Config
 
 from sansnuages.settings import Settings
 
@@ -18,4 +19,16 @@ def client(service: str, settings: Settings) -> Any:
 def resource(service: str, settings: Settings) -> Any:
     return cast(Any, boto3.resource)(
         service, region_name=settings.region, endpoint_url=settings.endpoint_url
+    )
+
+
+def presigning_s3_client(settings: Settings) -> Any:
+    """An S3 client whose presigned URLs use Signature Version 4: botocore would sign with the
+    older version 2 in the regions that still accept it, which buckets made since June 2020
+    refuse."""
+    return cast(Any, boto3.client)(
+        "s3",
+        region_name=settings.region,
+        endpoint_url=settings.endpoint_url,
+        config=Config(signature_version="s3v4"),
     )

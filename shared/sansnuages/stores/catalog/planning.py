@@ -46,6 +46,46 @@ class SearchPage:
     """The token that resumes after each returned item, so a caller can cut a page short."""
     matched: int | None = None
     """How many items the whole search matches, when the index knows without reading them."""
+    budget_spent: bool = False
+    """Whether the page ended because the search read all its budget allowed: `next_token`
+    then resumes after the last record read, whether or not it matched."""
+
+
+@dataclass(frozen=True)
+class ReadBudget:
+    """The most one search may read of the index: records (as DynamoDB counts them scanned)
+    and queries (each a round trip). When either is spent, the search stops where it is and
+    answers with what it found so far (possibly nothing) and a token that resumes there, so that
+    a filter matching nothing costs each request a bounded read, however large the catalog."""
+
+    records: int
+    queries: int
+
+
+@dataclass
+class Reading:
+    """What a search has read so far, against its budget (None: no limit)."""
+
+    budget: ReadBudget | None = None
+    records: int = 0
+    queries: int = 0
+
+    def spent(self) -> bool:
+        budget = self.budget
+        return budget is not None and (
+            self.records >= budget.records or self.queries >= budget.queries
+        )
+
+    def limit(self, wanted: int) -> int:
+        """Records the next query may ask for: `wanted`, within what the budget has left (at
+        least one, for a stream that must read on before it may stop)."""
+        if self.budget is None:
+            return wanted
+        return max(1, min(wanted, self.budget.records - self.records))
+
+    def add(self, response: Mapping[str, Any]) -> None:
+        self.queries += 1
+        self.records += int(response.get("ScannedCount", len(response.get("Items", []))))
 
 
 @dataclass(frozen=True)
@@ -75,7 +115,7 @@ class Position:
     def token(self, descending: bool) -> str:
         return encode_token({"sk": self.sk, "c": self.collection, "o": "d" if descending else "a"})
 
-    def before(self, key: tuple[str, str, str], descending: bool) -> bool:
+    def before(self, key: tuple[str, str, str | None], descending: bool) -> bool:
         """Whether a record comes after this position in the merge order (not yet returned)."""
         here = (self.sk, self.collection)
         return key[:2] < here if descending else key[:2] > here
@@ -213,7 +253,7 @@ def first_batch(limit: int, streams: int) -> int:
     return max(2, -(-(limit + 1) // streams))
 
 
-def merge_order(key: tuple[str, str, str]) -> tuple[str, str]:
+def merge_order(key: tuple[str, str, str | None]) -> tuple[str, str]:
     return key[0], key[1]
 
 

@@ -16,6 +16,8 @@ from sansnuages.stores.catalog.planning import (
     Partition,
     Position,
     Query,
+    ReadBudget,
+    Reading,
     SearchPage,
     Stream,
     count_plan,
@@ -83,11 +85,14 @@ class CatalogSearch(IndexTable):
         *,
         match: Matcher | None = None,
         descending: bool = False,
+        budget: ReadBudget | None = None,
     ) -> SearchPage:
         """One page of Items in (datetime, id, collection) order, ascending unless `descending`.
 
         `filters` are property equalities (``grid:code`` picks the tile partitions); `match` is a
-        predicate on the decoded Item for what the index cannot answer (a CQL2 filter).
+        predicate on the decoded Item for what the index cannot answer (a CQL2 filter). With a
+        `budget`, the page may end early (`budget_spent`), its token resuming where reading
+        stopped.
         """
         if limit < 1:
             raise errors.InvalidRequest("limit must be a positive integer")
@@ -99,10 +104,11 @@ class CatalogSearch(IndexTable):
             descending=descending,
         )
         position = decode_token(token) if token else None
+        reading = Reading(budget)
         if ids:
-            return self._search_ids(collections, ids, query, limit, position)
+            return self._search_ids(collections, ids, query, limit, position, reading)
         resume = Position.from_token(position, descending) if position is not None else None
-        return self._search_streams(collections, query, limit, resume)
+        return self._search_streams(collections, query, limit, resume, reading)
 
     def iter_items(
         self,
@@ -177,13 +183,16 @@ class CatalogSearch(IndexTable):
         query: Query,
         limit: int,
         position: Position | None,
+        reading: Reading,
     ) -> SearchPage:
         streams, read, summaries = self._plan(collections, query, position)
-        counter = [read]
-        matched = self._count(summaries, query, counter)
+        reading.records += read
+        matched = self._count(summaries, query, reading)
         batch = first_batch(limit, len(streams))
         cap = MAX_BATCH if query.filtered else limit + 1
-        iterators = [self._stream(s, query.descending, batch, cap, counter) for s in streams]
+        iterators = [
+            self._stream(s, query.descending, batch, cap, reading, position) for s in streams
+        ]
         merged = heapq.merge(*iterators, key=merge_order, reverse=query.descending)
         items: list[dict[str, Any]] = []
         tokens: list[str] = []
@@ -191,15 +200,18 @@ class CatalogSearch(IndexTable):
             if position is not None and not position.before(key, query.descending):
                 continue
             if len(items) == limit:
-                return SearchPage(items, tokens[-1], counter[0], tokens, matched)
+                return SearchPage(items, tokens[-1], reading.records, tokens, matched)
+            if key[2] is None:  # a stream spent the budget: everything up to here was read
+                after = Position(key[0], key[1]).token(query.descending)
+                return SearchPage(items, after, reading.records, tokens, matched, True)
             item = json.loads(key[2])
             if query.accepts(item):
                 items.append(item)
                 tokens.append(Position(key[0], key[1]).token(query.descending))
-        return SearchPage(items, None, counter[0], tokens, matched)
+        return SearchPage(items, None, reading.records, tokens, matched)
 
     def _count(
-        self, summaries: Mapping[str, Summary], query: Query, counter: list[int]
+        self, summaries: Mapping[str, Summary], query: Query, reading: Reading
     ) -> int | None:
         """The search's matches from month counts (plus a COUNT query of the sliver after the
         search's end), or None when they cannot be known without reading the matches."""
@@ -210,10 +222,10 @@ class CatalogSearch(IndexTable):
                 return None  # filtered, or months counted before counts existed
             total += sum(summary.counts[m] for m in plan.months)
             if plan.sliver is not None and plan.sliver[0] in plan.months:
-                total -= self._count_after(collection_id, *plan.sliver, counter)
+                total -= self._count_after(collection_id, *plan.sliver, reading)
         return total
 
-    def _count_after(self, collection_id: str, month: str, bound: str, counter: list[int]) -> int:
+    def _count_after(self, collection_id: str, month: str, bound: str, reading: Reading) -> int:
         """Items of one month after a sort key, counted by DynamoDB without returning them."""
         kwargs: dict[str, Any] = {
             "TableName": self.table,
@@ -228,30 +240,47 @@ class CatalogSearch(IndexTable):
         while True:
             response = self.client.query(**kwargs)
             count += int(response.get("Count", 0))
-            counter[0] += int(response.get("ScannedCount", 0))
+            reading.add(response)
             if "LastEvaluatedKey" not in response:
                 return count
             kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
     def _stream(
-        self, stream: Stream, descending: bool, batch: int, cap: int, counter: list[int]
-    ) -> Iterator[tuple[str, str, str]]:
+        self,
+        stream: Stream,
+        descending: bool,
+        batch: int,
+        cap: int,
+        reading: Reading,
+        position: Position | None,
+    ) -> Iterator[tuple[str, str, str | None]]:
         """(sort key, collection, item JSON) of a stream's partitions, in order.
 
         The first query asks for about the page's share of the stream, so that a search merging
         several streams reads little more than it returns; each further query asks for twice as
         many, so that a search whose post-filter rejects most records still pages quickly.
+
+        Once the budget is spent, and the stream has given a record past `position` (so that
+        the search moves on), it ends with a marker `(sort key, collection, None)` that repeats
+        its last record's place: the merge stops there, before the records of other streams
+        that this one, unread, might have preceded.
         """
+        last: tuple[str, str] | None = None
         for partition in stream.partitions:
             kwargs = range_query(self.table, partition, None)
             kwargs["ScanIndexForward"] = not descending
             while True:
-                kwargs["Limit"] = batch
+                if last is not None and reading.spent():
+                    yield last[0], last[1], None
+                    return
+                kwargs["Limit"] = reading.limit(batch)
                 response = self.client.query(**kwargs)
-                found = response.get("Items", [])
-                counter[0] += int(response.get("ScannedCount", len(found)))
-                for attrs in found:
-                    yield attrs["sk"]["S"], stream.collection, attrs["item"]["S"]
+                reading.add(response)
+                for attrs in response.get("Items", []):
+                    key = (attrs["sk"]["S"], stream.collection, attrs["item"]["S"])
+                    if position is None or position.before(key, descending):
+                        last = key[:2]
+                    yield key
                 batch = min(batch * 2, cap)
                 if "LastEvaluatedKey" not in response:
                     break
@@ -264,11 +293,12 @@ class CatalogSearch(IndexTable):
         query: Query,
         limit: int,
         position: Mapping[str, str] | None,
+        reading: Reading,
     ) -> SearchPage:
-        """Items by id: one GSI lookup each, in (collection, id) order."""
-        read = 0
+        """Items by id: one GSI lookup each, in (collection, id) order; a spent budget ends the
+        page after the last key looked up."""
         if collections is None:
-            summaries, read = self._summaries(None)
+            summaries, reading.records = self._summaries(None)
             collections = sorted(summaries)
         keys = sorted({(c, i) for c in collections for i in ids}, reverse=query.descending)
         after = position.get("key") if position else None
@@ -276,19 +306,24 @@ class CatalogSearch(IndexTable):
             raise errors.InvalidRequest("paging token does not belong to an id search")
         items: list[dict[str, Any]] = []
         tokens: list[str] = []
+        looked_up: str | None = None
         for collection_id, item_id in keys:
             key = f"{collection_id}/{item_id}"
             if after is not None and (key >= after if query.descending else key <= after):
                 continue
+            if looked_up is not None and reading.spent():
+                after_last = encode_token({"key": looked_up})
+                return SearchPage(items, after_last, reading.records, tokens, None, True)
             record = self._find(collection_id, item_id)
-            read += 1
+            reading.add({"ScannedCount": 1})
+            looked_up = key
             if record is None:
                 continue
             item = json.loads(record["item"])
             if not (query.accepts(item) and in_time_range(item, query.datetime_range)):
                 continue
             if len(items) == limit:
-                return SearchPage(items, tokens[-1], read, tokens)
+                return SearchPage(items, tokens[-1], reading.records, tokens)
             items.append(item)
             tokens.append(encode_token({"key": key}))
-        return SearchPage(items, None, read, tokens)
+        return SearchPage(items, None, reading.records, tokens)
