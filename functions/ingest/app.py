@@ -4,16 +4,13 @@ import json
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import (
-    BatchProcessor,
-    EventType,
-    process_partial_response,
-)
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from aws_lambda_powertools.utilities.data_classes import S3Event
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from sansnuages.raster.gdal import use_gdal
 from sansnuages.settings import Settings
+from sansnuages.stages.batches import process_batch
 from sansnuages.stages.ingest import Ingestor
 from sansnuages.stores.bucket import decode_event_key
 
@@ -49,6 +46,4 @@ def record_handler(record: SQSRecord) -> None:
 @metrics.log_metrics
 @logger.inject_lambda_context
 def handler(event, context):
-    return process_partial_response(
-        event=event, record_handler=record_handler, processor=processor, context=context
-    )
+    return process_batch(event, context, record_handler, processor, metrics)

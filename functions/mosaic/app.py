@@ -2,19 +2,17 @@
 
 import json
 
-from aws_lambda_powertools import Logger
-from aws_lambda_powertools.utilities.batch import (
-    BatchProcessor,
-    EventType,
-    process_partial_response,
-)
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from sansnuages.raster.gdal import use_gdal
 from sansnuages.settings import Settings
+from sansnuages.stages.batches import process_batch
 from sansnuages.stages.mosaic import Mosaicker
 
 logger = Logger()
+metrics = Metrics()
 processor = BatchProcessor(event_type=EventType.SQS)
 settings = Settings.from_env()
 use_gdal(settings)
@@ -27,8 +25,7 @@ def record_handler(record: SQSRecord) -> None:
     mosaicker.handle(body)
 
 
+@metrics.log_metrics
 @logger.inject_lambda_context
 def handler(event, context):
-    return process_partial_response(
-        event=event, record_handler=record_handler, processor=processor, context=context
-    )
+    return process_batch(event, context, record_handler, processor, metrics)

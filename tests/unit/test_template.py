@@ -22,6 +22,7 @@ from sansnuages.tools.local.template import (
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
 SQS_EVENT_TYPE = "SQS"
+FUNCTIONS = ("IngestFunction", "PlanFunction", "CompositeFunction", "MosaicFunction", "ApiFunction")
 
 
 @pytest.fixture(scope="module")
@@ -298,24 +299,45 @@ def test_no_policy_grants_wildcards(cfn: dict[str, Any], resolver: Resolver) -> 
 
 
 def test_s3_grants_follow_the_data_flow(cfn: dict[str, Any], resolver: Resolver) -> None:
+    """Each function writes its own stage's prefix; deletes are limited to the drop zone, the
+    files of a quarantined attempt and the COGs GDAL rewrites; what is kept (quarantine,
+    collections) is never deleted; the API, whose role signs the presigned links, reads only
+    published products (tests/integration/test_least_privilege.py measures the rest)."""
     bucket = resolver.arn("DataBucket")
 
     def grants(function: str) -> dict[str, set[str]]:
         return _s3_grants(_role_statements(cfn, resolver, f"{function}Role"), bucket)
 
     ingest = grants("IngestFunction")
-    assert "incoming/*" in ingest["s3:GetObject"]
-    assert {"incoming/*", "quarantine/*", "l2a/*", "collections/*", "catalog.json"} <= ingest[
-        "s3:PutObject"
-    ]
-    assert "incoming/*" in ingest["s3:DeleteObject"]
-    assert grants("CompositeFunction")["s3:PutObject"] == {"l3a/*", "collections/*"}
-    assert "l2a/*" in grants("CompositeFunction")["s3:GetObject"]
-    assert grants("MosaicFunction")["s3:PutObject"] == {"mosaics/*", "collections/*"}
+    assert ingest["s3:GetObject"] == {"incoming/*", "l2a/*", "collections/*"}
+    # a late product flags the syntheses it misses: their Item files under l3a/
+    assert ingest["s3:PutObject"] == {"l2a/*", "quarantine/*", "collections/*", "l3a/*"}
+    assert ingest["s3:DeleteObject"] == {"incoming/*", "l2a/*"}
+    composite, mosaic = grants("CompositeFunction"), grants("MosaicFunction")
+    assert composite["s3:PutObject"] == {"l3a/*", "collections/*"}
+    assert composite["s3:DeleteObject"] == {"l3a/*"}
+    assert "l2a/*" in composite["s3:GetObject"]
+    assert mosaic["s3:PutObject"] == {"mosaics/*", "collections/*"}
+    assert mosaic["s3:DeleteObject"] == {"mosaics/*"}
     assert grants("PlanFunction") == {}
     api = grants("ApiFunction")
-    assert set(api) == {"s3:GetObject"}
-    assert {"l2a/*", "l3a/*", "mosaics/*"} <= api["s3:GetObject"]
+    assert api == {"s3:GetObject": {"l2a/*", "l3a/*", "mosaics/*"}}
+    deletable = set().union(*(grants(f).get("s3:DeleteObject", set()) for f in FUNCTIONS))
+    assert not deletable & {"quarantine/*", "collections/*"}
+
+
+def test_list_grants_name_prefixes_and_the_api_lists_nothing(
+    cfn: dict[str, Any], resolver: Resolver
+) -> None:
+    """s3:ListBucket (which also makes a missing key a 404 rather than a 403) is granted on
+    prefixes only, never the whole bucket; the API needs none."""
+    for function in FUNCTIONS:
+        for statement in _role_statements(cfn, resolver, f"{function}Role"):
+            if "s3:ListBucket" in _as_list(statement["Action"]):
+                prefixes = statement["Condition"]["StringLike"]["s3:prefix"]
+                assert prefixes and all(p.endswith("/*") and len(p) > 2 for p in prefixes)
+    api = _role_statements(cfn, resolver, "ApiFunctionRole")
+    assert not [s for s in api if "s3:ListBucket" in _as_list(s["Action"])]
 
 
 def test_the_api_cannot_write_tables(cfn: dict[str, Any], resolver: Resolver) -> None:
@@ -343,6 +365,160 @@ def test_the_api_reads_the_jobs_table_it_is_told_of(
     assert jobs in readable
     environment = stack.function("ApiFunction").environment
     assert environment["JOBS_TABLE"] == stack.table("JobsTable").name
+
+
+# ------------------------------------------------------------------------ throttling, isolation
+
+
+def _resolved(cfn: dict[str, Any], logical_id: str, **parameters: str) -> dict[str, Any]:
+    resolver = Resolver(cfn, "sansnuages", parameters, "eu-west-3", "111122223333", None)
+    props: dict[str, Any] = resolver.resolve(cfn["Resources"][logical_id]["Properties"])
+    return props
+
+
+def test_the_http_api_throttles_every_route_and_logs_access(cfn: dict[str, Any]) -> None:
+    (stage_id,) = resources_of(cfn, "AWS::ApiGatewayV2::Stage")
+    stage = _resolved(cfn, stage_id)
+    assert stage["DefaultRouteSettings"] == {"ThrottlingRateLimit": 25, "ThrottlingBurstLimit": 50}
+    changed = _resolved(cfn, stage_id, ApiThrottlingRateLimit="5", ApiThrottlingBurstLimit="8")
+    assert changed["DefaultRouteSettings"] == {
+        "ThrottlingRateLimit": "5",
+        "ThrottlingBurstLimit": "8",
+    }
+    (log_group,) = [
+        lid
+        for lid in resources_of(cfn, "AWS::Logs::LogGroup")
+        if stage["AccessLogSettings"]["DestinationArn"].endswith(
+            f":{_resolved(cfn, lid)['LogGroupName']}"
+        )
+    ]
+    assert _resolved(cfn, log_group)["RetentionInDays"] == 30
+    assert "$context.status" in stage["AccessLogSettings"]["Format"]
+
+
+def test_only_the_api_reserves_concurrency_and_zero_reserves_none(cfn: dict[str, Any]) -> None:
+    assert _resolved(cfn, "ApiFunction")["ReservedConcurrentExecutions"] == 10
+    assert (
+        _resolved(cfn, "ApiFunction", ApiReservedConcurrency="3")["ReservedConcurrentExecutions"]
+        == "3"
+    )
+    assert "ReservedConcurrentExecutions" not in _resolved(
+        cfn, "ApiFunction", ApiReservedConcurrency="0"
+    )
+    for function in FUNCTIONS[:-1]:
+        assert "ReservedConcurrentExecutions" not in _resolved(cfn, function), function
+
+
+def test_sqs_consumers_are_bounded_by_their_event_source(cfn: dict[str, Any]) -> None:
+    """MaximumConcurrency, not a reservation: a throttled batch would count as a receive."""
+    bounds = {}
+    for logical_id in resources_of(cfn, "AWS::Lambda::EventSourceMapping"):
+        mapping = _resolved(cfn, logical_id)
+        bounds[mapping["FunctionName"]] = mapping["ScalingConfig"]["MaximumConcurrency"]
+    assert bounds == {"sansnuages-ingest": 10, "sansnuages-composite": 20, "sansnuages-mosaic": 5}
+    assert all(int(bound) >= 2 for bound in bounds.values())  # AWS's minimum
+    parameters = parse_template(TEMPLATE.read_text())["Parameters"]
+    for name in ("Ingest", "Composite", "Mosaic"):
+        assert parameters[f"{name}MaximumConcurrency"]["MinValue"] == 2
+
+
+# ------------------------------------------------------------------------ logs and alarms
+
+
+def test_every_function_logs_to_its_own_group_with_a_retention(cfn: dict[str, Any]) -> None:
+    for function in FUNCTIONS:
+        props = _resolved(cfn, function)
+        group = props["LoggingConfig"]["LogGroup"]
+        assert group == f"/aws/lambda/{props['FunctionName']}", function
+    groups = [_resolved(cfn, lid) for lid in resources_of(cfn, "AWS::Logs::LogGroup")]
+    assert len(groups) == len(FUNCTIONS) + 1  # and the API's access log
+    assert all(group["RetentionInDays"] == 30 for group in groups)
+    longer = resources_of(cfn, "AWS::Logs::LogGroup")
+    assert all(
+        _resolved(cfn, lid, LogRetentionDays="365")["RetentionInDays"] == "365" for lid in longer
+    )
+
+
+def _alarms(cfn: dict[str, Any], resolver: Resolver) -> list[dict[str, Any]]:
+    alarms = [
+        resolver.resolve(a["Properties"])
+        for a in resources_of(cfn, "AWS::CloudWatch::Alarm").values()
+    ]
+    topic = resolver.ref("AlarmTopic")
+    for alarm in alarms:  # every alarm notifies the topic, raised and cleared
+        assert alarm["AlarmActions"] == [topic] and alarm["OKActions"] == [topic], alarm
+        assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
+        assert alarm["TreatMissingData"] == "notBreaching"
+    return alarms
+
+
+def _watching(alarms: list[dict[str, Any]], namespace: str, metric: str) -> dict[str, Any]:
+    """Alarms on `namespace`/`metric`, by the value of their one dimension."""
+    found = {}
+    for alarm in alarms:
+        if (alarm["Namespace"], alarm["MetricName"]) == (namespace, metric):
+            (dimension,) = alarm["Dimensions"]
+            found[dimension["Value"]] = alarm
+    return found
+
+
+def test_every_dead_letter_queue_alarms_on_its_first_message(
+    cfn: dict[str, Any], resolver: Resolver
+) -> None:
+    stack = load_stack(TEMPLATE)
+    dead_letters = {resolver.physical_name(q.dead_letter) for q in stack.queues if q.dead_letter}
+    watched = _watching(_alarms(cfn, resolver), "AWS/SQS", "ApproximateNumberOfMessagesVisible")
+    assert set(watched) == dead_letters and len(dead_letters) == 3
+    assert all(alarm["Threshold"] == 0 for alarm in watched.values())
+
+
+def test_every_work_queue_alarms_on_its_oldest_message(
+    cfn: dict[str, Any], resolver: Resolver
+) -> None:
+    stack = load_stack(TEMPLATE)
+    work = {resolver.physical_name(q.logical_id) for q in stack.queues if q.dead_letter}
+    watched = _watching(_alarms(cfn, resolver), "AWS/SQS", "ApproximateAgeOfOldestMessage")
+    assert set(watched) == work and len(work) == 3
+    for source in stack.event_sources:  # longer than a message waits behind one retry
+        threshold = watched[resolver.physical_name(source.queue_logical_id)]["Threshold"]
+        assert threshold > stack.queue(source.queue_logical_id).visibility_timeout
+
+
+def test_every_sqs_consumer_alarms_on_the_records_it_reports_failed(
+    cfn: dict[str, Any], resolver: Resolver
+) -> None:
+    """`Errors` misses records failed through ReportBatchItemFailures: the handlers count them
+    in `FailedRecords`, in their metrics namespace, with their service as dimension."""
+    stack = load_stack(TEMPLATE)
+    alarms = _alarms(cfn, resolver)
+    namespaces = {f.environment["POWERTOOLS_METRICS_NAMESPACE"] for f in stack.functions}
+    (namespace,) = namespaces
+    watched = _watching(alarms, namespace, "FailedRecords")
+    services = {
+        stack.function(s.function_logical_id).environment["POWERTOOLS_SERVICE_NAME"]
+        for s in stack.event_sources
+    }
+    assert set(watched) == services == {"ingest", "composite", "mosaic"}
+    assert all(alarm["Dimensions"][0]["Name"] == "service" for alarm in watched.values())
+    errors = _watching(alarms, "AWS/Lambda", "Errors")
+    assert set(errors) == {_resolved(cfn, f)["FunctionName"] for f in FUNCTIONS}
+
+
+def test_operators_can_subscribe_to_the_alarms(sam: dict[str, Any]) -> None:
+    assert sam["Outputs"]["AlarmTopicArn"]["Value"] == {"Ref": "AlarmTopic"}
+    assert sam["Resources"]["AlarmTopic"]["Type"] == "AWS::SNS::Topic"
+
+
+def test_the_bucket_keeps_replaced_versions_for_a_while(sam: dict[str, Any]) -> None:
+    props = sam["Resources"]["DataBucket"]["Properties"]
+    assert props["VersioningConfiguration"] == {"Status": "Enabled"}
+    rules = props["LifecycleConfiguration"]["Rules"]
+    kept = [
+        r["NoncurrentVersionExpiration"]["NoncurrentDays"]
+        for r in rules
+        if "NoncurrentVersionExpiration" in r
+    ]
+    assert sorted(kept) == [1, 30]
 
 
 # ------------------------------------------------------------------------ layers

@@ -19,6 +19,11 @@ from rasterio.session import AWSSession
 
 from sansnuages.settings import Settings
 
+GDAL_DRIVERS = ("COG", "GTiff", "JPEG", "MEM", "PNG", "VRT")
+"""The drivers the code opens or writes with: uploads and COGs (GTiff, COG), the COG writer's
+in-memory VRT and the mosaic's VRT, previews (PNG, JPEG), arrays in memory (MEM). The template's
+`GDAL_SKIP` removes every other one from the deployed functions."""
+
 _process_env: tuple[tuple[Any, ...], rasterio.Env] | None = None
 
 

@@ -17,11 +17,18 @@ Two more overrides cut the server's own CPU per request (it shares the machine's
 the code it serves; window-by-window raster reads make thousands of small requests): the
 list of moto's service modules, which moto rebuilds from the file system on every request,
 is built once, and the per-request access log, which nobody reads, is not formatted.
+
+Started with a call log (`MotoServer.start(call_log=...)`), the server also writes one JSON
+line per request: who signed it, what it asked and the status it got (`calls.request_line`).
+Each local function signs with an access key id of its own, so the log tells which function
+made each call, GDAL's own S3 requests included.
 """
 
 from __future__ import annotations
 
 import contextvars
+import io
+import json
 import os
 import re
 import signal
@@ -32,9 +39,14 @@ import threading
 import time
 import urllib.request
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from sansnuages.tools.local import calls
+
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+CALL_LOG_VARIABLE = "SANSNUAGES_CALL_LOG"
+"""Set in the server process's environment: the file it appends its call log to."""
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -66,9 +78,16 @@ class MotoServer:
     url: str
 
     @classmethod
-    def start(cls, host: str = "127.0.0.1", port: int | None = None) -> MotoServer:
+    def start(
+        cls, host: str = "127.0.0.1", port: int | None = None, call_log: Path | None = None
+    ) -> MotoServer:
+        """A server on `host:port` (a free port by default); with `call_log`, every request
+        it answers is appended to that file as a JSON line."""
         port = port or free_port(host)
         env = {**os.environ, **LOCAL_CREDENTIALS}
+        env.pop(CALL_LOG_VARIABLE, None)
+        if call_log is not None:
+            env[CALL_LOG_VARIABLE] = str(call_log)
         process = subprocess.Popen(
             [sys.executable, "-m", __name__, "-H", host, "-p", str(port)],
             stdout=subprocess.DEVNULL,
@@ -233,8 +252,43 @@ def _serve_cheaply() -> None:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
 
+def record_calls(path: Path) -> None:
+    """Patch moto's request dispatcher (in the server process only) to append one JSON line
+    per answered request to `path`: `calls.request_line` and the status."""
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    dispatch = DomainDispatcherApplication.__call__
+    lock = threading.Lock()
+    log = open(path, "a", buffering=1)  # noqa: SIM115 (lives as long as the server)
+
+    def recorded(self: Any, environ: dict[str, Any], start_response: Any) -> Any:
+        try:
+            body = None
+            if calls.wants_body(environ):
+                length = int(environ.get("CONTENT_LENGTH") or 0)
+                if 0 < length <= calls.MAX_RECORDED_BODY:
+                    body = environ["wsgi.input"].read(length)
+                    environ["wsgi.input"] = io.BytesIO(body)
+            line = calls.request_line(environ, body)
+        except Exception as error:  # noqa: BLE001 (the request is still served; the log says)
+            line = {"unreadable": f"{type(error).__name__}: {error}"}
+
+        def start(status: str, headers: Any, exc_info: Any = None) -> Any:
+            line["status"] = int(status.split(" ", 1)[0])
+            text = json.dumps(line)
+            with lock:
+                log.write(text + "\n")
+            return start_response(status, headers, exc_info)
+
+        return dispatch(self, environ, start)
+
+    DomainDispatcherApplication.__call__ = recorded  # type: ignore[method-assign]
+
+
 if __name__ == "__main__":
     from moto.server import main
 
     serve_like_s3()
+    if os.environ.get(CALL_LOG_VARIABLE):
+        record_calls(Path(os.environ[CALL_LOG_VARIABLE]))
     main()

@@ -16,6 +16,7 @@ from botocore.exceptions import ClientError
 
 from sansnuages.settings import Settings
 from sansnuages.stores.aws import client
+from sansnuages.tools.local.calls import function_access_key
 from sansnuages.tools.local.moto_process import LOCAL_CREDENTIALS
 from sansnuages.tools.local.template import BucketSpec, FunctionSpec, QueueSpec, Stack, TableSpec
 
@@ -177,13 +178,15 @@ def local_environment(
     The template's variables, plus what the Lambda service itself sets (region, function name,
     memory, credentials), plus `AWS_ENDPOINT_URL`, the one difference from AWS. Variables that
     point into `/opt` (where Lambda mounts the layers) are left out: locally the layers are the
-    virtual environment, whose packages find their own data.
+    virtual environment, whose packages find their own data. Each function signs with an access
+    key id of its own, as each has its own role on AWS, so the local S3 can tell its calls apart.
     """
     spec = stack.function(function) if isinstance(function, str) else function
     template = {k: v for k, v in spec.environment.items() if not v.startswith(LAYER_ROOT)}
     return {
         **template,
         **LOCAL_CREDENTIALS,
+        "AWS_ACCESS_KEY_ID": function_access_key(spec.logical_id),
         "AWS_REGION": stack.region,
         "AWS_DEFAULT_REGION": stack.region,
         "AWS_ENDPOINT_URL": endpoint_url,

@@ -51,10 +51,12 @@ class LocalRuntime:
     api: HttpFront | None = None
     control: ThreadingHTTPServer | None = None
     schedules: list[LocalSchedule] = field(default_factory=list)
+    call_log: Path | None = None
+    """When set, the moto server appends every request it answers to this file (JSON lines)."""
 
     def start(self) -> LocalRuntime:
         os.environ.update(LOCAL_CREDENTIALS)
-        self.moto = MotoServer.start()
+        self.moto = MotoServer.start(call_log=self.call_log)
         try:
             self._start_after_moto()
         except BaseException:

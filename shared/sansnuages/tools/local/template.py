@@ -273,6 +273,8 @@ _PHYSICAL_NAME_PROPERTY = {
     "AWS::DynamoDB::Table": "TableName",
     "AWS::Lambda::Function": "FunctionName",
     "AWS::Scheduler::Schedule": "Name",
+    "AWS::Logs::LogGroup": "LogGroupName",
+    "AWS::SNS::Topic": "TopicName",
 }
 _SUB_VARIABLE = re.compile(r"\$\{([^}]*)\}")
 
