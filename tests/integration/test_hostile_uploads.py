@@ -238,7 +238,7 @@ def _outputs(bucket: DataBucket) -> bytes:
 
 
 def test_hostile_uploads_are_quarantined_with_their_reasons(
-    runtime: LocalRuntime, good: Path, canaries: Canaries
+    runtime: LocalRuntime, good: Path, canaries: Canaries, capsys: pytest.CaptureFixture[str]
 ) -> None:
     settings = RuntimeClient(runtime.facts()).settings()
     bucket = DataBucket(settings)
@@ -274,10 +274,11 @@ def test_hostile_uploads_are_quarantined_with_their_reasons(
     outputs = _outputs(bucket)
     assert canaries.secret.encode() not in outputs
     assert canaries.file_secret.encode() not in outputs
-    print(
-        f"hostile uploads: {len(hostile)} tried, {len(reasons)} quarantined with the expected "
-        f"reason, 0 outputs leaked, {elapsed:.1f} s for all"
-    )
+    with capsys.disabled():
+        print(
+            f"\nhostile upload corpus: {len(hostile)} uploads tried, {len(reasons)} quarantined "
+            f"with the expected reason, 0 outputs leaked, {elapsed:.1f} s for all of them"
+        )
 
 
 def test_a_corrupt_reupload_leaves_the_published_product_as_it_was(
