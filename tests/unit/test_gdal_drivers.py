@@ -13,9 +13,7 @@ from sansnuages.tools.local.template import load_stack
 
 ROOT = Path(__file__).resolve().parents[2]
 LIST_DRIVERS = (
-    "import rasterio\n"
-    "with rasterio.Env() as env:\n"
-    "    print('\\n'.join(sorted(env.drivers())))\n"
+    "import rasterio\nwith rasterio.Env() as env:\n    print('\\n'.join(sorted(env.drivers())))\n"
 )
 
 
