@@ -20,27 +20,10 @@ export SAM_CLI_TELEMETRY=0
 export SAM_CLI_POLL_DELAY="${SAM_CLI_POLL_DELAY:-1}"
 export AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-us-east-1}"
 
-find_uv() {
-    if [ -x "$ROOT/.venv/bin/uv" ]; then echo "$ROOT/.venv/bin/uv"; else command -v uv || true; fi
-}
-
-install_sam() {
-    local uv
-    uv="$(find_uv)"
-    rm -rf "$VENV"
-    if [ -n "$uv" ]; then
-        "$uv" venv --quiet --python "$(command -v "$BASE_PYTHON")" "$VENV"
-        "$uv" pip install --quiet --python "$VENV/bin/python" \
-            "aws-sam-cli==$SAM_CLI_VERSION" "pip==$PIP_VERSION"
-    else
-        "$BASE_PYTHON" -m venv "$VENV"
-        "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
-            "aws-sam-cli==$SAM_CLI_VERSION" "pip==$PIP_VERSION"
-    fi
-    touch "$STAMP"
-}
-
-[ -f "$STAMP" ] || install_sam
+# shellcheck source=scripts/tool-venv.sh
+. "$ROOT/scripts/tool-venv.sh"
+ensure_tool_venv "$VENV" "$STAMP" "$BASE_PYTHON" \
+    "aws-sam-cli==$SAM_CLI_VERSION" "pip==$PIP_VERSION"
 
 # The layer Makefiles install wheels with this interpreter's pip (a known version).
 export PYTHON="$VENV/bin/python"

@@ -22,27 +22,9 @@ export BC_SKIP_MAPPING=TRUE
 export CHECKOV_RUN_SCA_PACKAGE_SCAN_V2=false
 export PYTHONWARNINGS=ignore
 
-find_uv() {
-    if [ -x "$ROOT/.venv/bin/uv" ]; then echo "$ROOT/.venv/bin/uv"; else command -v uv || true; fi
-}
-
-install_checkov() {
-    local uv
-    uv="$(find_uv)"
-    rm -rf "$VENV"
-    if [ -n "$uv" ]; then
-        "$uv" venv --quiet --python "$(command -v "$BASE_PYTHON")" "$VENV"
-        "$uv" pip install --quiet --python "$VENV/bin/python" "checkov==$CHECKOV_VERSION"
-    else
-        "$BASE_PYTHON" -m venv "$VENV"
-        "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
-            "checkov==$CHECKOV_VERSION"
-    fi
-    echo '*' > "$VENV/.gitignore"
-    touch "$STAMP"
-}
-
-[ -f "$STAMP" ] || install_checkov
+# shellcheck source=scripts/tool-venv.sh
+. "$ROOT/scripts/tool-venv.sh"
+ensure_tool_venv "$VENV" "$STAMP" "$BASE_PYTHON" "checkov==$CHECKOV_VERSION"
 
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT

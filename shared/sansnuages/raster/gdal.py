@@ -19,9 +19,10 @@ from rasterio.session import AWSSession
 
 from sansnuages.settings import Settings
 
-GDAL_DRIVERS = ("COG", "GTiff", "JPEG", "MEM", "PNG", "VRT")
+GDAL_DRIVERS = ("COG", "GTiff", "JPEG", "MEM", "Memory", "PNG", "VRT")
 """The drivers the code opens or writes with: uploads and COGs (GTiff, COG), the COG writer's
-in-memory VRT and the mosaic's VRT, previews (PNG, JPEG), arrays in memory (MEM). The template's
+in-memory VRT and the mosaic's VRT, previews (PNG, JPEG), arrays in memory (MEM), the vector
+layer of footprints (`rasterio.features.shapes`, OGR's Memory before GDAL 3.11). The template's
 `GDAL_SKIP` removes every other one from the deployed functions."""
 
 _process_env: tuple[tuple[Any, ...], rasterio.Env] | None = None
