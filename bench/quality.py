@@ -11,12 +11,21 @@ cloudy or empty is reported.
     .venv/bin/python bench/quality.py                      # 150 m pixels, about 2 minutes
     .venv/bin/python bench/quality.py --resolution 300 --levels typical   # a quick look
     .venv/bin/python bench/quality.py --directional        # + BRDF: nadir normalisation off/on
+    .venv/bin/python bench/quality.py --failures           # masks and skies that fail as real ones
 
 With `--directional` the simulated views see the surface through the Ross-Thick/Li-Sparse
 kernels (view zenith across the swath, sun of the day) and the table gets a row
 `synthesis-nadir`: the same synthesis with each observation normalised to nadir view
 (`sansnuages.brdf`, angles from the products' metadata and 5 km angle grids). The baselines
 get the inputs as they are, as their users would.
+
+The row `synthesis-haze` is the synthesis with the haze weight on (`haze_scale` 0.02, off by
+default). With `--failures` the products fail as real ones do (`simulate.REALISTIC_FAILURES`:
+an unflagged thin cloud layer of opacity up to 0.1 on 15 % of the products, cloud flagged from
+opacity 0.4 rather than 0.3, 30 % of the shadows unflagged and 70 % deep, and smoke of AOT up
+to 0.25, 30 % of it reported, on the three dates from 11 to 3 days before the 15th). Each
+table ends with the methods ranked on B4, B8 and B11, the bands of the real-imagery
+benchmark (`bench/quality_real.py`), to set beside its ranking.
 """
 
 from __future__ import annotations
@@ -27,7 +36,7 @@ import tempfile
 import time
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +46,7 @@ from affine import Affine
 from sansnuages.formats.bands import LANDSAT8_TO_SENTINEL2, SENTINEL2_GROUPS, is_landsat
 from sansnuages.formats.muscate import parse_metadata, view_angle_grid
 from sansnuages.processing.synthesis import (
+    DEFAULT_HAZE_SCALE,
     FLAG_CLEAR,
     FLAG_SNOW,
     FLAG_WATER,
@@ -56,6 +66,8 @@ from sansnuages.raster.brdf import NadirNormalisation, ViewGeometry
 from sansnuages.tools import baselines
 from sansnuages.tools.simulate import (
     LANDSAT_PLATFORM,
+    REALISTIC_FAILURES,
+    Failures,
     group_geometries,
     overpass_time,
     simulate_product,
@@ -63,10 +75,13 @@ from sansnuages.tools.simulate import (
 )
 
 LEVELS = ("light", "typical", "heavy")
-HAZE = [HAZE_BLUE_SCALE]
+HAZE = [DEFAULT_HAZE_SCALE]
 METHODS = ("synthesis", "median", "bap", "geomedian", "min-blue", "recent")
 BASELINES = METHODS[1:]
 NADIR = "synthesis-nadir"
+HAZE_ROW = "synthesis-haze"
+SMOKE_DAYS = (-11, -3)
+"""The smoke event of `--failures`, in days from the 15th."""
 
 
 def cloud_covers(level: str, count: int, rng: np.random.Generator) -> list[float]:
@@ -178,7 +193,8 @@ def run_group(
     """Scores of the synthesis and the baselines on one group; with `nadir` (the same
     observations with nadir normalisation) also of the normalised synthesis."""
     bands = SENTINEL2_GROUPS[group]
-    runs = {"synthesis": observations} | ({NADIR: nadir} if nadir else {})
+    runs = {"synthesis": observations, HAZE_ROW: observations} | ({NADIR: nadir} if nadir else {})
+    scales = {HAZE_ROW: HAZE_BLUE_SCALE}
     methods = [*runs, *BASELINES]
     outputs = {}
     for name, inputs in runs.items():
@@ -190,7 +206,8 @@ def run_group(
             weights=str(folder / f"WGT_{group}.tif"),
             dates=str(folder / f"DTS_{group}.tif"),
         )
-        synthesize_group(inputs, bands, grid, centre, half, outputs[name], haze_scale=HAZE[0])
+        scale = scales.get(name, HAZE[0])
+        synthesize_group(inputs, bands, grid, centre, half, outputs[name], haze_scale=scale)
     usable = sorted(observations, key=lambda o: (o.acquired, o.product_id))
     stack = read_stack(usable, bands, grid)
     days = np.array([(o.acquired.date() - centre).days for o in usable], np.float32)
@@ -252,10 +269,21 @@ def _min_blue(stacks, clear, stack, index):  # type: ignore[no-untyped-def]
 
 
 def run_level(
-    level: str, tile: str, resolution: float, seed: int, folder: Path, directional: bool = False
+    level: str,
+    tile: str,
+    resolution: float,
+    seed: int,
+    folder: Path,
+    directional: bool = False,
+    failures: Failures | None = None,
 ) -> dict[str, Scores]:
+    """Scores of one cloudiness level; `failures` (smoke days set here, `SMOKE_DAYS`)."""
     centre, half = dt.date(2018, 7, 15), 23
     plan = acquisitions(centre, half)
+    failing: Failures | None = None
+    if failures is not None:
+        smoke = tuple(centre + dt.timedelta(days=d) for d in SMOKE_DAYS)
+        failing = replace(failures, smoke_days=smoke)  # type: ignore[arg-type]
     rng = np.random.default_rng([seed, LEVELS.index(level)])
     products = folder / level
     paths = [
@@ -268,6 +296,7 @@ def run_level(
             seed=seed * 1000 + i,
             cloud_cover=cover,
             directional=directional,
+            failures=failing,
         )
         for i, ((platform, day), cover) in enumerate(
             zip(plan, cloud_covers(level, len(plan), rng), strict=True)
@@ -320,6 +349,24 @@ def print_table(level: str, scores: dict[str, Scores]) -> None:
         print(f"| {method} | " + " | ".join(cells) + f" | {scores['R1'].left[method]:.2f} |")
 
 
+REAL_BANDS = ("B4", "B8", "B11")
+"""The bands the real-imagery benchmark scores (its series has no blue)."""
+
+
+def print_ranking(scores: dict[str, Scores]) -> None:
+    """Methods by mean RMSE over the real series' bands, to set beside its ranking."""
+    rmse = {g: scores[g].rmse for g in SENTINEL2_GROUPS}
+    group_of = {b: g for g in SENTINEL2_GROUPS for b in SENTINEL2_GROUPS[g]}
+    mean = {m: float(np.mean([rmse[group_of[b]][m][b] for b in REAL_BANDS])) for m in rmse["R1"]}
+    ranked = sorted(mean, key=lambda m: mean[m])
+    print(
+        "ranking on "
+        + ", ".join(REAL_BANDS)
+        + ": "
+        + ", ".join(f"{m} {mean[m]:.0f}" for m in ranked)
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -329,7 +376,15 @@ def main() -> None:
     parser.add_argument("--levels", default=",".join(LEVELS))
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument(
-        "--haze-scale", type=float, default=HAZE_BLUE_SCALE, help="0: WASP v1.0 weights only"
+        "--haze-scale",
+        type=float,
+        default=DEFAULT_HAZE_SCALE,
+        help="the synthesis row's haze scale (default 0: WASP v1.0 weights)",
+    )
+    parser.add_argument(
+        "--failures",
+        action="store_true",
+        help="masks that miss thin cloud, edges and shadows, and a smoke event (as real data)",
     )
     parser.add_argument(
         "--directional",
@@ -345,16 +400,23 @@ def main() -> None:
     HAZE[0] = args.haze_scale
     GRIDS[0] = not args.mean_angles
     print("RMSE against the truth on the 15th, reflectance x 10000 (lower is better; best in bold)")
-    syntheses = ["synthesis", *([NADIR] if args.directional else [])]
+    syntheses = ["synthesis", HAZE_ROW, *([NADIR] if args.directional else [])]
     wins = dict.fromkeys(syntheses, 0)
     cells = 0
     for level in args.levels.split(","):
         started = time.monotonic()
         with tempfile.TemporaryDirectory() as folder:
             scores = run_level(
-                level, args.tile, args.resolution, args.seed, Path(folder), args.directional
+                level,
+                args.tile,
+                args.resolution,
+                args.seed,
+                Path(folder),
+                args.directional,
+                REALISTIC_FAILURES if args.failures else None,
             )
         print_table(level, scores)
+        print_ranking(scores)
         for group in SENTINEL2_GROUPS:
             for band in SENTINEL2_GROUPS[group]:
                 cells += 1

@@ -324,3 +324,44 @@ def test_cli_help_has_an_example(capsys):
     with pytest.raises(SystemExit):
         cli("simulate", "--help")
     assert "sansnuages simulate --tiles" in capsys.readouterr().out
+
+
+def test_failures_off_change_nothing_and_on_fail_like_real_masks(tmp_path, s2_product):
+    """`Failures()` (every rate 0) writes the products of old; with thin cloud on every
+    product, edges flagged from opacity 0.5, every shadow missed and smoke that day, the mask
+    flags less, what it calls clear is brighter in blue than the truth, missed shadows are
+    darker than it, and the AOT reports part of the smoke."""
+    none = simulate.simulate_product(
+        "31UFS", WHEN, "SENTINEL2B", tmp_path / "none", resolution=SMALL, seed=3,
+        cloud_cover=0.4, failures=simulate.Failures(),
+    )  # fmt: skip
+    for key in ("FRE_B2", "FRE_B8", "CLM_R1", "ATB_R1"):
+        assert np.array_equal(read(none, key), read(s2_product, key)), key
+    failures = simulate.Failures(
+        thin_cloud=1.0,
+        edge_opacity=0.5,
+        shadow_omission=1.0,
+        smoke_days=(WHEN.date(), WHEN.date() + dt.timedelta(days=3)),
+        smoke_aot=0.5,
+    )
+    failing = simulate.simulate_product(
+        "31UFS", WHEN, "SENTINEL2B", tmp_path / "failing", resolution=SMALL, seed=3,
+        cloud_cover=0.4, failures=failures,
+    )  # fmt: skip
+    meta = metadata_of(failing)
+    truth = simulate.truth_reflectance("31UFS", "B2", WHEN.date(), meta.groups["R1"])
+    nir_truth = simulate.truth_reflectance("31UFS", "B8", WHEN.date(), meta.groups["R1"])
+    valid = read(failing, "EDG_R1") == 0
+    before, after = read(s2_product, "CLM_R1"), read(failing, "CLM_R1")
+    assert ((after & 2) > 0).sum() < ((before & 2) > 0).sum()  # fewer cloud pixels flagged
+    assert not ((after & 32) > 0).any()  # every shadow missed
+    clear_before = valid & (before == 0)
+    clear_after = valid & (after == 0)
+    excess_before = np.median((read(s2_product, "FRE_B2") / 1e4 - truth)[clear_before])
+    excess_after = np.median((read(failing, "FRE_B2") / 1e4 - truth)[clear_after])
+    assert excess_after > excess_before + 0.01  # thin cloud and smoke pass as clear
+    missed = valid & ((before & 32) > 0) & (after == 0)
+    assert missed.sum() > 50
+    assert np.median((read(failing, "FRE_B8") / 1e4)[missed] / nir_truth[missed]) < 0.8
+    aot_before = read(s2_product, "ATB_R1", band=2)[valid].mean()
+    assert read(failing, "ATB_R1", band=2)[valid].mean() > aot_before + 10  # 0.05 x 200 DN

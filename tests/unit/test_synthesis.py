@@ -357,6 +357,31 @@ def test_haze_weight_favours_the_darkest_clear_view() -> None:
     assert np.all(haze_weight(_px(0.05, 0.3), _px(1, 1) > 0, scale=0) == 1)
 
 
+def test_the_default_weights_are_wasp_v1_and_the_haze_weight_is_asked_for(
+    tmp_path: Path,
+) -> None:
+    """By default the weights are WASP v1.0's (no haze weight); a haze scale pulls the mean
+    towards the darker blue view (Sentinel-2's 500 against Landsat's 800)."""
+    from sansnuages.processing.synthesis import DEFAULT_HAZE_SCALE, HAZE_BLUE_SCALE
+
+    assert DEFAULT_HAZE_SCALE == 0 and HAZE_BLUE_SCALE > 0
+    s2 = _sentinel2(tmp_path, np.zeros((SIZE, SIZE)))
+    l8 = _landsat8(tmp_path, np.zeros((SIZE // 3, SIZE // 3)))
+    blue = {}
+    for name, options in {
+        "default": {},
+        "v1": {"haze_scale": 0},
+        "haze": {"haze_scale": HAZE_BLUE_SCALE},
+    }.items():
+        folder = tmp_path / name
+        folder.mkdir()
+        outputs = _outputs(folder)
+        synthesize_group([s2, l8], ("B2", "B4"), _grid(), CENTRE, 23, outputs, **options)  # type: ignore[arg-type]
+        blue[name] = _read(outputs.frc["B2"]).astype(int)
+    assert np.array_equal(blue["default"], blue["v1"])
+    assert np.all(blue["haze"] < blue["v1"] - 20)
+
+
 def test_band_sets_split_bands_landsat_lacks(tmp_path: Path) -> None:
     from sansnuages.processing.synthesis import band_sets
 

@@ -56,7 +56,13 @@ CLOUD_SIGMAS_CELLS = (2.0, 10.0)
 """Gaussian blurs of the coarse cloud fraction: 480 m and 2.4 km."""
 HAZE_BLUE_SCALE = 0.02
 """Blue reflectance above the darkest clear view of a pixel at which an observation's weight
-in the blue band falls by e (`haze_weight`); 0 turns the haze weight off (WASP v1.0 has none)."""
+in the blue band falls by e (`haze_weight`), when the haze weight is asked for."""
+DEFAULT_HAZE_SCALE = 0.0
+"""`synthesize_group`'s haze scale by default: 0, the haze weight off (WASP v1.0 weights).
+On real Landsat series with the producer's masks the haze weight was never significantly
+better than WASP's own weights in more than one period, and significantly worse in one
+(README, "Synthesis quality on real imagery"): the simulator's residual haze, which it
+removes, is not what real masks let through."""
 ANGSTROM_EXPONENT = 1.3
 """Aerosol scattering falls with wavelength as lambda^-1.3 (a typical continental Angstrom
 exponent): the haze weight of a band is milder in proportion (`band_haze_scale`)."""
@@ -921,13 +927,14 @@ def synthesize_group(
     half_window_days: int,
     outputs: GroupOutputs,
     block_size: int = 512,
-    haze_scale: float = HAZE_BLUE_SCALE,
+    haze_scale: float = DEFAULT_HAZE_SCALE,
     read_threads: int = READ_THREADS,
 ) -> GroupStats:
     """Composite one resolution group of one tile and write its layers as COGs.
 
-    Weights are WASP's (AOT, cloud distance, date, sensor) times `haze_weight` with
-    `haze_scale` (0 gives WASP v1.0 exactly).
+    Weights are WASP's (AOT, cloud distance, date, sensor), by default exactly WASP v1.0's;
+    a positive `haze_scale` multiplies them by `haze_weight` with that blue scale
+    (`HAZE_BLUE_SCALE` is the one benchmarked).
 
     FRC per band: int16 reflectance x 10000 (nodata -10000). FLG: uint8 flag of each pixel.
     WGT: int16 sum of the weights of the averaged observations x 1000 (0 where nothing was

@@ -79,6 +79,50 @@ class Packaging:
     zip_version: bool = True
 
 
+@dataclass(frozen=True)
+class Failures:
+    """Ways real products fail that the default simulation leaves out (all off by default, so
+    that products made without them are exactly those of earlier versions).
+
+    - `thin_cloud`: share of products carrying a thin cloud layer (peak opacity
+      `thin_opacity`, over about a third of the tile) that the cloud mask misses entirely;
+    - `edge_opacity`: the mask flags cloud only from this opacity up (the default simulation
+      flags from `CLOUD_OPACITY`, 0.3): a higher value leaves wider cloud edges unflagged;
+    - `shadow_omission`: share of the cloud shadows (by area, in patches of a few km) that the
+      mask misses; `shadow_depth`: how much a shadow darkens the surface (0.6 by default);
+    - `smoke_days`: (first, last) acquisition dates of a smoke or haze event lasting several
+      days, during which aerosol `smoke_aot` (peak; patchy over tens of km) is added to the
+      view, and only `smoke_reported` of it appears in the product's AOT.
+    """
+
+    thin_cloud: float = 0.0
+    thin_opacity: float = 0.2
+    edge_opacity: float = CLOUD_OPACITY
+    shadow_omission: float = 0.0
+    shadow_depth: float = 0.6
+    smoke_days: tuple[dt.date, dt.date] | None = None
+    smoke_aot: float = 0.0
+    smoke_reported: float = 0.3
+
+    def smoky(self, day: dt.date) -> bool:
+        return self.smoke_days is not None and self.smoke_days[0] <= day <= self.smoke_days[1]
+
+
+REALISTIC_FAILURES = Failures(
+    thin_cloud=0.15,
+    thin_opacity=0.1,
+    edge_opacity=0.4,
+    shadow_omission=0.3,
+    shadow_depth=0.7,
+    smoke_aot=0.25,
+)
+"""The failure rates of `bench/quality.py --failures` (the smoke days are set per month there):
+15 % of the products with an unflagged thin cloud layer (opacity up to 0.1), cloud flagged
+from opacity 0.4 up, 30 % of the shadows missed, shadows darkening the surface by 70 %, smoke
+of AOT up to 0.25 of which the AOT product reports 30 %. Chosen among three settings as the
+one whose ranking of the methods on B4, B8, B11 is the real series' (README)."""
+
+
 # --------------------------------------------------------------------------- noise
 
 
@@ -311,6 +355,9 @@ class _Scene:
     view_track: tuple[float, float, float] | None = None
     """Directional effects on: (x, y) of a point of the nadir ground track and its heading
     (degrees); view angles follow from each pixel's distance to the track."""
+    failures: Failures | None = None
+    thin_layer: bool = False
+    """This product carries an unflagged thin cloud layer (`Failures.thin_cloud`)."""
 
 
 def _cloud_field(x: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:
@@ -392,6 +439,7 @@ def _scene(
     seed: int,
     cloud_cover: float,
     directional: bool = False,
+    failures: Failures | None = None,
 ) -> _Scene:
     rng = np.random.default_rng(seed)
     lon, lat = tile.centre_lonlat
@@ -422,6 +470,9 @@ def _scene(
         swath=swath,
         quantification=1000.0 if is_landsat(platform) else 10000.0,
         view_track=_view_track(tile, platform, seed) if directional else None,
+        failures=failures,
+        thin_layer=failures is not None
+        and bool(np.random.default_rng([seed, 77]).random() < failures.thin_cloud),
     )
 
 
@@ -447,6 +498,12 @@ class _Layers:
     terrain: np.ndarray  # SRE / FRE
     outside: np.ndarray  # bool, outside the swath
     view: tuple[np.ndarray, np.ndarray] | None = None  # view zenith, azimuth (directional)
+    missed: np.ndarray | None = None  # opacity of the unflagged thin cloud layer (failures)
+    shadow_missed: np.ndarray | None = None  # bool, shadows the mask misses (failures)
+    smoke: np.ndarray | None = None  # aerosol of a smoke event (failures)
+    smoke_reported: float = 0.0  # share of `smoke` in the product's AOT
+    flag_opacity: float = CLOUD_OPACITY  # the mask flags cloud from this opacity up
+    shadow_depth: float = 0.6
 
 
 def _opacity(field: np.ndarray, threshold: float) -> np.ndarray:
@@ -470,6 +527,23 @@ def _layers(scene: _Scene, geom: GroupGeometry) -> _Layers:
         x0, y0, ne, nn = scene.swath
         ux, uy = _utm_xy(geom)
         outside = (ux - x0) * ne + (uy - y0) * nn > 0
+    failure: dict[str, object] = {}
+    f = scene.failures
+    if f is not None:
+        failure["flag_opacity"] = f.edge_opacity
+        failure["shadow_depth"] = f.shadow_depth
+        if scene.thin_layer:
+            sheet = _fbm(x, y, (9000.0, 3000.0), salt=4000 + scene.seed)
+            failure["missed"] = (f.thin_opacity * np.clip((sheet - 0.5) / 0.1, 0.0, 1.0)).astype(
+                np.float32
+            )
+        if f.shadow_omission > 0:
+            patches = _value_noise(x, y, 4000.0, salt=5000 + scene.seed)
+            failure["shadow_missed"] = patches < f.shadow_omission
+        if f.smoky(scene.acquired.date()) and f.smoke_aot > 0:
+            plume = _coarse(epsg, geom, lambda cx, cy: _fbm(cx, cy, (30000.0,), 6000 + scene.seed))
+            failure["smoke"] = (f.smoke_aot * np.clip(0.5 + plume, 0.0, 1.0)).astype(np.float32)
+            failure["smoke_reported"] = f.smoke_reported
     return _Layers(
         surface=_surface(x, y, scene.acquired.date()),
         opacity=_opacity(cloud, scene.cloud_threshold),
@@ -482,6 +556,7 @@ def _layers(scene: _Scene, geom: GroupGeometry) -> _Layers:
         terrain=(0.95 + 0.1 * _value_noise(x, y, 700.0, salt=53)).astype(np.float32),
         outside=outside,
         view=_view_angles(scene, *_utm_xy(geom)) if scene.view_track else None,
+        **failure,  # type: ignore[arg-type]
     )
 
 
@@ -497,17 +572,24 @@ def _observed(
     if directional is not None:
         surface *= directional
     surface += 0.06 * layers.aot * (0.49 / wavelength_um) ** 2
-    surface *= 1.0 - 0.6 * layers.shadow * (1.0 - layers.opacity)
+    if layers.smoke is not None:  # the same scattering law, from the whole plume
+        surface += 0.06 * layers.smoke * (0.49 / wavelength_um) ** 2
+    surface *= 1.0 - layers.shadow_depth * layers.shadow * (1.0 - layers.opacity)
     cloud = _spectrum(CLOUD_TOP, wavelength_um) * layers.cloud_top
-    value = surface + (cloud - surface) * layers.opacity
+    opacity = layers.opacity
+    if layers.missed is not None:
+        opacity = 1.0 - (1.0 - opacity) * (1.0 - layers.missed)
+    value = surface + (cloud - surface) * opacity
     value += rng.normal(0.0, 0.002, value.shape).astype(np.float32)
     return value.astype(np.float32)
 
 
 def _masks(layers: _Layers) -> dict[str, np.ndarray]:
-    cloudy = layers.opacity >= CLOUD_OPACITY
+    cloudy = layers.opacity >= layers.flag_opacity
     thin = (layers.opacity > 0.02) & ~cloudy
     shadowed = (layers.shadow >= CLOUD_OPACITY) & ~cloudy
+    if layers.shadow_missed is not None:
+        shadowed &= ~layers.shadow_missed
     clm = np.zeros(cloudy.shape, dtype=np.uint8)
     clm[cloudy] |= CLM_ALL | CLM_CLOUD | CLM_MONO
     clm[thin] |= CLM_THIN
@@ -516,10 +598,13 @@ def _masks(layers: _Layers) -> dict[str, np.ndarray]:
     mg2[(layers.surface.water > 0.5) & ~cloudy] |= MG2_WATER
     mg2[cloudy | thin] |= MG2_CLOUD
     mg2[shadowed] |= MG2_SHADOW
+    aot = layers.aot
+    if layers.smoke is not None:
+        aot = aot + layers.smoke_reported * layers.smoke
     atb = np.stack(
         [
             np.clip(np.rint(layers.wvc * 20.0), 1, 255),
-            np.clip(np.rint(layers.aot * 200.0), 1, 255),
+            np.clip(np.rint(aot * 200.0), 1, 255),
         ]
     ).astype(np.uint8)
     outside = layers.outside
@@ -928,6 +1013,7 @@ def simulate_product(
     flag: str = "D",
     packaging: Packaging | None = None,
     directional: bool = False,
+    failures: Failures | None = None,
 ) -> Path:
     """Write `<PRODUCT_ID>.zip` into out_dir and return its path.
 
@@ -938,6 +1024,9 @@ def simulate_product(
     swath, and writes the matching angles and 5 km angle grids in the metadata; off, the
     rasters are exactly those of earlier versions, so older benchmarks stay reproducible, and
     the metadata declares the nadir view they show (view zenith 0, no angle grids).
+    `failures` adds the ways real products fail (`Failures`: masks that miss thin cloud, cloud
+    edges and shadows, smoke over several days); None, the rasters are those of earlier
+    versions.
     """
     platform = _check_platform(platform)
     packaging = packaging or Packaging()
@@ -953,7 +1042,9 @@ def simulate_product(
     pid = product_id(platform, acquired, square.name, flag, version)
     if seed is None:
         seed = _stable_int(pid)
-    scene = _scene(square, platform, acquired.astimezone(dt.UTC), seed, cloud_cover, directional)
+    scene = _scene(
+        square, platform, acquired.astimezone(dt.UTC), seed, cloud_cover, directional, failures
+    )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".simulate-") as tmp:
