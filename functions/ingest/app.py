@@ -1,6 +1,7 @@
 """Ingest: S3 notifications (through SQS) of uploads under incoming/ -> COGs, STAC Item, index."""
 
 import json
+import os
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
@@ -12,6 +13,8 @@ from sansnuages.raster.gdal import use_gdal
 from sansnuages.settings import Settings
 from sansnuages.stages.batches import process_batch
 from sansnuages.stages.ingest import Ingestor
+from sansnuages.stages.ingest_delivery import ingest_delivery
+from sansnuages.stages.outcomes import is_last_attempt
 from sansnuages.stores.bucket import decode_event_key
 
 logger = Logger()
@@ -20,14 +23,19 @@ processor = BatchProcessor(event_type=EventType.SQS)
 settings = Settings.from_env()
 use_gdal(settings)
 ingestor = Ingestor.from_settings(settings)
+MAX_RECEIVE_COUNT = os.environ.get("INGEST_MAX_RECEIVE_COUNT")
 
 
 def record_handler(record: SQSRecord) -> None:
     body = json.loads(record.body)
     if body.get("Event") == "s3:TestEvent":
         return
+    last = is_last_attempt(record.attributes.approximate_receive_count, MAX_RECEIVE_COUNT)
     for s3_record in S3Event(body).records:
-        result = ingestor.ingest(decode_event_key(s3_record.s3.get_object.key))
+        key = decode_event_key(s3_record.s3.get_object.key)
+        result = ingest_delivery(ingestor, key, last)
+        if result is None:
+            continue
         metrics.add_metric(
             name=f"Products{result.outcome.capitalize()}", unit=MetricUnit.Count, value=1
         )

@@ -1,6 +1,6 @@
 """Mosaic: a finished job -> the area's mosaic (COG, or a part of a large one), preview, Item."""
 
-import json
+import os
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
@@ -10,6 +10,7 @@ from sansnuages.raster.gdal import use_gdal
 from sansnuages.settings import Settings
 from sansnuages.stages.batches import process_batch
 from sansnuages.stages.mosaic import Mosaicker
+from sansnuages.stages.outcomes import is_last_attempt
 
 logger = Logger()
 metrics = Metrics()
@@ -17,12 +18,12 @@ processor = BatchProcessor(event_type=EventType.SQS)
 settings = Settings.from_env()
 use_gdal(settings)
 mosaicker = Mosaicker.from_settings(settings)
+MAX_RECEIVE_COUNT = os.environ.get("MOSAIC_MAX_RECEIVE_COUNT")
 
 
 def record_handler(record: SQSRecord) -> None:
-    body = json.loads(record.body)
-    logger.append_keys(job=body.get("job_id"), part=body.get("part"))
-    mosaicker.handle(body)
+    last = is_last_attempt(record.attributes.approximate_receive_count, MAX_RECEIVE_COUNT)
+    mosaicker.handle(record.body, last_attempt=last)
 
 
 @metrics.log_metrics

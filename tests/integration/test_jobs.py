@@ -7,14 +7,17 @@ from pathlib import Path
 
 import pytest
 
+from sansnuages.errors import InvalidRequest
 from sansnuages.period import SynthesisPeriod
 from sansnuages.settings import Settings
 from sansnuages.stages import composite
-from sansnuages.stages.composite import TileCompositor, TileTask
+from sansnuages.stages.composite import TileCompositor
 from sansnuages.stages.ingest import Ingestor
 from sansnuages.stores.aws import client
 from sansnuages.stores.catalog import Catalog
+from sansnuages.stores.faults import InjectedCrash, crash_at
 from sansnuages.stores.jobs import JobState, JobStore, TileState
+from sansnuages.stores.messages import TileTask
 from sansnuages.tools.simulate import simulate_product
 
 
@@ -53,7 +56,7 @@ def test_the_mosaic_is_claimed_once_and_only_when_no_tile_is_pending(
     assert not store.claim_mosaic("2018-07-BEL")
     store.finish_tile("2018-07-BEL", "31UFS", TileState.FAILED, reason="no clear view")
     with ThreadPoolExecutor(4) as pool:
-        claims = list(pool.map(lambda _: store.claim_mosaic("2018-07-BEL"), range(4)))
+        claims = list(pool.map(lambda n: store.claim_mosaic("2018-07-BEL", by=f"t{n}"), range(4)))
     assert claims.count(True) == 1
     store.finish("2018-07-BEL", JobState.DONE, item="mosaics/BEL/2018/07/m.json")
     job = store.get("2018-07-BEL")
@@ -200,8 +203,6 @@ def test_a_tile_that_fails_for_good_ends_failed_and_the_job_goes_on(
 
 
 def test_a_poison_message_is_refused_without_touching_the_job(function_settings: Settings) -> None:
-    from sansnuages.errors import InvalidRequest
-
     JobStore(function_settings).create("2018-07", "Belgium", "BEL", [TILE])
     with pytest.raises(InvalidRequest):
         TileTask.from_message({"job_id": JOB, "tile": TILE, "month": "not a month"})
@@ -289,7 +290,7 @@ def test_jobs_json_shows_a_polygon_area_by_name_and_keeps_its_geometry(
     still holds the polygon (the mosaic cuts to it)."""
     from sansnuages import areas
     from sansnuages.tools.cli import build_parser
-    from sansnuages.tools.local.client import RuntimeClient
+    from sansnuages.tools.stack import Deployment
 
     polygon = {
         "type": "Polygon",
@@ -301,11 +302,8 @@ def test_jobs_json_shows_a_polygon_area_by_name_and_keeps_its_geometry(
     store = JobStore(function_settings)
     job, _ = store.create("2018-07", areas.geojson_spec(area), area.id, ["31UFS"])
 
-    class Runtime:
-        def settings(self) -> Settings:
-            return function_settings
-
-    monkeypatch.setattr(RuntimeClient, "connect", classmethod(lambda cls, workdir: Runtime()))
+    deployment = Deployment.from_settings(function_settings)
+    monkeypatch.setattr(Deployment, "open", classmethod(lambda cls, *args: deployment))
     args = build_parser().parse_args(["jobs", job.job_id, "--json"])
     assert args.func(args) == 0
     (status,) = json.loads(capsys.readouterr().out)
@@ -313,3 +311,108 @@ def test_jobs_json_shows_a_polygon_area_by_name_and_keeps_its_geometry(
     stored = store.get(job.job_id)
     assert stored is not None
     assert areas.area_geometry(stored.area).geometry.equals(area.geometry)
+
+
+# --- crash windows of a tile: between the Item file and the index, before retiring, staleness
+
+
+def test_a_retry_after_a_crash_between_the_item_file_and_the_index_finishes_the_tile(
+    compositor: TileCompositor, function_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = JobStore(function_settings)
+    first = compositor.run(_task())
+    store.finish(JOB, JobState.DONE)
+    job, _ = store.create("2018-07", "Belgium", "BEL", [TILE])
+    real = compositor.catalog.put_item
+    calls: list[str] = []
+
+    def crashes_once(item):  # type: ignore[no-untyped-def]
+        calls.append(item["id"])
+        if len(calls) == 1:
+            raise InjectedCrash("between the Item file and the index")
+        return real(item)
+
+    monkeypatch.setattr(compositor.catalog, "put_item", crashes_once)
+    with pytest.raises(InjectedCrash):
+        compositor.run(_task(version=job.run - 1))
+    assert first is not None
+    assert _l3a_ids(function_settings) == [first.rsplit("/", 1)[1].removesuffix(".json")]
+    second = compositor.run(_task(version=job.run - 1))  # the message comes back
+    assert second is not None and second.endswith("_V1-1.json")
+    assert _l3a_ids(function_settings) == [second.rsplit("/", 1)[1].removesuffix(".json")]
+    assert store.get(JOB).tiles[0].state == TileState.DONE  # type: ignore[union-attr]
+
+
+def test_a_retry_after_a_crash_before_retiring_the_older_version_retires_it(
+    compositor: TileCompositor, function_settings: Settings
+) -> None:
+    store = JobStore(function_settings)
+    compositor.run(_task())
+    store.finish(JOB, JobState.DONE)
+    job, _ = store.create("2018-07", "Belgium", "BEL", [TILE])
+    with crash_at("composite.after-publish"), pytest.raises(InjectedCrash):
+        compositor.run(_task(version=job.run - 1))
+    assert len(_l3a_ids(function_settings)) == 2  # both versions indexed for a moment
+    second = compositor.run(_task(version=job.run - 1))
+    assert second is not None
+    assert _l3a_ids(function_settings) == [second.rsplit("/", 1)[1].removesuffix(".json")]
+
+
+def test_an_invalid_tile_fails_at_once_without_retries(
+    compositor: TileCompositor, function_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def invalid(task):  # type: ignore[no-untyped-def]
+        raise InvalidRequest("a tile the grid does not know")
+
+    monkeypatch.setattr(compositor, "synthesise", invalid)
+    assert compositor.run(_task()) is None  # not raised: the message is not delivered again
+    job = JobStore(function_settings).get(JOB)
+    assert job is not None and job.tiles[0].state == TileState.FAILED
+    assert job.tiles[0].reason == "InvalidRequest: a tile the grid does not know"
+    assert job.state == JobState.MOSAIC_QUEUED and _mosaic_messages(function_settings) == 1
+
+
+def test_two_late_products_at_once_are_both_recorded(
+    compositor: TileCompositor, function_settings: Settings
+) -> None:
+    from sansnuages.stages import staleness
+
+    item_key = compositor.run(_task())
+    assert item_key is not None
+    late = [f"LATE-{n}" for n in range(6)]
+    with ThreadPoolExecutor(6) as pool:
+        marked = list(
+            pool.map(
+                lambda product: staleness._mark(
+                    compositor.bucket, compositor.catalog, item_key, product, None
+                ),
+                late,
+            )
+        )
+    assert marked == [True] * 6
+    synthesis_id = compositor.bucket.get_json(item_key)["id"]
+    for document in (
+        compositor.bucket.get_json(item_key),
+        compositor.catalog.get_item("sentinel2-l3a", synthesis_id),
+    ):
+        assert document["properties"]["sansnuages:late_inputs"] == late
+
+
+def test_an_ingest_that_crashes_before_marking_staleness_marks_it_on_its_retry(
+    compositor: TileCompositor, function_settings: Settings, tmp_path: Path
+) -> None:
+    item_key = compositor.run(_task())
+    assert item_key is not None
+    late = simulate_product(
+        TILE, datetime(2018, 7, 24, 10, 56, tzinfo=UTC), "SENTINEL2A", tmp_path, 1220, seed=9
+    )
+    ingestor = Ingestor.from_settings(function_settings)
+    key = f"incoming/{late.name}"
+    ingestor.bucket.put_bytes(key, late.read_bytes(), "application/zip")
+    with crash_at("ingest.after-publish"), pytest.raises(InjectedCrash):
+        ingestor.ingest(key)
+    assert not compositor.bucket.get_json(item_key)["properties"].get("sansnuages:stale")
+    ingestor.ingest(key)  # the notification comes back
+    after = compositor.bucket.get_json(item_key)
+    assert after["properties"]["sansnuages:stale"] is True
+    assert after["properties"]["sansnuages:late_inputs"] == [late.stem]

@@ -117,7 +117,7 @@ def test_a_large_area_is_built_as_parts_by_parallel_messages(function_settings: 
         QueueUrl=function_settings.mosaic_queue_url, MaxNumberOfMessages=10
     ).get("Messages"):
         messages.extend(json.loads(m["Body"]) for m in batch)
-    assert len(messages) >= 4 and all(set(m) == {"plan", "part"} for m in messages)
+    assert len(messages) >= 4 and all(set(m) == {"v", "plan", "part"} for m in messages)
     assert jobs.get(job_id).state != JobState.DONE  # type: ignore[union-attr]
     results = [mosaicker.handle(m) for m in messages]  # the pump, in any order
     item_key = results[-1]
@@ -141,12 +141,91 @@ def test_a_large_area_is_built_as_parts_by_parallel_messages(function_settings: 
     assert again == item_key
 
 
+def _plan_keys(bucket: DataBucket) -> list[str]:
+    return sorted(
+        k for k in bucket.list_keys("mosaics/BEL/2018/07/parts/") if k.endswith("plan.json")
+    )
+
+
 def test_a_part_outside_the_plan_is_refused(function_settings: Settings) -> None:
     bucket, catalog, jobs, job_id = _setup(function_settings)
     mosaicker = Mosaicker(function_settings, bucket, catalog, jobs, part_pixels=64, fan_out=False)
     assert mosaicker.run(job_id, resolution=1000.0) is not None  # parts built in this call
+    (plan_key,) = _plan_keys(bucket)
     with pytest.raises(InvalidRequest, match="no part"):
-        mosaicker.handle({"plan": "mosaics/BEL/2018/07/parts/plan.json", "part": "r999c999"})
+        mosaicker.run_part(plan_key, "r999c999")
+    # as queue messages: raised (they end in the dead-letter queue), the job left alone
+    for poison in (
+        {"plan": plan_key, "part": "r999c999"},
+        {"plan": "mosaics/BEL/2018/07/parts/none/plan.json", "part": "a"},
+        "not json",
+    ):
+        with pytest.raises(InvalidRequest):
+            mosaicker.handle(poison, last_attempt=True)
+    assert jobs.get(job_id).state == JobState.DONE  # type: ignore[union-attr]
+
+
+def test_parts_belong_to_their_run_grid_and_plan(function_settings: Settings) -> None:
+    """A stray part in the folder is not assembled; a re-run and a rebuild at another
+    resolution write parts of their own, never the old run's."""
+    bucket, catalog, jobs, job_id = _setup(function_settings)
+    mosaicker = Mosaicker(function_settings, bucket, catalog, jobs, part_pixels=64, fan_out=False)
+    first = mosaicker.run(job_id, resolution=1000.0)
+    assert first is not None
+    (plan_key,) = _plan_keys(bucket)
+    folder = plan_key.removesuffix("plan.json")
+    assert "run1-" in folder and "-1000m-" in folder
+    cells = {c["name"] for c in bucket.get_json(plan_key)["cells"]}
+    parts = {k for k in bucket.get_json(first)["assets"] if k.startswith("part-")}
+    stray = bucket.get_bytes(f"{folder}{sorted(parts)[0].removeprefix('part-')}.tif")
+    bucket.put_bytes(f"{folder}r99c99.tif", stray, "image/tiff")  # not in the plan
+    last = sorted(cells)[-1]
+    bucket.delete(f"{folder}{last}.tif") if bucket.exists(f"{folder}{last}.tif") else None
+    bucket.delete(f"{folder}{last}.empty") if bucket.exists(f"{folder}{last}.empty") else None
+    again = mosaicker.run_part(plan_key, last)  # the last part again: assembles the plan's
+    assert again == first
+    assert {k for k in bucket.get_json(first)["assets"] if k.startswith("part-")} == parts
+    assert "part-r99c99" not in bucket.get_json(first)["assets"]
+    # a re-run of the month: its own folder, whatever the old run left
+    jobs.finish(job_id, JobState.DONE)
+    job, started = jobs.create(MONTH, "Belgium", "BEL", sorted(TILES))
+    assert started and job.run == 2
+    assert mosaicker.run(job_id, resolution=1000.0) == first
+    assert mosaicker.run(job_id, resolution=2000.0) == first  # a rebuild on another grid
+    folders = {k.removesuffix("plan.json") for k in _plan_keys(bucket)}
+    assert len(folders) == 3 and any("run2-" in f and "-2000m-" in f for f in folders)
+
+
+def test_a_month_without_syntheses_fails_the_job_once_with_the_reason(
+    function_settings: Settings,
+) -> None:
+    bucket, catalog, jobs, _ = _setup(function_settings)
+    job, _ = jobs.create("2018-03", "Belgium", "BEL", ["31UFS"])
+    mosaicker = Mosaicker(function_settings, bucket, catalog, jobs)
+    assert mosaicker.handle({"v": 1, "job_id": job.job_id}) is None  # not raised: no retry
+    failed = jobs.get(job.job_id)
+    assert failed is not None and failed.state == JobState.FAILED
+    assert "NoInputs: no synthesis of 2018-03" in (failed.reason or "")
+
+
+def test_a_mosaic_that_fails_on_its_last_delivery_fails_the_job(
+    function_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bucket, catalog, jobs, job_id = _setup(function_settings)
+    mosaicker = Mosaicker(function_settings, bucket, catalog, jobs)
+
+    def unreachable(*args: Any, **kwargs: Any) -> None:
+        raise ConnectionResetError("S3 went away")
+
+    monkeypatch.setattr(mosaicker, "build", unreachable)
+    with pytest.raises(ConnectionResetError):
+        mosaicker.handle({"v": 1, "job_id": job_id})
+    assert jobs.get(job_id).state == JobState.RUNNING  # type: ignore[union-attr]
+    with pytest.raises(ConnectionResetError):  # raised still: the message goes to the DLQ
+        mosaicker.handle({"v": 1, "job_id": job_id}, last_attempt=True)
+    job = jobs.get(job_id)
+    assert job is not None and job.state == JobState.FAILED
+    assert job.reason == "gave up after the last retry: ConnectionResetError: S3 went away"
 
 
 def _mask_at(path: str, settings: Settings, lon: float, lat: float) -> int:

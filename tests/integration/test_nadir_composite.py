@@ -17,8 +17,9 @@ from sansnuages.period import SynthesisPeriod
 from sansnuages.processing.tile_inputs import view_geometry
 from sansnuages.raster.gdal import gdal_env
 from sansnuages.settings import Settings
-from sansnuages.stages.composite import TileCompositor, TileTask
+from sansnuages.stages.composite import TileCompositor
 from sansnuages.stages.ingest import Ingestor
+from sansnuages.stores.messages import TileTask
 from sansnuages.tools.simulate import simulate_product
 
 TILE = "31UFS"

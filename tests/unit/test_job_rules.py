@@ -11,9 +11,10 @@ import pytest
 from sansnuages import areas
 from sansnuages.errors import InvalidRequest
 from sansnuages.period import latest_closed_period
-from sansnuages.stages.composite import TileTask, is_last_attempt
+from sansnuages.stages.outcomes import is_last_attempt
 from sansnuages.stages.plan import JobRequest, schedule_lag_days
 from sansnuages.stores.jobs import Job, JobState, TileState, TileStatus, job_status
+from sansnuages.stores.messages import TileTask
 
 
 def test_the_lag_leaves_time_for_late_products() -> None:

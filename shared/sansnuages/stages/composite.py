@@ -5,7 +5,6 @@ Items are adapted here into the synthesis' own inputs, so the synthesis knows no
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +13,7 @@ import rasterio
 from aws_lambda_powertools import Logger
 
 from sansnuages import layout
-from sansnuages.errors import InvalidRequest, NoInputs
+from sansnuages.errors import NoInputs
 from sansnuages.formats import muscate
 from sansnuages.formats.bands import SENTINEL2_GROUPS
 from sansnuages.formats.l3a_product import (
@@ -45,34 +44,17 @@ from sansnuages.settings import Settings
 from sansnuages.stac.collections import L2A_REFLECTANCE, SENTINEL2_L3A
 from sansnuages.stac.common import FileAsset, RasterAsset
 from sansnuages.stac.l3a import SynthesisRun, l3a_item
+from sansnuages.stages.outcomes import decide
+from sansnuages.stages.outcomes import is_last_attempt as is_last_attempt
 from sansnuages.stages.publish import publish_item
 from sansnuages.stores import aws
 from sansnuages.stores.bucket import DataBucket
 from sansnuages.stores.catalog import Catalog
+from sansnuages.stores.faults import checkpoint
 from sansnuages.stores.jobs import JobStore, TileState
+from sansnuages.stores.messages import MosaicJob, TileTask
 
 logger = Logger(child=True)
-
-
-@dataclass(frozen=True)
-class TileTask:
-    job_id: str
-    tile: str
-    period: SynthesisPeriod
-    version: int = 0
-    """Run of the month (0 first): each run writes its own product, never over another."""
-
-    @classmethod
-    def from_message(cls, body: dict[str, Any]) -> TileTask:
-        try:
-            return cls(
-                str(body["job_id"]),
-                str(body["tile"]),
-                SynthesisPeriod.parse(str(body["month"])),
-                int(body.get("version") or 0),
-            )
-        except (KeyError, TypeError, ValueError) as error:
-            raise InvalidRequest(f"not a tile message: {error!r}") from error
 
 
 def tile_items(catalog: Catalog, tile: str, period: SynthesisPeriod) -> list[dict[str, Any]]:
@@ -118,21 +100,24 @@ class TileCompositor:
     def run(self, task: TileTask, last_attempt: bool = False) -> str | None:
         """Synthesise the tile and record it; returns the Item key (None if it failed for good).
 
-        NoInputs fails the tile at once. Any other error is raised so that the queue delivers
-        the message again; on its `last_attempt` (the queue's maxReceiveCount) the tile is
-        marked failed with the error first, so the job ends instead of waiting for it.
+        What an error does is `outcomes.decide`'s: invalid input (no inputs, a bad request)
+        fails the tile at once; anything else is raised so that the queue delivers the message
+        again, and on its `last_attempt` (the queue's maxReceiveCount) the tile is marked failed
+        with the error first, so the job ends instead of waiting for it.
         """
+        self.jobs.start_tile(task.job_id, task.tile)
         try:
             item_key = self.synthesise(task)
-        except NoInputs as error:
-            self._fail(task, str(error))
-            return None
         except Exception as error:
-            if last_attempt:
-                self._fail(task, f"gave up after the last retry: {type(error).__name__}: {error}")
-            raise
+            outcome = decide(error, last_attempt)
+            if outcome.fails_unit:
+                self._fail(task, outcome.reason)
+            if outcome.raises:
+                raise
+            return None
         self.jobs.finish_tile(task.job_id, task.tile, TileState.DONE, item=item_key)
-        self.fan_in(task.job_id)
+        checkpoint("composite.after-finish-tile")
+        self.fan_in(task.job_id, task.tile)
         return item_key
 
     def _fail(self, task: TileTask, reason: str) -> None:
@@ -140,7 +125,7 @@ class TileCompositor:
             "tile failed", extra={"job": task.job_id, "tile": task.tile, "reason": reason}
         )
         self.jobs.finish_tile(task.job_id, task.tile, TileState.FAILED, reason=reason)
-        self.fan_in(task.job_id)
+        self.fan_in(task.job_id, task.tile)
 
     def synthesise(self, task: TileTask) -> str:
         items = tile_items(self.catalog, task.tile, task.period)
@@ -152,8 +137,13 @@ class TileCompositor:
         product_id = l3a_product_id(task.tile, task.period.centre, platforms, task.version)
         prefix = layout.l3a_prefix(task.tile, task.period.year, task.period.month, product_id)
         item_key = f"{prefix}{product_id}.json"
-        if self.bucket.exists(item_key):
-            return item_key  # a duplicate delivery: the Item is written last, so all is there
+        written = self.bucket.get_json_or_none(item_key)
+        if written is not None:
+            # A duplicate delivery, or a retry after a crash past the Item file (written last
+            # of the files): finish what follows it, indexing and retiring older versions.
+            self.catalog.put_item(written)
+            self._retire_older_versions(task, product_id)
+            return item_key
         nadir = self.settings.nadir_normalisation
         observations = [
             observation_from_item(item, nadir, self._angle_grid(item) if nadir else None)
@@ -169,6 +159,7 @@ class TileCompositor:
             files = self._side_files(task, product_id, prefix, items, stats)
         item = self._item(task, product_id, items, rasters, stats["R1"].pixel_counts, files)
         publish_item(self.bucket, self.catalog, item, item_key)
+        checkpoint("composite.after-publish")
         self._retire_older_versions(task, product_id)
         return item_key
 
@@ -305,19 +296,15 @@ class TileCompositor:
         derived = [layout.item_href(self.bucket.name, i) for i in inputs]
         return l3a_item(run, inputs, derived, rasters, files)
 
-    def fan_in(self, job_id: str) -> None:
-        """The last tile to finish enqueues the mosaic (exactly once, whatever the deliveries)."""
-        if self.jobs.claim_mosaic(job_id):
+    def fan_in(self, job_id: str, tile: str) -> None:
+        """The last tile to finish enqueues the mosaic (exactly once, whatever the deliveries):
+        the claim names the tile, so a retry of its message after a crash between the claim
+        and the send claims again and sends; once sent, the job records it."""
+        if self.jobs.claim_mosaic(job_id, by=tile):
+            checkpoint("composite.before-mosaic-send")
             aws.client("sqs", self.settings).send_message(
-                QueueUrl=self.settings.mosaic_queue_url, MessageBody=json.dumps({"job_id": job_id})
+                QueueUrl=self.settings.mosaic_queue_url, MessageBody=MosaicJob(job_id).body()
             )
+            checkpoint("composite.after-mosaic-send")
+            self.jobs.record_mosaic_sent(job_id)
             logger.info("mosaic enqueued", extra={"job": job_id})
-
-
-def is_last_attempt(receive_count: str | int | None, max_receive_count: str | int | None) -> bool:
-    """Whether this delivery is the queue's last before the dead-letter queue (the redrive
-    policy's maxReceiveCount, which the template also passes to the function)."""
-    try:
-        return int(receive_count or 0) >= int(max_receive_count or 0) > 0
-    except ValueError:
-        return False

@@ -10,7 +10,6 @@ assembles the VRT, the overview COG, the thumbnail and the Item.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -38,10 +37,13 @@ from sansnuages.settings import Settings
 from sansnuages.stac.collections import SENTINEL2_L3A
 from sansnuages.stages.mosaic_assembly import MosaicAssembly
 from sansnuages.stages.mosaic_outputs import MosaicOutputs
+from sansnuages.stages.outcomes import Action, decide, reason_of
 from sansnuages.stores import aws
 from sansnuages.stores.bucket import DataBucket
 from sansnuages.stores.catalog import Catalog
+from sansnuages.stores.faults import checkpoint
 from sansnuages.stores.jobs import Job, JobState, JobStore
+from sansnuages.stores.messages import MosaicJob, MosaicPart, parse_mosaic_message, send_all
 
 logger = Logger(child=True)
 
@@ -87,13 +89,46 @@ class Mosaicker:
 
     # ---------------------------------------------------------------- messages
 
-    def handle(self, message: dict[str, Any]) -> str | None:
-        """One mosaic queue message: a job to mosaic, or one part of a planned mosaic."""
-        if "part" in message:
-            return self.run_part(message["plan"], message["part"])
-        return self.run(
-            message["job_id"], message.get("resolution"), message.get("crs"), message.get("codec")
-        )
+    def handle(self, message: str | dict[str, Any], last_attempt: bool = False) -> str | None:
+        """One mosaic queue message: a job to mosaic, or one part of a planned mosaic.
+
+        Errors go through `outcomes.decide`: an invalid request fails its job at once; others
+        are raised for a retry, and on the last delivery fail the job with the reason first.
+        A message that names no unit to fail (unreadable, or a part no plan holds) is raised
+        and changes nothing: it ends in the dead-letter queue, for an operator to see."""
+        job_id: str | None = None
+        parsed: MosaicJob | MosaicPart | None = None
+        try:
+            parsed = parse_mosaic_message(message)
+            if isinstance(parsed, MosaicPart):
+                job_id = self._job_of_plan(parsed.plan)
+                if job_id is not None:
+                    self.jobs.start_mosaic(job_id, attempt=False)  # parts at work: not overdue
+                return self.run_part(parsed.plan, parsed.part)
+            job_id = parsed.job_id
+            return self.run(job_id, parsed.resolution, parsed.crs, parsed.codec)
+        except Exception as error:
+            outcome = decide(error, last_attempt)
+            poison = parsed is None or (
+                isinstance(parsed, MosaicPart) and outcome.action == Action.FAIL
+            )
+            if poison:
+                logger.error("mosaic message refused", extra={"reason": outcome.reason})
+                raise
+            job = self.jobs.get(job_id) if job_id is not None else None
+            if outcome.fails_unit and job is not None and not job.finished:
+                self.jobs.finish(job.job_id, JobState.FAILED, reason=outcome.reason)
+            logger.warning(
+                "mosaic message failed",
+                extra={"job": job_id, "action": str(outcome.action), "reason": outcome.reason},
+            )
+            if outcome.raises:
+                raise
+            return None
+
+    def _job_of_plan(self, plan_key: str) -> str | None:
+        plan = self.bucket.get_json_or_none(plan_key)
+        return str(plan["spec"]["job_id"]) if plan else None
 
     def run(
         self,
@@ -104,20 +139,23 @@ class Mosaicker:
     ) -> str | None:
         """Mosaic a finished job; the Item key of its main piece, or None if that is in parts.
 
-        `resolution`, `crs` and `codec` override the defaults (and ask for a rebuild)."""
+        `resolution`, `crs` and `codec` override the defaults (and ask for a rebuild). Bad
+        inputs (no synthesis, a bad grid or codec) fail the job with the reason."""
         job = self.jobs.get(job_id)
         if job is None:
-            raise NoInputs(f"unknown job {job_id}")
+            logger.warning("mosaic of an unknown job refused", extra={"job": job_id})
+            return None
         explicit = resolution is not None or crs is not None or codec is not None
         if job.state == JobState.DONE and job.mosaic_item and not explicit:
             return job.mosaic_item  # a repeated message; an explicit grid asks for a rebuild
+        self.jobs.start_mosaic(job_id)
         try:
             item_key = self.build(
                 job.area, SynthesisPeriod.parse(job.month), job_id, resolution, crs,
-                recorded=self._recorded_items(job), codec=codec,
+                recorded=self._recorded_items(job), codec=codec, run=job.run,
             )  # fmt: skip
         except (NoInputs, InvalidRequest) as error:
-            self.jobs.finish(job_id, JobState.FAILED, reason=str(error))
+            self.jobs.finish(job_id, JobState.FAILED, reason=reason_of(error))
             logger.warning("mosaic failed", extra={"job": job_id, "reason": str(error)})
             return None
         if item_key is not None:
@@ -133,6 +171,7 @@ class Mosaicker:
         crs: str | None = None,
         recorded: list[dict[str, Any]] | None = None,
         codec: str | None = None,
+        run: int = 1,
     ) -> str | None:
         """Mosaic every piece of the area that has data; the main piece's Item key if written.
 
@@ -163,7 +202,7 @@ class Mosaicker:
                 job_id,
                 codec,
             )
-            key = self.build_piece(spec, piece_items)
+            key = self.build_piece(spec, piece_items, run)
             if rank == 0:
                 main = key
         return main
@@ -176,13 +215,13 @@ class Mosaicker:
 
     # ---------------------------------------------------------------- one piece
 
-    def build_piece(self, spec: PieceSpec, items: list[dict[str, Any]]) -> str | None:
+    def build_piece(self, spec: PieceSpec, items: list[dict[str, Any]], run: int = 1) -> str | None:
         """One COG and its Item when the piece is small; else plan parts (Item key is None)."""
         inputs = [mosaic_input(i) for i in items]
         cells = part_cells(spec, inputs, self.part_pixels)
         if cells is None:
             return self._single(spec, items, inputs)
-        plan_key = f"{spec.prefix}parts/plan.json"
+        plan_key = f"{parts_folder(spec, run)}plan.json"
         self.bucket.put_json(
             plan_key,
             {
@@ -191,6 +230,7 @@ class Mosaicker:
                 "cells": [{"name": c.name, "bounds": list(c.bounds)} for c in cells],
             },
         )
+        checkpoint("mosaic.after-plan")
         logger.info("mosaic planned in parts", extra={"plan": plan_key, "parts": len(cells)})
         if self.fan_out and self.settings.mosaic_queue_url:
             self._send_parts(plan_key, [c.name for c in cells])
@@ -224,31 +264,37 @@ class Mosaicker:
     # ---------------------------------------------------------------- parts
 
     def _send_parts(self, plan_key: str, names: list[str]) -> None:
-        sqs = aws.client("sqs", self.settings)
-        for start in range(0, len(names), 10):
-            entries = [
-                {"Id": str(n), "MessageBody": json.dumps({"plan": plan_key, "part": name})}
-                for n, name in enumerate(names[start : start + 10])
-            ]
-            sqs.send_message_batch(QueueUrl=self.settings.mosaic_queue_url, Entries=entries)
+        bodies = [MosaicPart(plan_key, name).body() for name in names]
+        checkpoint("mosaic.before-parts-send")
+        send_all(aws.client("sqs", self.settings), self.settings.mosaic_queue_url, bodies)
+        checkpoint("mosaic.after-parts-send")
 
     def run_part(self, plan_key: str, name: str) -> str | None:
-        """Write one part (unless already written); the last one assembles the mosaic."""
-        plan = self.bucket.get_json(plan_key)
+        """Write one part (unless already written); the one that finds every part of the plan
+        written assembles the mosaic from those parts only (the folder is the run's, CRS's,
+        resolution's and codec's own, and anything else in it is ignored)."""
+        plan = self.bucket.get_json_or_none(plan_key)
+        if plan is None:
+            raise InvalidRequest(f"no mosaic plan at {plan_key}")
         spec = PieceSpec(**plan["spec"])
         cells = {c["name"]: tuple(c["bounds"]) for c in plan["cells"]}
         if name not in cells:
             raise InvalidRequest(f"no part {name!r} in {plan_key}")
-        folder = f"{spec.prefix}parts/"
+        folder = plan_key.rsplit("/", 1)[0] + "/"
         done = set(self.bucket.list_keys(folder))
         if f"{folder}{name}.tif" not in done and f"{folder}{name}.empty" not in done:
             self.parts.write_part(spec, plan["items"], folder, name, cells[name])
+            checkpoint("mosaic.after-part")
             done = set(self.bucket.list_keys(folder))
-        finished = {
-            k.rsplit("/", 1)[-1].rsplit(".", 1)[0] for k in done if k.endswith((".tif", ".empty"))
-        }
-        if finished >= set(cells):
-            return self.parts.assemble(
-                spec, plan["items"], sorted(k for k in done if k.endswith(".tif"))
-            )
+        written = [cell for cell in sorted(cells) if f"{folder}{cell}.tif" in done]
+        empty = {cell for cell in cells if f"{folder}{cell}.empty" in done}
+        if set(written) | empty >= set(cells):
+            return self.parts.assemble(spec, plan["items"], [f"{folder}{c}.tif" for c in written])
         return None
+
+
+def parts_folder(spec: PieceSpec, run: int) -> str:
+    """Where a piece's parts live: one folder per run of the job, CRS, resolution and codec,
+    so a re-run or a rebuild on another grid never takes another's parts."""
+    crs = spec.crs.replace(":", "").lower()
+    return f"{spec.prefix}parts/run{run}-{crs}-{spec.resolution:g}m-{spec.codec}/"

@@ -5,7 +5,6 @@ Called by the monthly schedule (with the time it fired) and by hand (with a mont
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,7 +20,9 @@ from sansnuages.settings import Settings
 from sansnuages.stac.collections import L2A_REFLECTANCE
 from sansnuages.stores import aws
 from sansnuages.stores.catalog import Catalog
+from sansnuages.stores.faults import checkpoint
 from sansnuages.stores.jobs import Job, JobStore
+from sansnuages.stores.messages import BATCH, TileTask, send_all
 
 logger = Logger(child=True)
 
@@ -107,6 +108,8 @@ def tiles_with_observations(
 
 
 def plan_job(request: JobRequest, settings: Settings) -> tuple[Job, bool]:
+    """Record the job and send its tile messages. A retry (or a second plan of an unfinished
+    job) sends the messages that the job does not record as sent, and only those."""
     area = areas.area_geometry(request.area)
     catalog = Catalog(settings.catalog_table, settings=settings)
     tiles = tiles_with_observations(catalog, request.period, area)
@@ -114,34 +117,34 @@ def plan_job(request: JobRequest, settings: Settings) -> tuple[Job, bool]:
         raise NoInputs(
             f"no product over {area.name} between {request.period.start:%Y-%m-%d} and {request.period.end:%Y-%m-%d}"
         )
-    job, started = JobStore(settings).create(request.period.label, request.area, area.id, tiles)
-    if started:
-        send_tile_messages(job, request, settings)
-    logger.info("planned job", extra={"job": job.job_id, "tiles": len(tiles), "started": started})
+    store = JobStore(settings)
+    job, started = store.create(request.period.label, request.area, area.id, tiles)
+    checkpoint("plan.after-create")
+    sent = send_tile_messages(job, store, settings)
+    logger.info(
+        "planned job",
+        extra={"job": job.job_id, "tiles": len(job.tiles), "started": started, "sent": sent},
+    )
     return job, started
 
 
-def send_tile_messages(job: Job, request: JobRequest, settings: Settings) -> None:
+def send_tile_messages(job: Job, store: JobStore, settings: Settings) -> int:
+    """Send the tile messages after the `sent` count of the job (tile order), ten at a time,
+    recording the count after each batch; returns how many were sent."""
+    if job.finished:
+        return 0
     sqs = aws.client("sqs", settings)
-    messages = [
-        {
-            "Id": str(index),
-            "MessageBody": json.dumps(
-                {
-                    "job_id": job.job_id,
-                    "tile": status.tile,
-                    "month": job.month,
-                    "version": job.run - 1,
-                    "area": job.area_id,
-                    "resolution": request.resolution,
-                }
-            ),
-        }
-        for index, status in enumerate(job.tiles)
-    ]
-    for start in range(0, len(messages), 10):
-        response = sqs.send_message_batch(
-            QueueUrl=settings.composite_queue_url, Entries=messages[start : start + 10]
-        )
-        if response.get("Failed"):
-            raise RuntimeError(f"could not enqueue tiles: {response['Failed']}")
+    done = job.sent
+    for start in range(done, len(job.tiles), BATCH):
+        tasks = [
+            TileTask(job.job_id, status.tile, SynthesisPeriod.parse(job.month), job.run - 1)
+            for status in job.tiles[start : start + BATCH]
+        ]
+        checkpoint("plan.before-send")
+        send_all(sqs, settings.composite_queue_url, [task.body() for task in tasks])
+        checkpoint("plan.after-send")
+        if not store.record_sent(job.job_id, start, start + len(tasks)):
+            # another plan of the job records the same batches: it carries on, this one stops
+            logger.info("tiles sent by another plan", extra={"job": job.job_id})
+            return start + len(tasks) - done
+    return len(job.tiles) - done

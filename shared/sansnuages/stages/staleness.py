@@ -12,10 +12,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sansnuages import layout
+from sansnuages.errors import TransientError
 from sansnuages.stac.collections import SENTINEL2_L3A
 from sansnuages.stac.extents import parse_datetime
 from sansnuages.stores.bucket import DataBucket
 from sansnuages.stores.catalog import Catalog
+from sansnuages.stores.faults import checkpoint
 
 SEARCH_MARGIN = timedelta(days=62)
 """Syntheses are indexed at their centre date: look this far around the product's date (more
@@ -44,8 +46,8 @@ def is_made_stale_by(synthesis: dict[str, Any], product: dict[str, Any]) -> bool
 def mark_stale_syntheses(
     bucket: DataBucket, catalog: Catalog, product: dict[str, Any], now: datetime | None = None
 ) -> list[str]:
-    """Flag the syntheses `product` makes stale (Item file first, then the index); returns their
-    ids. Idempotent: a product already recorded as late changes nothing."""
+    """Flag the syntheses `product` makes stale (Item file first, then the index); returns the
+    ids this call marked. Idempotent: a product already recorded as late changes nothing."""
     when = parse_datetime(product["properties"]["datetime"])
     page = catalog.search(
         collections=[SENTINEL2_L3A],
@@ -57,14 +59,52 @@ def mark_stale_syntheses(
         filters={"grid:code": product["properties"].get("grid:code", "")},
     )
     marked = []
-    for synthesis in page.items:
-        late = synthesis["properties"].get("sansnuages:late_inputs", [])
-        if not is_made_stale_by(synthesis, product) or product["id"] in late:
+    for found in page.items:
+        if not is_made_stale_by(found, product):
             continue
-        synthesis["properties"]["sansnuages:stale"] = True
-        synthesis["properties"]["sansnuages:late_inputs"] = sorted([*late, product["id"]])
-        synthesis["properties"]["updated"] = (now or datetime.now(UTC)).isoformat()
-        bucket.put_json(layout.item_key(synthesis), synthesis)
-        catalog.put_item(synthesis)
-        marked.append(str(synthesis["id"]))
+        if _mark(bucket, catalog, layout.item_key(found), product["id"], now):
+            marked.append(str(found["id"]))
     return marked
+
+
+def _mark(
+    bucket: DataBucket,
+    catalog: Catalog,
+    key: str,
+    product_id: str,
+    now: datetime | None,
+    tries: int = 20,
+) -> bool:
+    """Add `product_id` to the late inputs of the synthesis at `key`: the Item file with a
+    conditional write (again on a lost race, so two late products at once both stay), then
+    the index from the file as it is, again until the file no longer changes under it.
+    True when this call added it."""
+    for _ in range(tries):
+        synthesis, etag = bucket.get_json_and_etag(key)
+        if synthesis is None:
+            return False
+        late = synthesis["properties"].get("sansnuages:late_inputs", [])
+        if product_id in late:
+            _index_current(bucket, catalog, key)  # a retry after a crash past the file
+            return False
+        synthesis["properties"]["sansnuages:stale"] = True
+        synthesis["properties"]["sansnuages:late_inputs"] = sorted([*late, product_id])
+        synthesis["properties"]["updated"] = (now or datetime.now(UTC)).isoformat()
+        if bucket.put_json_if(key, synthesis, etag):
+            checkpoint("staleness.after-item-file")
+            _index_current(bucket, catalog, key)
+            return True
+    raise TransientError(f"the Item file {key} kept changing while marking it stale")
+
+
+def _index_current(bucket: DataBucket, catalog: Catalog, key: str) -> None:
+    """Index the Item file as it is now, until it did not change while indexing (a writer that
+    changed it after that indexes its own version later)."""
+    for _ in range(20):
+        document, etag = bucket.get_json_and_etag(key)
+        if document is None:
+            return
+        catalog.put_item(document)
+        if bucket.get_json_and_etag(key)[1] == etag:
+            return
+    raise TransientError(f"the Item file {key} kept changing while indexing it")

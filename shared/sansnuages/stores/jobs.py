@@ -7,6 +7,7 @@ pending tiles is one transaction, and only one caller can claim the mosaic once 
 from __future__ import annotations
 
 import enum
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -15,8 +16,10 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from sansnuages import areas
+from sansnuages.errors import TransientError
 from sansnuages.settings import Settings
 from sansnuages.stores import aws
+from sansnuages.stores.faults import checkpoint
 
 JOB_LIST_PK = "jobs"
 
@@ -40,6 +43,9 @@ class TileStatus:
     state: TileState
     reason: str | None = None
     item: str | None = None
+    started: str | None = None
+    """When its message was last received (None: still waiting in the queue)."""
+    attempts: int = 0
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,13 @@ class Job:
     created: str = ""
     run: int = 1
     """How many times the month was run over this area: the outputs' version is `run - 1`."""
+    sent: int = 0
+    """Tile messages sent so far, in tile order (a retried plan sends the rest)."""
+    claimed_by: str | None = None
+    claimed_at: str | None = None
+    mosaic_sent: str | None = None
+    mosaic_started: str | None = None
+    mosaic_attempts: int = 0
 
     @property
     def finished(self) -> bool:
@@ -115,47 +128,154 @@ class JobStore:
     def create(self, month: str, area: str, area_id: str, tiles: list[str]) -> tuple[Job, bool]:
         """Record a job and its tiles; an unfinished job of the same id is returned as it is.
 
-        Returns the job and whether it was (re)started, so the caller fans out only then.
+        Returns the job and whether this call (re)started it. The job record is written with a
+        condition (no job yet, or the finished run that was read), so of two plans at once
+        exactly one starts the run; the tile records are written before it, in batches.
         """
         job_id = job_id_for(month, area_id)
+        pk = f"job#{job_id}"
         existing = self.get(job_id)
         if existing is not None and not existing.finished:
+            self._list(job_id, existing.created)  # a plan that crashed before listing it
             return existing, False
         run = existing.run + 1 if existing is not None else 1
-        pk = f"job#{job_id}"
         now = _now()
         if existing is not None:
-            self._delete_tiles(pk, existing.tiles)
-        self.client.put_item(
-            TableName=self.table,
-            Item={
-                "pk": {"S": pk},
-                "sk": {"S": "job"},
-                "month": {"S": month},
-                "area": {"S": area},
-                "area_id": {"S": area_id},
-                "state": {"S": JobState.RUNNING},
-                "pending": {"N": str(len(tiles))},
-                "created": {"S": now},
-                "run": {"N": str(run)},
-            },
-        )
-        for tile in tiles:
-            self.client.put_item(
+            self._delete_tiles(pk, [t for t in existing.tiles if t.tile not in set(tiles)])
+        self._write_tiles(pk, tiles)
+        checkpoint("jobs.after-tiles")
+        condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(pk)"}
+        if existing is not None:
+            condition = {
+                "ConditionExpression": "#s IN (:done, :failed) AND #run = :previous",
+                "ExpressionAttributeNames": {"#s": "state", "#run": "run"},
+                "ExpressionAttributeValues": {
+                    ":done": {"S": JobState.DONE},
+                    ":failed": {"S": JobState.FAILED},
+                    ":previous": {"N": str(existing.run)},
+                },
+            }
+        created = _conditionally(
+            lambda: self.client.put_item(
                 TableName=self.table,
                 Item={
                     "pk": {"S": pk},
-                    "sk": {"S": f"tile#{tile}"},
-                    "state": {"S": TileState.PENDING},
+                    "sk": {"S": "job"},
+                    "month": {"S": month},
+                    "area": {"S": area},
+                    "area_id": {"S": area_id},
+                    "state": {"S": JobState.RUNNING},
+                    "pending": {"N": str(len(tiles))},
+                    "sent": {"N": "0"},
+                    "created": {"S": now},
+                    "run": {"N": str(run)},
                 },
+                **condition,
             )
-        self.client.put_item(
-            TableName=self.table,
-            Item={"pk": {"S": JOB_LIST_PK}, "sk": {"S": job_id}, "created": {"S": now}},
         )
+        if not created:  # another plan started this run first
+            job = self.get(job_id)
+            assert job is not None
+            return job, False
+        checkpoint("jobs.after-create")
+        self._list(job_id, now)
         job = self.get(job_id)
         assert job is not None
         return job, True
+
+    def _list(self, job_id: str, created: str) -> None:
+        self.client.put_item(
+            TableName=self.table,
+            Item={"pk": {"S": JOB_LIST_PK}, "sk": {"S": job_id}, "created": {"S": created}},
+        )
+
+    def _write_tiles(self, pk: str, tiles: list[str]) -> None:
+        """Pending tile records, 25 to a request (unprocessed ones are written again)."""
+        requests = [
+            {
+                "PutRequest": {
+                    "Item": {
+                        "pk": {"S": pk},
+                        "sk": {"S": f"tile#{tile}"},
+                        "state": {"S": TileState.PENDING},
+                    }
+                }
+            }
+            for tile in tiles
+        ]
+        for start in range(0, len(requests), 25):
+            batch: dict[str, Any] = {self.table: requests[start : start + 25]}
+            for attempt in range(8):
+                left = self.client.batch_write_item(RequestItems=batch).get("UnprocessedItems")
+                if not left:
+                    break
+                batch = left
+                time.sleep(0.05 * 2**attempt)
+            else:
+                raise TransientError("tile records left unwritten after 8 tries")
+
+    def record_sent(self, job_id: str, before: int, after: int) -> bool:
+        """Record that the tile messages up to `after` (in tile order) went out; conditional on
+        the count read (`before`), so the count never goes back. False when it moved."""
+        return _conditionally(
+            lambda: self.client.update_item(
+                TableName=self.table,
+                Key={"pk": {"S": f"job#{job_id}"}, "sk": {"S": "job"}},
+                UpdateExpression="SET sent = :after",
+                ConditionExpression="sent = :before OR (attribute_not_exists(sent) AND :before = :zero)",
+                ExpressionAttributeValues={
+                    ":after": {"N": str(after)},
+                    ":before": {"N": str(before)},
+                    ":zero": {"N": "0"},
+                },
+            )
+        )
+
+    def start_tile(self, job_id: str, tile: str) -> int:
+        """Stamp a pending tile as started now (its message was received) and count the
+        attempt; returns the attempts so far, 0 when the tile is not pending."""
+        try:
+            response = self.client.update_item(
+                TableName=self.table,
+                Key={"pk": {"S": f"job#{job_id}"}, "sk": {"S": f"tile#{tile}"}},
+                UpdateExpression="SET started = :now ADD attempts :one",
+                ConditionExpression="#s = :pending",
+                ExpressionAttributeNames={"#s": "state"},
+                ExpressionAttributeValues={
+                    ":now": {"S": _now()},
+                    ":one": {"N": "1"},
+                    ":pending": {"S": TileState.PENDING},
+                },
+                ReturnValues="UPDATED_NEW",
+            )
+        except ClientError as error:
+            if _is_conditional_failure(error):
+                return 0
+            raise
+        return int(response["Attributes"]["attempts"]["N"])
+
+    def start_mosaic(self, job_id: str, attempt: bool = True) -> int:
+        """Stamp a queued mosaic as started now (counting an attempt, or only showing that a
+        part of it is at work); the attempts so far, 0 when not queued."""
+        try:
+            response = self.client.update_item(
+                TableName=self.table,
+                Key={"pk": {"S": f"job#{job_id}"}, "sk": {"S": "job"}},
+                UpdateExpression="SET mosaic_started = :now ADD mosaic_attempts :one",
+                ConditionExpression="#s = :queued",
+                ExpressionAttributeNames={"#s": "state"},
+                ExpressionAttributeValues={
+                    ":now": {"S": _now()},
+                    ":one": {"N": "1" if attempt else "0"},
+                    ":queued": {"S": JobState.MOSAIC_QUEUED},
+                },
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as error:
+            if _is_conditional_failure(error):
+                return 0
+            raise
+        return int(response["Attributes"].get("mosaic_attempts", {}).get("N", "0"))
 
     def finish_tile(
         self,
@@ -231,36 +351,114 @@ class JobStore:
             )
         )
 
-    def claim_mosaic(self, job_id: str) -> bool:
-        """True for exactly one caller, once no tile is pending."""
+    def requeue_tile(self, job_id: str, tile: str, started: str) -> bool:
+        """Put an overdue tile back to waiting (its message is sent again): conditional on
+        the start read, so two sweeps never send it twice. False when it moved on."""
+        return _conditionally(
+            lambda: self.client.update_item(
+                TableName=self.table,
+                Key={"pk": {"S": f"job#{job_id}"}, "sk": {"S": f"tile#{tile}"}},
+                UpdateExpression="REMOVE started",
+                ConditionExpression="#s = :pending AND started = :started",
+                ExpressionAttributeNames={"#s": "state"},
+                ExpressionAttributeValues={
+                    ":pending": {"S": TileState.PENDING},
+                    ":started": {"S": started},
+                },
+            )
+        )
+
+    def requeue_mosaic(self, job_id: str, started: str) -> bool:
+        """Put an overdue mosaic back to waiting (its message is sent again), conditional on
+        the start read. False when it moved on."""
         return _conditionally(
             lambda: self.client.update_item(
                 TableName=self.table,
                 Key={"pk": {"S": f"job#{job_id}"}, "sk": {"S": "job"}},
-                UpdateExpression="SET #s = :queued",
-                ConditionExpression="pending = :zero AND #s = :running",
+                UpdateExpression="SET mosaic_sent = :now REMOVE mosaic_started",
+                ConditionExpression="#s = :queued AND mosaic_started = :started",
+                ExpressionAttributeNames={"#s": "state"},
+                ExpressionAttributeValues={
+                    ":queued": {"S": JobState.MOSAIC_QUEUED},
+                    ":started": {"S": started},
+                    ":now": {"S": _now()},
+                },
+            )
+        )
+
+    def unfinished(self) -> list[Job]:
+        """Jobs still running or waiting for their mosaic (a finished job's tiles are not read)."""
+        jobs = []
+        for record in self._query(JOB_LIST_PK):
+            head = self.client.get_item(
+                TableName=self.table,
+                Key={"pk": {"S": f"job#{record['sk']['S']}"}, "sk": {"S": "job"}},
+                ConsistentRead=True,
+                ProjectionExpression="#s",
+                ExpressionAttributeNames={"#s": "state"},
+            ).get("Item")
+            if head and head["state"]["S"] in (JobState.RUNNING, JobState.MOSAIC_QUEUED):
+                job = self.get(record["sk"]["S"])
+                if job is not None:
+                    jobs.append(job)
+        return jobs
+
+    def claim_mosaic(self, job_id: str, by: str = "") -> bool:
+        """True for exactly one caller once no tile is pending, and again for the same claimer
+        (`by`: the tile whose message is being retried) until `mosaic_sent` records that the
+        mosaic message went out: a crash between the claim and the send is resumed."""
+        return _conditionally(
+            lambda: self.client.update_item(
+                TableName=self.table,
+                Key={"pk": {"S": f"job#{job_id}"}, "sk": {"S": "job"}},
+                UpdateExpression="SET #s = :queued, claimed_by = :by, claimed_at = :now "
+                "REMOVE mosaic_sent, mosaic_started, mosaic_attempts",
+                ConditionExpression="(pending = :zero AND #s = :running) OR (#s = :queued "
+                "AND claimed_by = :by AND attribute_not_exists(mosaic_sent))",
                 ExpressionAttributeNames={"#s": "state"},
                 ExpressionAttributeValues={
                     ":queued": {"S": JobState.MOSAIC_QUEUED},
                     ":running": {"S": JobState.RUNNING},
                     ":zero": {"N": "0"},
+                    ":by": {"S": by},
+                    ":now": {"S": _now()},
+                },
+            )
+        )
+
+    def record_mosaic_sent(self, job_id: str) -> bool:
+        """The claimed mosaic's message went out: a later retry of the claimer sends nothing."""
+        return _conditionally(
+            lambda: self.client.update_item(
+                TableName=self.table,
+                Key={"pk": {"S": f"job#{job_id}"}, "sk": {"S": "job"}},
+                UpdateExpression="SET mosaic_sent = :now",
+                ConditionExpression="#s = :queued",
+                ExpressionAttributeNames={"#s": "state"},
+                ExpressionAttributeValues={
+                    ":now": {"S": _now()},
+                    ":queued": {"S": JobState.MOSAIC_QUEUED},
                 },
             )
         )
 
     def finish(
         self, job_id: str, state: JobState, item: str | None = None, reason: str | None = None
-    ) -> None:
+    ) -> bool:
+        """End the job (or record a rebuilt mosaic); False when there is no such job."""
         values: dict[str, Any] = {":s": {"S": state}}
         update, names = _set_expression(
             {"#s": ":s"}, {"mosaic_item": item, "reason": reason}, values
         )
-        self.client.update_item(
-            TableName=self.table,
-            Key={"pk": {"S": f"job#{job_id}"}, "sk": {"S": "job"}},
-            UpdateExpression=update,
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=values,
+        return _conditionally(
+            lambda: self.client.update_item(
+                TableName=self.table,
+                Key={"pk": {"S": f"job#{job_id}"}, "sk": {"S": "job"}},
+                UpdateExpression=update,
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
         )
 
     def get(self, job_id: str) -> Job | None:
@@ -274,6 +472,8 @@ class JobStore:
                 state=TileState(r["state"]["S"]),
                 reason=r.get("reason", {}).get("S"),
                 item=r.get("item", {}).get("S"),
+                started=r.get("started", {}).get("S"),
+                attempts=int(r.get("attempts", {}).get("N", "0")),
             )
             for r in records
             if r["sk"]["S"].startswith("tile#")
@@ -290,6 +490,12 @@ class JobStore:
             reason=head.get("reason", {}).get("S"),
             created=head.get("created", {}).get("S", ""),
             run=int(head.get("run", {}).get("N", "1")),
+            sent=int(head.get("sent", {}).get("N", "0")),
+            claimed_by=head.get("claimed_by", {}).get("S"),
+            claimed_at=head.get("claimed_at", {}).get("S"),
+            mosaic_sent=head.get("mosaic_sent", {}).get("S"),
+            mosaic_started=head.get("mosaic_started", {}).get("S"),
+            mosaic_attempts=int(head.get("mosaic_attempts", {}).get("N", "0")),
         )
 
     def all(self) -> list[Job]:

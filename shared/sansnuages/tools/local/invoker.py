@@ -112,7 +112,11 @@ class Worker:
         if not parent.poll(120):
             self.kill()
             raise RuntimeError(f"{self.config.name}: worker did not start within 120 s")
-        status, detail = parent.recv()
+        try:
+            status, detail = parent.recv()
+        except (EOFError, OSError) as error:  # killed while importing its handler
+            self.kill()
+            raise RuntimeError(f"{self.config.name}: worker exited while starting") from error
         if status != "ready":
             self.kill()
             raise RuntimeError(f"{self.config.name}: init error: {detail}")
@@ -122,8 +126,11 @@ class Worker:
             self._start()
         assert self.conn is not None and self.process is not None
         started = time.monotonic()
-        self.conn.send(event)
-        watched = psutil.Process(self.process.pid)
+        try:
+            self.conn.send(event)
+            watched = psutil.Process(self.process.pid)
+        except (OSError, psutil.NoSuchProcess):  # died between two invocations
+            return self._failed("Runtime.ExitError", "the runtime exited", started, 0.0)
         peak = 0.0
         while not self.conn.poll(POLL_SECONDS):
             elapsed = time.monotonic() - started
@@ -144,7 +151,10 @@ class Worker:
                     started,
                     peak,
                 )
-        status, detail = self.conn.recv()
+        try:
+            status, detail = self.conn.recv()
+        except (EOFError, OSError):  # the pipe closed: the worker died as it answered
+            return self._failed("Runtime.ExitError", "the runtime exited", started, peak)
         duration = time.monotonic() - started
         if status == "ok":
             return Invocation(True, detail, duration_s=duration, max_rss_mb=peak)

@@ -118,7 +118,10 @@ class QueuePoller(threading.Thread):
         return batch
 
     def _deliver(self, messages: list[dict[str, Any]]) -> None:
-        result = self.pool.invoke(sqs_event(messages, self.binding, self.region))
+        try:
+            result = self.pool.invoke(sqs_event(messages, self.binding, self.region))
+        except Exception as error:  # noqa: BLE001 (a failed invocation: release the batch)
+            result = Invocation(False, None, "Runtime.Unknown", f"{type(error).__name__}: {error}")
         failed = failed_message_ids(result, messages, self.binding.report_batch_item_failures)
         if not result.ok:
             log.warning(
