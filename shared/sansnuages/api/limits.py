@@ -51,6 +51,16 @@ class RequestLimits:
     """Index records one search may read (every page of up to 1,000 Items fits)."""
     read_queries: int = 200
     """Index queries one search may make: each is one round trip to DynamoDB."""
+    series_days: int = 1_096
+    """Days of a time series' date range (three years; a range must have both ends)."""
+    series_products: int = 400
+    """Products a time series reads (a year of one tile is about 90)."""
+    series_pixels: int = 10_000
+    """Pixels of a product's grid under a time series polygon (1 km² at 10 m)."""
+    series_vertices: int = 1_000
+    """Vertices of a time series polygon."""
+    stats_days: int = 3_660
+    """Days of a production statistics range (one index record a day)."""
 
     def documented(self) -> list[tuple[str, int, str]]:
         """(parameter, limit, what is limited) for each limit, in the documents' order."""
@@ -69,6 +79,11 @@ class RequestLimits:
             ("token", self.token_chars, "characters of a paging token"),
             ("search", self.read_records, "index records read per request (then a next link)"),
             ("search", self.read_queries, "index queries per request (then a next link)"),
+            ("timeseries", self.series_days, "days of a time series range"),
+            ("timeseries", self.series_products, "products read by a time series"),
+            ("timeseries", self.series_pixels, "pixels of a product under a polygon"),
+            ("timeseries", self.series_vertices, "vertices of a time series polygon"),
+            ("stats", self.stats_days, "days of a production statistics range"),
         ]
 
 

@@ -32,6 +32,9 @@ STATIC_FILES = {
     "viewer.css": "text/css",
     "leaflet.js": "application/javascript",
     "leaflet.css": "text/css",
+    "panels.js": "application/javascript",
+    "uPlot.iife.min.js": "application/javascript",
+    "uPlot.min.css": "text/css",
 }
 
 
@@ -187,9 +190,10 @@ def _tile_numbers(z: str, x: str, y: str) -> tuple[int, int, int]:
 
 
 def _asset(name: str) -> bytes:
-    """A file of the viewer; Leaflet is copied into `viewer/vendor` by `make viewer`."""
+    """A file of the viewer; Leaflet and uPlot are copied into `viewer/vendor` by `make viewer`."""
     folder = resources.files("sansnuages.api").joinpath("viewer")
-    path = folder.joinpath(name) if not name.startswith("leaflet") else folder / "vendor" / name
+    vendored = name.startswith(("leaflet", "uPlot"))
+    path = folder / "vendor" / name if vendored else folder.joinpath(name)
     if not path.is_file():
         raise errors.NotFound(f"viewer file {name!r} is missing: run `make viewer` (npm ci)")
     return path.read_bytes()

@@ -262,6 +262,82 @@ _JOB_PATHS: dict[str, Any] = {  # not STAC: the state of synthesis jobs (`job_ro
 }
 
 
+_BANDS = "B2, B3, B4, B5, B6, B7, B8, B8A, B11, B12"
+_DAY = {"type": "string", "format": "date"}
+
+
+def _series_paths(limits: RequestLimits) -> dict[str, Any]:
+    """Not STAC: the reflectance time series (`timeseries_routes`) and the production
+    statistics (`stats_routes`)."""
+    text = {"type": "string", "maxLength": 200}
+    series = [
+        _query("lon", {"type": "number", "minimum": -180, "maximum": 180}, "longitude"),
+        _query("lat", {"type": "number", "minimum": -90, "maximum": 90}, "latitude"),
+        _query(
+            "datetime",
+            text,
+            f"start/end (days or RFC 3339), at most {limits.series_days:,} days",
+            required=True,
+        ),
+        _query("bands", text, f"comma-separated ({_BANDS}); default B2,B3,B4,B8"),
+        _query("format", {"type": "string", "enum": ["json", "csv"]}, "json (default) or csv"),
+        _query(
+            "versions",
+            {"type": "string", "enum": ["newest", "all"]},
+            "all: every version of a reprocessed product (default: the newest)",
+        ),
+    ]
+    body = {
+        "type": "object",
+        "required": ["geometry", "datetime"],
+        "properties": {
+            "geometry": {
+                "type": "object",
+                "description": "a GeoJSON Point, or a Polygon of at most "
+                f"{limits.series_vertices:,} vertices over at most {limits.series_pixels:,} "
+                "pixels of a product (the mean of its pixels, clear ones where there are)",
+            },
+            "datetime": {"type": "string"},
+            "bands": {"type": "array", "items": {"type": "string"}, "maxItems": 10},
+            "format": {"type": "string", "enum": ["json", "csv"]},
+            "versions": {"type": "string", "enum": ["newest", "all"]},
+        },
+    }
+    summary = (
+        "reflectance, AOT, flags and angles at a point over time "
+        f"(at most {limits.series_products:,} products)"
+    )
+    stats = [
+        _query("from", _DAY, "first day (yyyy-mm-dd)", required=True),
+        _query("to", _DAY, f"last day, at most {limits.stats_days:,} days later", required=True),
+        _query(
+            "collection",
+            {"type": "string", "enum": ["sentinel2-l2a", "landsat8-l2a", "snow-l2b"]},
+            "one collection (default: every product's)",
+        ),
+        _query("format", {"type": "string", "enum": ["json", "csv"]}, "json (default) or csv"),
+    ]
+    return {
+        "/timeseries": {
+            "get": _get("getTimeSeries", summary, "application/json", parameters=series),
+            "post": {
+                "operationId": "postTimeSeries",
+                "summary": summary + ", at a point or over a small polygon",
+                "requestBody": {"content": {"application/json": {"schema": body}}},
+                "responses": _responses("application/json", summary),
+            },
+        },
+        "/stats/production": {
+            "get": _get(
+                "getProductionStatistics",
+                "products acquired, ingested and quarantined per day, monthly averages",
+                "application/json",
+                parameters=stats,
+            )
+        },
+    }
+
+
 def openapi_document(
     base: str, title: str, description: str, limits: RequestLimits = LIMITS
 ) -> dict[str, Any]:
@@ -325,6 +401,7 @@ def openapi_document(
             },
         },
         **_JOB_PATHS,
+        **_series_paths(limits),
     }
     return {
         "openapi": "3.0.3",

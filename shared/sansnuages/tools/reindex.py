@@ -5,7 +5,8 @@ table, a schema change of the index, or a restore of the bucket, one pass over t
 every Collection and Item back, and removes index records whose file no longer exists. The
 version links between products of one acquisition are recomputed from the files found (a
 purged or restored version changes which one is the newest), rewriting the files that
-disagree.
+disagree. The production statistics (`stores.catalog.stats`) are recomputed from the product
+files found and from the reasons of `quarantine/`, and written over the counters.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
+from sansnuages.layout import QUARANTINE_PREFIX
 from sansnuages.stages.publish import relink_all
 from sansnuages.stores.bucket import DataBucket
 from sansnuages.stores.catalog import Catalog
+from sansnuages.stores.catalog.stats import counts_from_items
 
 logger = Logger(child=True)
 
@@ -38,6 +41,8 @@ class ReindexReport:
     """Item files whose version links disagreed with the versions found, rewritten."""
     skipped: list[str] = field(default_factory=list)
     """JSON files that are not STAC Items (job plans, parts), left alone."""
+    quarantined: int = 0
+    """Quarantined uploads counted from their reasons."""
 
 
 def is_item(document: Mapping[str, Any]) -> bool:
@@ -68,12 +73,31 @@ def reindex(bucket: DataBucket, catalog: Catalog) -> ReindexReport:
         if key.startswith(PRODUCT_PREFIX):
             products[key] = document
     report.relinked = relink_all(bucket, catalog, products)
+    days = _quarantine_days(bucket)
+    report.quarantined = len(days)
+    catalog.put_stats(counts_from_items(products.values(), days))
     for collection_id, item_id in _indexed(catalog):
         if item_id not in found.get(collection_id, set()):
             catalog.delete_item(collection_id, item_id)
             report.removed += 1
     logger.info("reindexed", extra=vars(report) | {"skipped": len(report.skipped)})
     return report
+
+
+def _quarantine_days(bucket: DataBucket) -> list[str]:
+    """The day (UTC) each quarantined upload was set aside, from its reason file."""
+    days = []
+    for key in bucket.list_keys(QUARANTINE_PREFIX):
+        if not key.endswith(".reason.json"):
+            continue
+        try:
+            reason = bucket.get_json(key)
+        except (ValueError, TypeError):  # an upload itself named like a reason
+            continue
+        at = reason.get("at") if isinstance(reason, dict) else None
+        if isinstance(at, str) and len(at) >= 10:
+            days.append(at[:10])
+    return days
 
 
 def _json_keys(bucket: DataBucket, prefixes: tuple[str, ...]) -> Iterator[str]:

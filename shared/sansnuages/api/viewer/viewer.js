@@ -8,6 +8,7 @@
   const select = document.getElementById("month");
   const status = document.getElementById("status");
   const map = L.map("map", { zoomSnap: 0.25, attributionControl: false });
+  window.viewerMap = map;  // the panels (panels.js) listen to its clicks
   let layer = null;
 
   function fail(message) {
@@ -18,7 +19,10 @@
   function show(doc, entry) {
     title.textContent = `${doc.name} — ${entry.month}`;
     document.body.dataset.state = "loading";
-    history.replaceState(null, "", `?month=${entry.month}`);
+    const query = new URLSearchParams(location.search);
+    query.set("month", entry.month);
+    history.replaceState(null, "", `?${query}`);
+    document.dispatchEvent(new CustomEvent("viewer:month", { detail: entry.month }));
     return fetch(entry.tilejson).then((r) => {
       if (!r.ok) throw new Error(`TileJSON: HTTP ${r.status}`);
       return r.json();

@@ -30,6 +30,20 @@ from sansnuages.stores.catalog.records import (
     summary_update,
     to_attrs,
 )
+from sansnuages.stores.catalog.stats import (
+    ACQUIRED_PK,
+    INGESTED_PK,
+    MARKER_PREFIX,
+    PRODUCT_COLLECTIONS,
+    QUARANTINED,
+    Counts,
+    acquired_counter,
+    acquisition_day,
+    counted,
+    counter_name,
+    ingest_day,
+    marker_key,
+)
 from sansnuages.stores.catalog.table import IndexTable
 
 MAX_SUMMARY_ATTEMPTS = 8
@@ -56,7 +70,7 @@ class CatalogIndex(IndexTable):
         collection_id, item_id, start, end, sort_key, tile = index_keys(item)
         records = item_records(item, sort_key, tile)
         previous = self._find(collection_id, item_id)
-        self._write_primary(records[0])
+        self._write_primary(records[0], item)
         for record in records[1:]:
             self.client.put_item(TableName=self.table, Item=to_attrs(record))
         if previous is not None:
@@ -147,8 +161,12 @@ class CatalogIndex(IndexTable):
             }
         }
 
-    def _write_primary(self, record: Mapping[str, Any]) -> None:
-        """Write an item's primary record; a new one is counted in the same transaction."""
+    def _write_primary(
+        self, record: Mapping[str, Any], item: Mapping[str, Any] | None = None
+    ) -> None:
+        """Write an item's primary record; a new one is counted in the same transaction: in
+        its collection's month and, for an ingested product, in the production statistics
+        (`stats`), its acquisition once whatever the versions."""
         step = {
             "Put": {
                 "TableName": self.table,
@@ -156,9 +174,83 @@ class CatalogIndex(IndexTable):
                 "ConditionExpression": "attribute_not_exists(pk)",
             }
         }
-        if self._transact([step, self._count_update(record, 1)]):
-            return
+        steps = [step, self._count_update(record, 1)]
+        counters, acquisition = self._stats_steps(item)
+        for attempt in (steps + counters + acquisition, steps + counters):
+            codes = self._transact_codes(attempt)
+            if codes is None:
+                return
+            if codes[0] == "ConditionalCheckFailed":
+                break  # a replacement: counted when first written
+            marker = len(steps) + len(counters)
+            if len(attempt) > marker and codes[marker] == "ConditionalCheckFailed":
+                continue  # another version of this acquisition was counted before
+            raise errors.TransientError(f"index transaction cancelled: {codes}")
         self.client.put_item(TableName=self.table, Item=to_attrs(record))  # a replacement
+
+    def _stats_steps(
+        self, item: Mapping[str, Any] | None
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The counter of the ingest day, and the acquisition's marker and counter."""
+        if item is None or not counted(item):
+            return [], []
+        pk, sk = marker_key(item)
+        marker = {
+            "Put": {
+                "TableName": self.table,
+                "Item": to_attrs({"pk": pk, "sk": sk, "id": item["id"]}),
+                "ConditionExpression": "attribute_not_exists(pk)",
+            }
+        }
+        return [self._add_step(INGESTED_PK, ingest_day(item), counter_name(item))], [
+            marker,
+            self._add_step(ACQUIRED_PK, acquisition_day(item), acquired_counter(item)),
+        ]
+
+    def _add_step(self, pk: str, sk: str, name: str, change: int = 1) -> dict[str, Any]:
+        return {
+            "Update": {
+                "TableName": self.table,
+                "Key": to_attrs({"pk": pk, "sk": sk}),
+                "UpdateExpression": "ADD #n :change",
+                "ExpressionAttributeNames": {"#n": name},
+                "ExpressionAttributeValues": {":change": {"N": str(change)}},
+            }
+        }
+
+    def count_quarantined(self, day: str) -> None:
+        """One more upload quarantined on `day` (yyyy-mm-dd): an atomic counter."""
+        self.client.update_item(**self._add_step(INGESTED_PK, day[:10], QUARANTINED)["Update"])
+
+    def put_stats(self, counts: Counts) -> None:
+        """Make the statistics records exactly `counts`: each day's record written whole,
+        records of days without counts removed, the acquisition markers put back (those of
+        acquisitions no longer found removed). Reads the statistics partitions, never the
+        table."""
+        partitions = {ACQUIRED_PK, INGESTED_PK} | {pk for pk, _ in counts.markers}
+        partitions |= {f"{MARKER_PREFIX}{c}" for c in PRODUCT_COLLECTIONS}
+        wanted: dict[tuple[str, str], dict[str, Any]] = {
+            (pk, day): {"pk": pk, "sk": day, **dict(counter)}
+            for (pk, day), counter in counts.days.items()
+        }
+        for pk, sk in counts.markers:
+            wanted.setdefault((pk, sk), {"pk": pk, "sk": sk})
+        existing = [
+            (record["pk"], record["sk"])
+            for pk in sorted(partitions)
+            for record in self._query_all(pk, projection="pk, sk")
+        ]
+        requests = [{"PutRequest": {"Item": to_attrs(r)}} for r in wanted.values()]
+        requests += [
+            {"DeleteRequest": {"Key": to_attrs({"pk": pk, "sk": sk})}}
+            for pk, sk in existing
+            if (pk, sk) not in wanted
+        ]
+        for start_index in range(0, len(requests), 25):
+            request: dict[str, Any] = {self.table: requests[start_index : start_index + 25]}
+            while request:
+                response = self.client.batch_write_item(RequestItems=request)
+                request = response.get("UnprocessedItems") or {}
 
     def _delete_primary(self, record: Mapping[str, Any]) -> None:
         """Delete an item's primary record and uncount it, unless someone else already did."""
@@ -173,16 +265,24 @@ class CatalogIndex(IndexTable):
 
     def _transact(self, steps: list[dict[str, Any]]) -> bool:
         """Run a transaction; False when its first step's condition failed (nothing written)."""
+        codes = self._transact_codes(steps)
+        if codes is None:
+            return True
+        if codes[0] == "ConditionalCheckFailed":
+            return False
+        raise errors.TransientError(f"index transaction cancelled: {codes}")
+
+    def _transact_codes(self, steps: list[dict[str, Any]]) -> list[str] | None:
+        """Run a transaction; None once written, else the reason code of each step."""
         try:
             self.client.transact_write_items(TransactItems=steps)
-            return True
+            return None
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "TransactionCanceledException":
                 raise
             reasons = exc.response.get("CancellationReasons") or [{}]
-            if reasons[0].get("Code") == "ConditionalCheckFailed":
-                return False
-            raise errors.TransientError(f"index transaction cancelled: {reasons}") from exc
+            codes = [str(reason.get("Code", "None")) for reason in reasons]
+            return codes + ["None"] * (len(steps) - len(codes))
 
     def _apply(self, delta: IndexDelta) -> None:
         """Merge tile extents first, then summaries: a listed cell always has its record."""

@@ -1,0 +1,138 @@
+"""Reflectance time series: the products found through the catalog index, a few pixels read
+from each of their COGs, in parallel.
+
+The index is searched by collection, date range and the point's (or polygon's) bounding box,
+so no S3 listing is ever made; each product then costs one small ranged read per asset (the
+COG's header and the block holding the window).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from shapely.geometry import shape
+
+from sansnuages import errors
+from sansnuages.processing.timeseries import (
+    AOT_BAND,
+    COLLECTIONS,
+    Observation,
+    PixelBlock,
+    asset_of_band,
+    mask_assets,
+    newest_versions,
+    observe,
+    sorted_observations,
+)
+from sansnuages.raster.pixels import GroundWindow, ground_window, read_window
+from sansnuages.raster.thread_env import in_thread_env
+from sansnuages.stac.extents import DatetimeRange
+from sansnuages.stores.catalog import Catalog
+
+READ_THREADS = 16
+"""Reads at once: each waits on S3 far longer than it computes."""
+
+
+@dataclass(frozen=True)
+class SeriesQuery:
+    geometry: dict[str, Any]
+    """A GeoJSON Point or Polygon in longitude/latitude."""
+    datetime_range: DatetimeRange
+    bands: tuple[str, ...]
+    all_versions: bool = False
+    max_products: int = 400
+    max_pixels: int = 10_000
+
+
+@dataclass
+class SeriesResult:
+    observations: list[Observation]
+    products: int
+    """Products found in the index over the point and dates (before reading pixels)."""
+    reads: int
+    """Rasters opened (each a header and the block or blocks of its window)."""
+
+
+def find_products(catalog: Catalog, query: SeriesQuery) -> list[Mapping[str, Any]]:
+    """The L2A Items whose footprint holds the point (or meets the polygon), newest versions
+    only unless all are asked; more than `max_products` is a 400."""
+    area = shape(query.geometry)
+    found: list[Mapping[str, Any]] = []
+    for item in catalog.iter_items(
+        list(COLLECTIONS), area.bounds, query.datetime_range, page_size=500
+    ):
+        if item.get("geometry") and not shape(item["geometry"]).intersects(area):
+            continue
+        found.append(item)
+        if len(found) > query.max_products * 2:  # versions and pieces, before choosing
+            break
+    chosen = found if query.all_versions else newest_versions(found)
+    if len(chosen) > query.max_products:
+        raise errors.InvalidRequest(
+            f"the time series is over the limit of {query.max_products:,} products: "
+            "ask for a shorter date range"
+        )
+    return chosen
+
+
+@dataclass(frozen=True)
+class _Read:
+    item_index: int
+    asset_key: str
+    href: str
+    band: int
+    version: str
+
+
+def plan_reads(
+    items: Sequence[Mapping[str, Any]], query: SeriesQuery
+) -> tuple[list[GroundWindow | None], list[_Read]]:
+    """Each product's window (on its finest mask's grid) and the assets to read over it."""
+    windows: list[GroundWindow | None] = []
+    reads: list[_Read] = []
+    for index, item in enumerate(items):
+        masks = mask_assets(item)
+        assets = item.get("assets", {})
+        if "CLM" not in masks:
+            windows.append(None)
+            continue
+        ground = ground_window(assets[masks["CLM"]], query.geometry, query.max_pixels)
+        windows.append(ground)
+        if ground is None:
+            continue
+        keys = [masks[k] for k in ("CLM", "MG2", "EDG") if k in masks]
+        keys += [k for b in query.bands if (k := asset_of_band(item, b)) is not None]
+        bands = {key: 1 for key in keys} | ({masks["ATB"]: AOT_BAND} if "ATB" in masks else {})
+        for key, band in bands.items():
+            asset = assets[key]
+            version = str(asset.get("file:checksum", ""))
+            reads.append(_Read(index, key, asset["href"], band, version))
+    return windows, reads
+
+
+def time_series(catalog: Catalog, query: SeriesQuery) -> SeriesResult:
+    """The observations of every product over the point or polygon, by date."""
+    items = find_products(catalog, query)
+    windows, reads = plan_reads(items, query)
+
+    def read(job: _Read) -> tuple[_Read, PixelBlock]:
+        ground = windows[job.item_index]
+        assert ground is not None
+        values = read_window(job.href, ground, job.band, job.version)
+        return job, PixelBlock(values, ground.inside)
+
+    blocks: dict[int, dict[str, PixelBlock]] = {}
+    if reads:
+        with ThreadPoolExecutor(min(READ_THREADS, len(reads))) as pool:
+            for job, block in pool.map(in_thread_env(read), reads):
+                blocks.setdefault(job.item_index, {})[job.asset_key] = block
+    observations = []
+    for index, item in enumerate(items):
+        if index in blocks:
+            observation = observe(item, query.bands, blocks[index])
+            if observation is not None:
+                observations.append(observation)
+    return SeriesResult(sorted_observations(observations), len(items), len(reads))
