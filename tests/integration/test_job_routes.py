@@ -56,13 +56,10 @@ def _cli_json(
     settings: Settings, job_id: str, monkeypatch: pytest.MonkeyPatch, capsys: Any
 ) -> list[dict[str, Any]]:
     from sansnuages.tools.cli import build_parser
-    from sansnuages.tools.local.client import RuntimeClient
+    from sansnuages.tools.stack import Deployment
 
-    class Runtime:
-        def settings(self) -> Settings:
-            return settings
-
-    monkeypatch.setattr(RuntimeClient, "connect", classmethod(lambda cls, workdir: Runtime()))
+    deployment = Deployment.from_settings(settings)
+    monkeypatch.setattr(Deployment, "open", classmethod(lambda cls, *args: deployment))
     args = build_parser().parse_args(["jobs", job_id, "--json"])
     assert args.func(args) == 0
     return json.loads(capsys.readouterr().out)

@@ -1,5 +1,8 @@
 """Re-drive: send a queue's dead letters back to it, and reopen the tiles they carry.
 
+Any queue's dead letters can be moved back (`redrive`); those of the composite queue name a
+job's tile, which is reopened as well.
+
 A tile whose message exhausted its retries was marked failed (so its job could end) and the
 message sits in the composite dead-letter queue. Re-driving puts the tile back to pending and
 its job back to running, then the message back on the queue: when the tile finishes, the fan-in
@@ -56,7 +59,14 @@ def redrive_composites(
     sqs = sqs or aws.client("sqs", settings)
     jobs = jobs or JobStore(settings)
     source = settings.composite_queue_url
-    dead = dead_letter_queue_url(sqs, source)
+    return redrive(sqs, source, dead_letter_queue_url(sqs, source), jobs, limit)
+
+
+def redrive(
+    sqs: Any, source: str, dead: str, jobs: JobStore | None = None, limit: int | None = None
+) -> RedriveReport:
+    """Move up to `limit` (default all) messages of the dead-letter queue `dead` back to the
+    queue `source`. With `jobs`, a message that names a job's tile reopens it first."""
     report = RedriveReport()
     while limit is None or report.moved < limit:
         wanted = 10 if limit is None else min(10, limit - report.moved)
@@ -66,11 +76,12 @@ def redrive_composites(
         if not batch:
             return report
         for message in batch:
-            tile = _tile_of(message["Body"])
-            if tile is None:
-                report.unreadable += 1
-            elif jobs.reopen_tile(*tile):
-                report.reopened.append("/".join(tile))
+            if jobs is not None:
+                tile = _tile_of(message["Body"])
+                if tile is None:
+                    report.unreadable += 1
+                elif jobs.reopen_tile(*tile):
+                    report.reopened.append("/".join(tile))
             sqs.send_message(QueueUrl=source, MessageBody=message["Body"])
             sqs.delete_message(QueueUrl=dead, ReceiptHandle=message["ReceiptHandle"])
             report.moved += 1

@@ -15,7 +15,8 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, cast
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
+from xml.sax.saxutils import escape
 
 import boto3
 
@@ -25,7 +26,7 @@ from sansnuages.tools.local.moto_process import LOCAL_CREDENTIALS, MotoServer
 from sansnuages.tools.local.provision import local_environment, provision
 from sansnuages.tools.local.pump import QueueBinding, QueuePoller
 from sansnuages.tools.local.scheduler import LocalSchedule, Scheduler, schedule_event
-from sansnuages.tools.local.template import Stack, load_stack
+from sansnuages.tools.local.template import Resolver, Stack, expand, load_stack, parse_template
 
 log = logging.getLogger("sansnuages.local")
 
@@ -53,9 +54,14 @@ class LocalRuntime:
     schedules: list[LocalSchedule] = field(default_factory=list)
     call_log: Path | None = None
     """When set, the moto server appends every request it answers to this file (JSON lines)."""
+    started: str = ""
+    outputs: dict[str, dict[str, str]] = field(default_factory=dict)
+    """The template's Outputs resolved for this runtime (`OutputKey` -> value, description),
+    served as CloudFormation's DescribeStacks answers them."""
 
     def start(self) -> LocalRuntime:
         os.environ.update(LOCAL_CREDENTIALS)
+        self.started = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
         self.moto = MotoServer.start(call_log=self.call_log)
         try:
             self._start_after_moto()
@@ -88,6 +94,9 @@ class LocalRuntime:
         ]
         Scheduler(self.schedules, self.fire_schedule, self.stop_event).start()
         self._start_api()
+        self.outputs = stack_outputs(self.template, self.stack)
+        if self.api is not None and "ApiUrl" in self.outputs:
+            self.outputs["ApiUrl"]["value"] = self.api.url
         self._start_control()
         self._write_state()
 
@@ -142,46 +151,8 @@ class LocalRuntime:
         self.api.start()
 
     def _start_control(self) -> None:
-        runtime = self
-
-        class Control(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-                return
-
-            def do_GET(self) -> None:  # noqa: N802
-                self._reply(200, runtime.status())
-
-            def do_POST(self) -> None:  # noqa: N802
-                parts = urlsplit(self.path)
-                length = int(self.headers.get("content-length") or 0)
-                body = json.loads(self.rfile.read(length) or b"{}")
-                segments = parts.path.strip("/").split("/")
-                if len(segments) == 2 and segments[0] == "invoke":
-                    self._reply(200, _as_dict(runtime.invoke(segments[1], body)))
-                elif len(segments) == 3 and segments[0] == "schedules" and segments[2] == "fire":
-                    at = parse_qs(parts.query).get("time", [None])[0]
-                    when = (
-                        datetime.fromisoformat(at.replace("Z", "+00:00"))
-                        if at
-                        else datetime.now(UTC)
-                    )
-                    schedule = next((s for s in runtime.schedules if s.name == segments[1]), None)
-                    if schedule is None:
-                        self._reply(404, {"error": f"no schedule {segments[1]}"})
-                    else:
-                        self._reply(200, _as_dict(runtime.fire_schedule(schedule, when)))
-                else:
-                    self._reply(404, {"error": f"unknown path {parts.path}"})
-
-            def _reply(self, status: int, document: dict[str, Any]) -> None:
-                payload = json.dumps(document, default=str).encode()
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-        self.control = ThreadingHTTPServer(("127.0.0.1", 0), Control)
+        handler = type("Control", (ControlHandler,), {"runtime": self})
+        self.control = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         threading.Thread(target=self.control.serve_forever, name="control", daemon=True).start()
 
     @property
@@ -190,7 +161,16 @@ class LocalRuntime:
         host, port = self.control.server_address[:2]
         return f"http://{host!s}:{port}"
 
+    @property
+    def stack_name(self) -> str:
+        assert self.stack is not None
+        return self.stack.name
+
     def invoke(self, function: str, event: Any) -> Invocation:
+        """Invoke a function by logical id, or by its name or ARN as deployed."""
+        if function not in self.pools and self.stack is not None:
+            deployed = {f.name: f.logical_id for f in self.stack.functions}
+            function = deployed.get(function.rsplit(":", 1)[-1], function)
         if function not in self.pools:
             return Invocation(False, None, "ResourceNotFoundException", f"no function {function}")
         return self.pools[function].invoke(event)
@@ -235,6 +215,8 @@ class LocalRuntime:
             "credentials": dict(LOCAL_CREDENTIALS),
             "stac_api_url": self.api.url if self.api else None,
             "control_url": self.control_url,
+            "stack_name": self.stack.name,
+            "outputs": {key: output["value"] for key, output in self.outputs.items()},
             "pid": os.getpid(),
             "environment": self.stack.functions[0].environment if self.stack.functions else {},
         }
@@ -260,6 +242,135 @@ class LocalRuntime:
         path = state_file(self.workdir)
         if path.exists():
             path.unlink()
+
+
+class ControlHandler(BaseHTTPRequestHandler):
+    """The control endpoint: the CLI's calls, Lambda's Invoke API and CloudFormation's
+    DescribeStacks, for the runtime set as the `runtime` attribute of a subclass."""
+
+    runtime: LocalRuntime
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        return
+
+    def do_GET(self) -> None:  # noqa: N802
+        self._reply(200, self.runtime.status())
+
+    def do_POST(self) -> None:  # noqa: N802
+        parts = urlsplit(self.path)
+        length = int(self.headers.get("content-length") or 0)
+        raw = self.rfile.read(length)
+        segments = parts.path.strip("/").split("/")
+        if parts.path in ("", "/"):
+            self._cloudformation(parse_qs(raw.decode()))
+            return
+        body = json.loads(raw or b"{}")
+        if len(segments) == 4 and segments[1:4:2] == ["functions", "invocations"]:
+            self._lambda_invoke(unquote(segments[2]), body)
+        elif len(segments) == 2 and segments[0] == "invoke":
+            self._reply(200, _as_dict(self.runtime.invoke(segments[1], body)))
+        elif len(segments) == 3 and segments[0] == "schedules" and segments[2] == "fire":
+            at = parse_qs(parts.query).get("time", [None])[0]
+            when = datetime.fromisoformat(at.replace("Z", "+00:00")) if at else datetime.now(UTC)
+            schedule = next((s for s in self.runtime.schedules if s.name == segments[1]), None)
+            if schedule is None:
+                self._reply(404, {"error": f"no schedule {segments[1]}"})
+            else:
+                self._reply(200, _as_dict(self.runtime.fire_schedule(schedule, when)))
+        else:
+            self._reply(404, {"error": f"unknown path {parts.path}"})
+
+    def _lambda_invoke(self, function: str, event: Any) -> None:
+        """Lambda's Invoke API (`POST /2015-03-31/functions/{name}/invocations`), so
+        that a boto3 Lambda client pointed here invokes the local functions."""
+        result = self.runtime.invoke(function, event)
+        if result.error_type == "ResourceNotFoundException":
+            self._reply(404, {"Type": "User", "message": result.error_message})
+            return
+        headers = {} if result.ok else {"X-Amz-Function-Error": "Unhandled"}
+        document = (
+            result.payload
+            if result.ok
+            else {"errorType": result.error_type, "errorMessage": result.error_message}
+        )
+        self._reply(200, document, headers)
+
+    def _cloudformation(self, form: dict[str, list[str]]) -> None:
+        """CloudFormation's DescribeStacks (query protocol), answering with the
+        template's Outputs, so that the operator commands read the local runtime as
+        they read a deployed stack."""
+        action = form.get("Action", [""])[0]
+        name = form.get("StackName", [""])[0]
+        if action != "DescribeStacks" or name not in ("", self.runtime.stack_name):
+            message = f"Stack with id {name} does not exist"
+            if action != "DescribeStacks":
+                message = f"{action} is not served by the local runtime"
+            self._reply_xml(400, cloudformation_error(message))
+            return
+        assert self.runtime.stack is not None
+        xml = describe_stacks_xml(self.runtime.stack, self.runtime.outputs, self.runtime.started)
+        self._reply_xml(200, xml)
+
+    def _reply_xml(self, status: int, text: str) -> None:
+        payload = text.encode()
+        self.send_response(status)
+        self.send_header("content-type", "text/xml")
+        self.send_header("content-length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def _reply(self, status: int, document: Any, headers: dict[str, str] | None = None) -> None:
+        payload = json.dumps(document, default=str).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(payload)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(payload)
+
+
+def stack_outputs(template: Path, stack: Stack) -> dict[str, dict[str, str]]:
+    """The template's Outputs, resolved for `stack` as CloudFormation would after deploying."""
+    cfn = expand(parse_template(Path(template).read_text()), region=stack.region)
+    resolver = Resolver(cfn, stack.name, {}, stack.region, stack.account_id, stack.endpoint_url)
+    return {
+        key: {
+            "value": str(resolver.resolve(output["Value"])),
+            "description": str(output.get("Description", "")),
+        }
+        for key, output in cfn.get("Outputs", {}).items()
+        if "Condition" not in output or resolver.condition(output["Condition"])
+    }
+
+
+def describe_stacks_xml(stack: Stack, outputs: dict[str, dict[str, str]], created: str) -> str:
+    """DescribeStacks' answer (query protocol XML) for one stack and its outputs."""
+    name = escape(stack.name)
+    members = "".join(
+        f"<member><OutputKey>{escape(key)}</OutputKey><OutputValue>{escape(output['value'])}"
+        f"</OutputValue><Description>{escape(output['description'])}</Description></member>"
+        for key, output in outputs.items()
+    )
+    stack_id = f"arn:aws:cloudformation:{stack.region}:{stack.account_id}:stack/{name}/local"
+    return (
+        '<DescribeStacksResponse xmlns="http://cloudformation.amazonaws.com/doc/2010-05-15/">'
+        "<DescribeStacksResult><Stacks><member>"
+        f"<StackName>{name}</StackName><StackId>{stack_id}</StackId>"
+        f"<CreationTime>{created}</CreationTime>"
+        f"<StackStatus>CREATE_COMPLETE</StackStatus><Outputs>{members}</Outputs>"
+        "</member></Stacks></DescribeStacksResult>"
+        "<ResponseMetadata><RequestId>local</RequestId></ResponseMetadata>"
+        "</DescribeStacksResponse>"
+    )
+
+
+def cloudformation_error(message: str) -> str:
+    return (
+        '<ErrorResponse xmlns="http://cloudformation.amazonaws.com/doc/2010-05-15/">'
+        f"<Error><Type>Sender</Type><Code>ValidationError</Code><Message>{escape(message)}"
+        "</Message></Error><RequestId>local</RequestId></ErrorResponse>"
+    )
 
 
 def _as_dict(result: Invocation) -> dict[str, Any]:
