@@ -22,6 +22,8 @@ $(VIEWER_VENDOR)/.installed: package.json package-lock.json
 	mkdir -p $(VIEWER_VENDOR)
 	cp node_modules/leaflet/dist/leaflet.js node_modules/leaflet/dist/leaflet.css $(VIEWER_VENDOR)/
 	cp node_modules/leaflet/LICENSE $(VIEWER_VENDOR)/LEAFLET-LICENSE
+	cp node_modules/uplot/dist/uPlot.iife.min.js node_modules/uplot/dist/uPlot.min.css $(VIEWER_VENDOR)/
+	cp node_modules/uplot/LICENSE $(VIEWER_VENDOR)/UPLOT-LICENSE
 	touch $@
 
 viewer: $(VIEWER_VENDOR)/.installed

@@ -53,9 +53,17 @@ UNUSED_GRANTS = {
     ("IngestFunction", "s3:AbortMultipartUpload DataBucket/quarantine/*"): (
         "a failed copy (multipart above 8 MB) of an upload into quarantine"
     ),
+    ("IngestFunction", "s3:PutObject DataBucket/dead-letters/*"): (
+        "an upload still failing on its last delivery leaves its reason"
+        " (tests/integration/test_ingest_delivery.py)"
+    ),
     ("IngestFunction", "dynamodb:DeleteItem CatalogTable"): (
         "an Item indexed again under another date or tile: its old records go"
         " (CatalogIndex.put_item)"
+    ),
+    ("PlanFunction", "dynamodb:DeleteItem JobsTable"): (
+        "a month run again over fewer tiles: the records of the tiles no longer planned go"
+        " (a run over the same tiles writes over them)"
     ),
     ("CompositeFunction", "s3:AbortMultipartUpload DataBucket/l3a/*"): (
         "GDAL aborts its multipart upload only when writing a COG fails"
@@ -210,7 +218,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalRuntime
         _wait(lambda: settled("IngestQueue"), "the second notification")
 
         # the monthly job, then the same month again (a new version of every output)
-        (schedule,) = runtime.status()["schedules"]
+        (schedule,) = [s for s in runtime.status()["schedules"] if s.startswith("PlanFunction")]
         jobs = JobStore(settings)
         for run_number in (1, 2):
             fired = client.fire_schedule(schedule, "2018-08-10T03:00:00+00:00")

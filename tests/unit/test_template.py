@@ -22,7 +22,14 @@ from sansnuages.tools.local.template import (
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
 SQS_EVENT_TYPE = "SQS"
-FUNCTIONS = ("IngestFunction", "PlanFunction", "CompositeFunction", "MosaicFunction", "ApiFunction")
+FUNCTIONS = (
+    "IngestFunction",
+    "PlanFunction",
+    "CompositeFunction",
+    "MosaicFunction",
+    "SweeperFunction",
+    "ApiFunction",
+)
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +140,7 @@ def test_uploads_notify_the_ingest_queue(stack: Stack) -> None:
 
 def test_every_function_sets_memory_and_timeout(sam: dict[str, Any]) -> None:
     functions = resources_of(sam, "AWS::Serverless::Function")
-    assert len(functions) == 5
+    assert len(functions) == len(FUNCTIONS)
     for logical_id, function in functions.items():
         props = function["Properties"]
         assert isinstance(props.get("MemorySize"), int), logical_id
@@ -188,7 +195,7 @@ def test_the_api_carries_only_the_layers_it_imports(stack: Stack) -> None:
 
 
 def test_monthly_schedule_starts_a_plan_for_the_default_area(stack: Stack) -> None:
-    (schedule,) = stack.schedules
+    (schedule,) = [s for s in stack.schedules if s.function_logical_id == "PlanFunction"]
     assert schedule.function_logical_id == "PlanFunction"
     assert schedule.expression == "cron(0 3 10 * ? *)"
     assert schedule.input is not None
@@ -200,7 +207,7 @@ def test_monthly_schedule_starts_a_plan_for_the_default_area(stack: Stack) -> No
 
 def test_parameters_change_the_model() -> None:
     stack = load_stack(TEMPLATE, "demo", {"DefaultArea": "France", "LogLevel": "DEBUG"})
-    (schedule,) = stack.schedules
+    (schedule,) = [s for s in stack.schedules if s.function_logical_id == "PlanFunction"]
     assert schedule.input is not None and json.loads(schedule.input)["area"] == "France"
     assert stack.function("PlanFunction").environment["POWERTOOLS_LOG_LEVEL"] == "DEBUG"
     assert stack.queue("IngestQueue").url == (
@@ -309,9 +316,16 @@ def test_s3_grants_follow_the_data_flow(cfn: dict[str, Any], resolver: Resolver)
         return _s3_grants(_role_statements(cfn, resolver, f"{function}Role"), bucket)
 
     ingest = grants("IngestFunction")
-    assert ingest["s3:GetObject"] == {"incoming/*", "l2a/*", "collections/*"}
-    # a late product flags the syntheses it misses: their Item files under l3a/
-    assert ingest["s3:PutObject"] == {"l2a/*", "quarantine/*", "collections/*", "l3a/*"}
+    # a late product flags the syntheses it misses: their Item files under l3a/, read and
+    # written conditionally; an upload given up on its last delivery leaves its reason
+    assert ingest["s3:GetObject"] == {"incoming/*", "l2a/*", "l3a/*", "collections/*"}
+    assert ingest["s3:PutObject"] == {
+        "l2a/*",
+        "quarantine/*",
+        "dead-letters/*",
+        "collections/*",
+        "l3a/*",
+    }
     assert ingest["s3:DeleteObject"] == {"incoming/*", "l2a/*"}
     composite, mosaic = grants("CompositeFunction"), grants("MosaicFunction")
     assert composite["s3:PutObject"] == {"l3a/*", "collections/*"}
@@ -319,7 +333,7 @@ def test_s3_grants_follow_the_data_flow(cfn: dict[str, Any], resolver: Resolver)
     assert "l2a/*" in composite["s3:GetObject"]
     assert mosaic["s3:PutObject"] == {"mosaics/*", "collections/*"}
     assert mosaic["s3:DeleteObject"] == {"mosaics/*"}
-    assert grants("PlanFunction") == {}
+    assert grants("PlanFunction") == {} and grants("SweeperFunction") == {}
     api = grants("ApiFunction")
     assert api == {"s3:GetObject": {"l2a/*", "l3a/*", "mosaics/*"}}
     deletable = set().union(*(grants(f).get("s3:DeleteObject", set()) for f in FUNCTIONS))

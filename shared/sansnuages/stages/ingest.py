@@ -19,6 +19,7 @@ import zipfile
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import pystac
@@ -66,6 +67,8 @@ from sansnuages.stages.publish import (
 from sansnuages.stages.staleness import mark_stale_syntheses
 from sansnuages.stores.bucket import DataBucket
 from sansnuages.stores.catalog import Catalog
+from sansnuages.stores.catalog.stats import INGESTED_PROPERTY
+from sansnuages.stores.faults import checkpoint
 from sansnuages.stores.uploads import Uploads
 
 logger = Logger(child=True)
@@ -156,6 +159,7 @@ class Ingestor:
     ) -> IngestResult:
         reason, kind = str(error), type(error).__name__
         self.bucket.quarantine(key, reason, kind, product_id)
+        self.catalog.count_quarantined(datetime.now(UTC).date().isoformat())
         logger.warning(
             "quarantined upload",
             extra={"key": key, "product": product_id, "error": kind, "reason": reason},
@@ -180,6 +184,8 @@ class Ingestor:
                 # A repeated upload, or a retry after a failure past the Item: finish its effects.
                 widen_collection(self.bucket, collection, published)
                 link_versions(self.bucket, self.catalog, month_prefix, layout.name)
+                if collection in L2A_REFLECTANCE:
+                    mark_stale_syntheses(self.bucket, self.catalog, published)
                 self._archive_upload(key, prefix, meta.product_id)
                 logger.info("duplicate upload", extra={"key": key, "product": meta.product_id})
                 return IngestResult(key, Outcome.DUPLICATE, meta.product_id, item_key)
@@ -190,11 +196,13 @@ class Ingestor:
         rasters = self._convert_rasters(key, layout, meta, prefix, outputs)
         files = self._copy_files(archive, layout, prefix, outputs)
         item = self._build_item(key, layout, meta, collection, prefix, rasters, files, outputs)
+        item.properties[INGESTED_PROPERTY] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         siblings = published_versions(self.bucket, month_prefix, layout.name)
         set_version_links(
             item, item_key, {d["id"]: k for k, d in siblings.items()} | {item.id: item_key}
         )
         document = publish_item(self.bucket, self.catalog, item, item_key)
+        checkpoint("ingest.after-publish")
         relinked = link_versions(self.bucket, self.catalog, month_prefix, layout.name)
         if relinked:
             logger.info(

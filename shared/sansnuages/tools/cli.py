@@ -18,6 +18,7 @@ from sansnuages.tools.foreground import default_template, wait_for_signal
 
 if TYPE_CHECKING:
     from sansnuages.settings import Settings
+    from sansnuages.tools.stack import Deployment
 
 
 def _formatter(prog: str) -> argparse.HelpFormatter:
@@ -40,6 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_mosaic(commands)
     _add_reindex(commands)
     _add_redrive(commands)
+    _add_failures(commands)
+    _add_reingest(commands)
+    _add_rerun(commands)
+    _add_purge(commands)
+    _add_timeseries(commands)
+    _add_stats(commands)
     return parser
 
 
@@ -159,7 +166,8 @@ def _local_fire(args: argparse.Namespace) -> int:
 
     client = RuntimeClient.connect(Path.cwd())
     schedules = client.status()["schedules"]
-    name = args.schedule or (schedules[0] if len(schedules) == 1 else "")
+    monthly = [s for s in schedules if s.startswith("PlanFunction")]  # not the sweeper's
+    name = args.schedule or (monthly[0] if len(monthly) == 1 else "")
     if name not in schedules:
         print(f"name a schedule with --schedule: one of {', '.join(schedules)}", file=sys.stderr)
         return 2
@@ -241,25 +249,50 @@ def _month(args: argparse.Namespace) -> int:
     return 0 if job.state == "done" else 1
 
 
+def _add_stack(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--stack",
+        default=None,
+        help="a deployed stack, read through CloudFormation (default: $SANSNUAGES_STACK,"
+        " else the local runtime of .sansnuages/local.json)",
+    )
+    parser.add_argument(
+        "--region", default=None, help="the stack's region (default: the AWS configuration's)"
+    )
+
+
+def _deployment(args: argparse.Namespace) -> Deployment:
+    from sansnuages.tools.stack import STACK_VARIABLE, Deployment
+
+    stack = args.stack or os.environ.get(STACK_VARIABLE) or None
+    return Deployment.open(stack, Path.cwd(), args.region)
+
+
+def _job_store(deployment: Deployment) -> Any:
+    from sansnuages.stores.jobs import JobStore
+
+    return JobStore(deployment.settings(), deployment.client("dynamodb"))
+
+
 def _add_jobs(commands: Any) -> None:
     jobs = commands.add_parser(
         "jobs",
         help="state of the synthesis jobs",
         description="List the jobs with their tiles pending, done and failed, or show one job in detail.",
-        epilog="examples:\n  sansnuages jobs\n  sansnuages jobs 2018-07-BEL",
+        epilog="examples:\n  sansnuages jobs\n  sansnuages jobs 2018-07-BEL"
+        "\n  sansnuages jobs --stack sansnuages-prod --json",
         formatter_class=_formatter,
     )
     jobs.add_argument("job_id", nargs="?", help="a job to show in detail")
     jobs.add_argument("--json", action="store_true", help="print the status as JSON")
+    _add_stack(jobs)
     jobs.set_defaults(func=_jobs)
 
 
 def _jobs(args: argparse.Namespace) -> int:
-    from sansnuages.stores.jobs import JobStore
-    from sansnuages.tools.local.client import RuntimeClient
     from sansnuages.tools.progress import describe_job
 
-    store = JobStore(RuntimeClient.connect(Path.cwd()).settings())
+    store = _job_store(_deployment(args))
     selected = [store.get(args.job_id)] if args.job_id else store.all()
     if not any(selected):
         print("no job" if not args.job_id else f"no job {args.job_id}")
@@ -278,26 +311,196 @@ def _jobs(args: argparse.Namespace) -> int:
 def _add_redrive(commands: Any) -> None:
     redrive = commands.add_parser(
         "redrive",
-        help="send dead tile messages back to the composite queue",
-        description="Move the composite dead-letter queue's messages back to the composite queue,\n"
-        "reopening their tiles (failed -> pending) so that their jobs finish again.",
-        epilog="examples:\n  sansnuages redrive\n  sansnuages redrive --limit 1",
+        help="send dead-letter messages back to their queue",
+        description="Move a queue's dead-letter messages back to it (ingest, composite, mosaic, or\n"
+        "all). Tiles named by composite messages are reopened (failed -> pending), so that\n"
+        "their jobs finish again.",
+        epilog="examples:\n  sansnuages redrive all\n  sansnuages redrive composite --limit 1",
         formatter_class=_formatter,
     )
+    redrive.add_argument(
+        "queue", nargs="?", default="all", help="ingest, composite, mosaic or all (default)"
+    )
     redrive.add_argument("--limit", type=int, default=None, help="at most this many messages")
+    _add_stack(redrive)
     redrive.set_defaults(func=_redrive)
 
 
 def _redrive(args: argparse.Namespace) -> int:
-    from sansnuages.tools.local.client import RuntimeClient
-    from sansnuages.tools.redrive import redrive_composites
+    from sansnuages.tools.redrive import redrive
 
-    report = redrive_composites(RuntimeClient.connect(Path.cwd()).settings(), limit=args.limit)
-    reopened = ", ".join(report.reopened) or "none"
-    print(f"{report.moved} message(s) re-driven; tiles reopened: {reopened}")
-    if report.unreadable:
-        print(f"{report.unreadable} message(s) named no tile")
+    deployment = _deployment(args)
+    pairs = deployment.queues() if args.queue == "all" else [deployment.queue(args.queue)]
+    sqs = deployment.client("sqs")
+    for pair in pairs:
+        jobs = _job_store(deployment) if pair.name == "composite" else None
+        report = redrive(sqs, pair.url, pair.dead_letter_url, jobs, args.limit)
+        line = f"{pair.name}: {report.moved} message(s) re-driven"
+        if jobs is not None:
+            line += f"; tiles reopened: {', '.join(report.reopened) or 'none'}"
+            if report.unreadable:
+                line += f"; {report.unreadable} message(s) named no tile"
+        print(line)
     return 0
+
+
+def _add_failures(commands: Any) -> None:
+    failures = commands.add_parser(
+        "failures",
+        help="dead-letter messages and quarantined uploads, with their reasons",
+        description="Show the messages of every dead-letter queue (peeked: they stay where they are)\n"
+        "with what each names and the reason its job recorded, and the quarantined uploads\n"
+        "with the reason ingest refused them.",
+        epilog="examples:\n  sansnuages failures\n  sansnuages failures --stack sansnuages-prod --json",
+        formatter_class=_formatter,
+    )
+    failures.add_argument("--json", action="store_true", help="print them as JSON")
+    _add_stack(failures)
+    failures.set_defaults(func=_failures)
+
+
+def _failures(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from sansnuages.stores.bucket import DataBucket
+    from sansnuages.tools.operations import dead_letters, quarantined
+
+    deployment = _deployment(args)
+    pairs = deployment.queues()
+    letters = dead_letters(
+        deployment.client("sqs"),
+        [(pair.name, pair.dead_letter_url) for pair in pairs],
+        _job_store(deployment),
+    )
+    uploads = quarantined(DataBucket(deployment.settings(), deployment.client("s3")))
+    if args.json:
+        document = {
+            "dead_letters": [asdict(letter) for letter in letters],
+            "quarantined": [asdict(upload) for upload in uploads],
+        }
+        print(json.dumps(document, indent=2))
+        return 0
+    for pair in pairs:
+        mine = [letter for letter in letters if letter.queue == pair.name]
+        print(f"{pair.name} dead letters: {len(mine)}")
+        for letter in mine:
+            print(f"  {letter.message_id}  {letter.what}  (received {letter.receive_count}x)")
+            if letter.reason:
+                print(f"    reason: {letter.reason}")
+    print(f"quarantined uploads: {len(uploads)}")
+    for upload in uploads:
+        print(f"  {upload.key}  {upload.error or 'no reason recorded'}: {upload.reason or ''}")
+    return 0
+
+
+def _add_reingest(commands: Any) -> None:
+    reingest = commands.add_parser(
+        "reingest",
+        help="put a quarantined upload or an archived product back under incoming/",
+        description="Copy a quarantined upload (it leaves the quarantine) or the archived original\n"
+        "of a product back to incoming/, where the bucket's notification ingests it again.",
+        epilog="examples:\n  sansnuages reingest quarantine/SENTINEL2B_20180714-105626-461_L2A_T31UFS_D_V1-8.zip"
+        "\n  sansnuages reingest l2a/sentinel2-l2a/31UFS/2018/07/<id>/<id>.zip",
+        formatter_class=_formatter,
+    )
+    reingest.add_argument("key", help="a key under quarantine/, or a product's .zip under l2a/")
+    _add_stack(reingest)
+    reingest.set_defaults(func=_reingest)
+
+
+def _reingest(args: argparse.Namespace) -> int:
+    from sansnuages.stores.bucket import DataBucket
+    from sansnuages.tools.operations import reingest
+
+    deployment = _deployment(args)
+    target = reingest(DataBucket(deployment.settings(), deployment.client("s3")), args.key)
+    print(f"{args.key} -> {target}: ingest starts from the bucket's notification")
+    return 0
+
+
+def _add_rerun(commands: Any) -> None:
+    rerun = commands.add_parser(
+        "rerun",
+        help="start a month's job again, or one of its tiles",
+        description="Invoke the plan function with the month's event: a finished job runs again as\n"
+        "a new version of its outputs. With --tile, send that tile's message again instead\n"
+        "(a failed tile is reopened; a pending one is sent again).",
+        epilog="examples:\n  sansnuages rerun 2018-07 --area Belgium"
+        "\n  sansnuages rerun 2018-07 --area BEL --tile 31UFS --stack sansnuages-prod",
+        formatter_class=_formatter,
+    )
+    rerun.add_argument("month", help="YYYY-MM")
+    rerun.add_argument("--area", required=True, help="country name or code, or a GeoJSON file")
+    rerun.add_argument("--tile", default=None, help="only this tile of the month's job")
+    _add_stack(rerun)
+    rerun.set_defaults(func=_rerun)
+
+
+def _rerun(args: argparse.Namespace) -> int:
+    from sansnuages.tools.operations import area_job_id, plan_event, rerun_tile
+
+    deployment = _deployment(args)
+    geojson = Path(args.area).read_text() if Path(args.area).is_file() else None
+    if args.tile:
+        from sansnuages.areas import geojson_argument
+
+        area = geojson_argument(geojson) if geojson is not None else args.area
+        job_id = area_job_id(args.month, area)
+        sqs = deployment.client("sqs")
+        queue = deployment.output("CompositeQueueUrl")
+        print(rerun_tile(_job_store(deployment), sqs, queue, job_id, args.tile))
+        return 0
+    result = deployment.invoke("PlanFunctionName", plan_event(args.month, args.area, geojson))
+    tiles = ", ".join(result.get("tiles", []))
+    if not result.get("started"):
+        print(f"job {result['job_id']} is still running: nothing started ({tiles})")
+        return 1
+    print(f"job {result['job_id']} started: {len(result['tiles'])} tile(s) ({tiles})")
+    return 0
+
+
+def _add_purge(commands: Any) -> None:
+    purge = commands.add_parser(
+        "purge",
+        help="remove a product and the outputs derived from it",
+        description="Remove a product's Item, files and index record, and those of the syntheses\n"
+        "whose derived_from names it and of the mosaics made from them. What will go is shown\n"
+        "first, and nothing goes before it is confirmed (--yes to skip the question).",
+        epilog="examples:\n  sansnuages purge SENTINEL2B_20180714-105626-461_L2A_T31UFS_D_V1-8"
+        "\n  sansnuages purge SENTINEL2B_20180714-105626-461_L2A_T31UFS_D_V1-8 --yes --stack prod",
+        formatter_class=_formatter,
+    )
+    purge.add_argument("product_id", help="the Item id of the product")
+    purge.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    _add_stack(purge)
+    purge.set_defaults(func=_purge)
+
+
+def _purge(args: argparse.Namespace) -> int:
+    from sansnuages.stores.bucket import DataBucket
+    from sansnuages.stores.catalog import Catalog
+    from sansnuages.tools.operations import apply_purge, plan_purge
+
+    deployment = _deployment(args)
+    settings = deployment.settings()
+    bucket = DataBucket(settings, deployment.client("s3"))
+    catalog = Catalog(settings.catalog_table, client=deployment.client("dynamodb"))
+    plan = plan_purge(bucket, catalog, args.product_id)
+    print(plan.describe())
+    if not args.yes and not _confirmed(f"purge all of this from {deployment.name}?"):
+        print("nothing purged")
+        return 1
+    apply_purge(bucket, catalog, plan)
+    print(f"purged {len(plan.items)} Items")
+    return 0
+
+
+def _confirmed(question: str) -> bool:
+    try:
+        answer = input(f"{question} [y/N] ")
+    except EOFError:
+        return False
+    return answer.strip().lower() in ("y", "yes")
 
 
 def _add_mosaic(commands: Any) -> None:
@@ -382,7 +585,21 @@ def _reindex(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_timeseries(commands: Any) -> None:
+    from sansnuages.tools.reports import add_timeseries
+
+    _add_from_env(add_timeseries(commands, _formatter, _settings))
+
+
+def _add_stats(commands: Any) -> None:
+    from sansnuages.tools.reports import add_stats
+
+    _add_from_env(add_stats(commands, _formatter, _settings))
+
+
 def main(argv: list[str] | None = None) -> int:
+    from botocore.exceptions import BotoCoreError, ClientError
+
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
@@ -390,5 +607,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except RuntimeError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except (BotoCoreError, ClientError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
