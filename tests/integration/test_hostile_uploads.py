@@ -16,7 +16,7 @@ import time
 import uuid
 import warnings
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 import rasterio
 from affine import Affine
+from waiting import wait_for
 
 from sansnuages.formats import grid
 from sansnuages.stores.bucket import DataBucket
@@ -67,15 +68,6 @@ def runtime(canaries: Canaries, tmp_path_factory: pytest.TempPathFactory) -> Ite
 @pytest.fixture(scope="module")
 def good(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return simulate_product(TILE, WHEN, "SENTINEL2A", tmp_path_factory.mktemp("good"), 1830.0)
-
-
-def _wait(condition: Callable[[], bool], what: str, timeout: float = 180.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _members(path: Path) -> list[tuple[zipfile.ZipInfo, bytes]]:
@@ -245,7 +237,7 @@ def test_hostile_uploads_are_quarantined_with_their_reasons(
     good_key = f"incoming/good/{good.name}"
     bucket.client.upload_file(str(good), bucket.name, good_key)
     product_id = good.stem
-    _wait(lambda: any(k.endswith(f"{product_id}.zip") for k in bucket.list_keys("l2a/")), "good")
+    wait_for(lambda: any(k.endswith(f"{product_id}.zip") for k in bucket.list_keys("l2a/")), "good")
     published = {k: bucket.get_bytes(k) for k in bucket.list_keys("l2a/")}
     archived = next(k for k in published if k.endswith(".zip"))
     assert published[archived] == good.read_bytes()
@@ -263,7 +255,7 @@ def test_hostile_uploads_are_quarantined_with_their_reasons(
                 reasons[name] = bucket.get_json(key)
         return len(reasons) == len(hostile)
 
-    _wait(judged, "every hostile upload quarantined")
+    wait_for(judged, "every hostile upload quarantined")
     elapsed = time.monotonic() - started
     wrong = {
         n: (r["error"], r["reason"]) for n, r in reasons.items() if r["error"] != hostile[n][1]
@@ -292,7 +284,7 @@ def test_a_corrupt_reupload_leaves_the_published_product_as_it_was(
     )
     if archived_key is None:
         bucket.client.upload_file(str(good), bucket.name, f"incoming/first/{good.name}")
-        _wait(
+        wait_for(
             lambda: any(k.endswith(f"{product_id}.zip") for k in bucket.list_keys("l2a/")), "good"
         )
     before = {k: bucket.get_bytes(k) for k in bucket.list_keys("l2a/")}
@@ -304,12 +296,12 @@ def test_a_corrupt_reupload_leaves_the_published_product_as_it_was(
     corrupt = _replaced(good, "_FRE_B4.tif", tiff)
     bucket.put_bytes(f"incoming/again/{good.name}", corrupt, "application/zip")
     reason_key = f"quarantine/again/{good.name}.reason.json"
-    _wait(lambda: bucket.exists(reason_key), "the corrupt re-upload quarantined")
+    wait_for(lambda: bucket.exists(reason_key), "the corrupt re-upload quarantined")
     assert bucket.get_json(reason_key)["error"] == "CorruptRaster"
     assert {k: bucket.get_bytes(k) for k in bucket.list_keys("l2a/")} == before
     # and the identical bytes again are a duplicate, which changes nothing either
     bucket.client.upload_file(str(good), bucket.name, f"incoming/same/{good.name}")
-    _wait(lambda: not bucket.list_keys("incoming/same/"), "the identical upload handled")
+    wait_for(lambda: not bucket.list_keys("incoming/same/"), "the identical upload handled")
     assert not bucket.exists(f"quarantine/same/{good.name}.reason.json")
     assert {k: bucket.get_bytes(k) for k in bucket.list_keys("l2a/")} == before
 
@@ -323,7 +315,7 @@ def test_a_valid_reupload_with_other_bytes_replaces_the_product(
     other = simulate_product(TILE, WHEN, "SENTINEL2A", tmp_path, 1830.0, seed=99)
     assert other.name == good.name and other.read_bytes() != good.read_bytes()
     bucket.client.upload_file(str(other), bucket.name, f"incoming/replace/{other.name}")
-    _wait(lambda: not bucket.list_keys("incoming/replace/"), "the re-upload handled")
+    wait_for(lambda: not bucket.list_keys("incoming/replace/"), "the re-upload handled")
     assert not bucket.exists(f"quarantine/replace/{other.name}.reason.json")
     archived = next(k for k in bucket.list_keys("l2a/") if k.endswith(f"/{other.name}"))
     assert bucket.get_bytes(archived) == other.read_bytes()

@@ -6,15 +6,15 @@ packaging variant, uploaded at once, is indexed once."""
 from __future__ import annotations
 
 import json
-import time
 import urllib.request
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from product_variants import variant_products
+from waiting import wait_for
 
 from sansnuages.formats.muscate import ProductLayout
 from sansnuages.stores.bucket import DataBucket
@@ -33,15 +33,6 @@ def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRuntime]:
     runtime.start()
     yield runtime
     runtime.stop()
-
-
-def _wait(condition: Callable[[], bool], what: str, timeout: float = 180.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_landsat_and_snow_uploads_are_indexed_through_the_notifications(
@@ -68,8 +59,8 @@ def test_landsat_and_snow_uploads_are_indexed_through_the_notifications(
         page = catalog.search(["landsat8-l2a", "snow-l2b"], None, None, None, 10, None)
         return {item["id"] for item in page.items}
 
-    _wait(lambda: indexed() == set(keys), "both products indexed")
-    _wait(lambda: not bucket.list_keys("incoming/"), "the drop zone emptied")
+    wait_for(lambda: indexed() == set(keys), "both products indexed")
+    wait_for(lambda: not bucket.list_keys("incoming/"), "the drop zone emptied")
     status = runtime.status()["queues"]
     assert status["IngestDeadLetterQueue"]["visible"] == 0
     assert status["IngestQueue"]["visible"] == 0
@@ -101,9 +92,9 @@ def test_every_variant_uploaded_at_once_is_indexed_once(
         with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - loopback
             return [feature["id"] for feature in json.load(response)["features"]]
 
-    _wait(lambda: set(found()) >= wanted, "every variant indexed")
-    _wait(lambda: not bucket.list_keys("incoming/"), "the drop zone emptied")
-    _wait(lambda: not runtime.status()["busy"], "the workers idle")
+    wait_for(lambda: set(found()) >= wanted, "every variant indexed")
+    wait_for(lambda: not bucket.list_keys("incoming/"), "the drop zone emptied")
+    wait_for(lambda: not runtime.status()["busy"], "the workers idle")
     ids = found()
     assert sorted(ids) == sorted(wanted), "an Item indexed twice, or one missing"
     assert not bucket.list_keys("quarantine/")

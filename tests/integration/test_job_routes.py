@@ -3,23 +3,19 @@ front, over a freshly provisioned jobs table on the moto server."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import pytest
+from api_handler import load_api_handler
 from test_stac_api import http
 
 from sansnuages.settings import Settings
 from sansnuages.stores.jobs import JobState, JobStore, TileState
 from sansnuages.tools.local.http_front import HttpFront
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -31,13 +27,7 @@ class Served:
 @pytest.fixture()
 def served(function_settings: Settings) -> Iterator[Served]:
     """The deployed handler module, loaded afresh so that it reads this stack's environment."""
-    spec = importlib.util.spec_from_file_location(
-        f"api_app_{uuid.uuid4().hex}", ROOT / "functions" / "api" / "app.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    front = HttpFront(module.handler).start()
+    front = HttpFront(load_api_handler()).start()
     yield Served(front.url, JobStore(function_settings))
     front.stop()
 

@@ -19,11 +19,12 @@ import time
 import urllib.request
 import zipfile
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from waiting import wait_for
 
 from sansnuages.stores.bucket import DataBucket
 from sansnuages.stores.jobs import JobState, JobStore
@@ -85,15 +86,6 @@ resource pattern, written with logical ids for physical names (`DataBucket/l2a/*
 
 
 # ------------------------------------------------------------------------ the run
-
-
-def _wait(condition: Callable[[], bool], what: str, timeout: float = 300.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _truncated_band(source: Path) -> bytes:
@@ -206,7 +198,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalRuntime
         bucket.client.upload_file(str(sound[0]), bucket.name, f"incoming/again/{sound[0].name}")
         bucket.put_bytes("incoming/notes.zip", b"not a zip", "application/zip")
         bucket.put_bytes("incoming/cut/band.zip", _truncated_band(cut), "application/zip")
-        _wait(lambda: settled("IngestQueue") and not bucket.list_keys("incoming/"), "uploads")
+        wait_for(lambda: settled("IngestQueue") and not bucket.list_keys("incoming/"), "uploads")
         quarantined = [k for k in bucket.list_keys("quarantine/") if k.endswith(".reason.json")]
         assert len(quarantined) == 2, quarantined
         # a second notification of an upload already ingested and moved
@@ -215,7 +207,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalRuntime
             MessageBody=_notification(bucket.name, f"incoming/{sound[1].name}"),
         )
         time.sleep(1)
-        _wait(lambda: settled("IngestQueue"), "the second notification")
+        wait_for(lambda: settled("IngestQueue"), "the second notification")
 
         # the monthly job, then the same month again (a new version of every output)
         (schedule,) = [s for s in runtime.status()["schedules"] if s.startswith("PlanFunction")]
@@ -229,11 +221,13 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalRuntime
                 job = jobs.get(job_id)
                 return job is not None and job.run == run_number and job.finished
 
-            _wait(finished, f"run {run_number} of the monthly job")
+            wait_for(finished, f"run {run_number} of the monthly job")
             if run_number == 1:  # a late product: the synthesis it misses is flagged stale
                 bucket.client.upload_file(str(late), bucket.name, f"incoming/{late.name}")
                 time.sleep(1)
-                _wait(lambda: settled("IngestQueue") and not bucket.list_keys("incoming/"), "late")
+                wait_for(
+                    lambda: settled("IngestQueue") and not bucket.list_keys("incoming/"), "late"
+                )
         job = jobs.get(job_id)
         assert job is not None and job.state == JobState.DONE, job
         mosaic_item = str(bucket.get_json(str(job.mosaic_item))["id"])

@@ -10,12 +10,12 @@ import json
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from waiting import wait_for
 
 from sansnuages.settings import Settings
 from sansnuages.stores.bucket import DataBucket
@@ -80,15 +80,6 @@ def _ok(result: subprocess.CompletedProcess[str]) -> str:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Traceback" not in result.stderr, result.stderr
     return result.stdout
-
-
-def _wait(condition: Callable[[], bool], what: str, timeout: float = 240.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _visible(runtime: LocalRuntime, queue: str) -> int:
@@ -225,7 +216,7 @@ def test_a_quarantined_upload_is_shown_with_its_reason_and_reingested(
     bucket = DataBucket(settings)
     bucket.put_bytes("incoming/notes/readme.zip", b"this is not a zip", "application/zip")
     reason_key = "quarantine/notes/readme.zip.reason.json"
-    _wait(lambda: bucket.exists(reason_key), "the upload quarantined")
+    wait_for(lambda: bucket.exists(reason_key), "the upload quarantined")
     first = bucket.get_json(reason_key)
     shown = json.loads(_ok(cli("failures", "--json", cwd=workdir)))["quarantined"]
     (upload,) = [u for u in shown if u["key"] == "quarantine/notes/readme.zip"]
@@ -235,7 +226,7 @@ def test_a_quarantined_upload_is_shown_with_its_reason_and_reingested(
     out = _ok(cli("reingest", "quarantine/notes/readme.zip", cwd=workdir))
     assert "-> incoming/notes/readme.zip" in out
     # ingest refuses it again: back in quarantine with a reason written anew
-    _wait(
+    wait_for(
         lambda: (bucket.get_json_or_none(reason_key) or first)["at"] != first["at"],
         "the upload quarantined again",
     )
@@ -269,11 +260,11 @@ def month(
     def indexed() -> int:
         return len(catalog.search(["sentinel2-l2a"], None, None, None, 100, None).items)
 
-    _wait(lambda: indexed() == 2, "both products indexed")
+    wait_for(lambda: indexed() == 2, "both products indexed")
     started = _ok(cli("rerun", "2018-07", "--area", "BEL", cwd=workdir))
     assert started.startswith("job 2018-07-BEL started: 1 tile(s) (31UFS)")
     jobs = JobStore(settings)
-    _wait(lambda: bool((job := jobs.get("2018-07-BEL")) and job.finished), "the job finished")
+    wait_for(lambda: bool((job := jobs.get("2018-07-BEL")) and job.finished), "the job finished")
     job = jobs.get("2018-07-BEL")
     assert job is not None and job.state == "done", job
     (tile,) = job.tiles
@@ -303,7 +294,7 @@ def test_an_archived_product_is_reingested(
     (archive,) = [k for k in bucket.list_keys("l2a/") if k.endswith(f"{kept}/{kept}.zip")]
     out = _ok(cli("reingest", archive, cwd=workdir))
     assert f"-> incoming/{kept}.zip" in out
-    _wait(lambda: not bucket.list_keys("incoming/"), "the drop zone emptied")
+    wait_for(lambda: not bucket.list_keys("incoming/"), "the drop zone emptied")
     assert bucket.exists(archive)
     Catalog(settings.catalog_table, settings=settings).get_item("sentinel2-l2a", kept)
 

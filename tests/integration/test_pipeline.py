@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +13,7 @@ import pytest
 import rasterio
 from pystac_client import Client
 from rasterio.warp import transform
+from waiting import wait_for
 
 from sansnuages.formats import grid
 from sansnuages.raster.gdal import gdal_env
@@ -65,15 +65,6 @@ def _not_muscate() -> bytes:
     return buffer.getvalue()
 
 
-def _wait(condition, timeout: float = 240.0, what: str = "condition") -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def _l2a_count(catalog: Catalog) -> int:
     page = catalog.search(["sentinel2-l2a", "landsat8-l2a"], None, None, None, 1000, None)
     return len(page.items)
@@ -92,9 +83,9 @@ def ingested(runtime: LocalRuntime, products: list[Path]) -> dict[str, object]:
     bucket.put_bytes("incoming/holiday.zip", _not_muscate(), "application/zip")
     bucket.put_bytes("incoming/missing band.zip", broken, "application/zip")
     catalog = Catalog(settings.catalog_table, settings=settings)
-    _wait(lambda: _l2a_count(catalog) == len(products), what="every product indexed")
-    _wait(lambda: len(_reasons(bucket)) == 3, what="three quarantined uploads")
-    _wait(
+    wait_for(lambda: _l2a_count(catalog) == len(products), what="every product indexed")
+    wait_for(lambda: len(_reasons(bucket)) == 3, what="three quarantined uploads")
+    wait_for(
         lambda: not [k for k in bucket.list_keys("incoming/") if k.endswith(".zip")],
         what="drop zone emptied",
     )
@@ -150,7 +141,7 @@ def job(ingested: dict[str, object], runtime: LocalRuntime):  # type: ignore[no-
     assert result["payload"]["tiles"] == TILES
     store = JobStore(ingested["settings"])  # type: ignore[arg-type]
     job_id = result["payload"]["job_id"]
-    _wait(lambda: store.get(job_id).finished, timeout=300, what="the job to finish")  # type: ignore[union-attr]
+    wait_for(lambda: store.get(job_id).finished, timeout=300, what="the job to finish")  # type: ignore[union-attr]
     return store.get(job_id)
 
 
@@ -248,7 +239,9 @@ def test_a_poison_message_ends_in_the_dead_letter_queue_after_the_retries(
         return list(response.get("Messages", []))
 
     found: list[dict[str, object]] = []
-    _wait(lambda: bool(found.extend(in_dead_letter_queue()) or found), timeout=120, what="the DLQ")
+    wait_for(
+        lambda: bool(found.extend(in_dead_letter_queue()) or found), timeout=120, what="the DLQ"
+    )
     (message,) = found
     assert json.loads(str(message["Body"])) == {"not": "a tile task"}
     receives = int(message["Attributes"]["ApproximateReceiveCount"])  # type: ignore[index]

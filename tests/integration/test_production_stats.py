@@ -4,12 +4,10 @@ route and the command, and rebuilt by a reindex from the Item files and quaranti
 from __future__ import annotations
 
 import csv
-import importlib.util
 import io
 import json
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,6 +16,7 @@ from typing import Any
 
 import pytest
 import rasterio
+from api_handler import load_api_handler
 from product_variants import SMALL
 
 from sansnuages.settings import Settings
@@ -28,7 +27,6 @@ from sansnuages.tools.cli import main as cli
 from sansnuages.tools.local.http_front import HttpFront
 from sansnuages.tools.simulate import simulate_product
 
-ROOT = Path(__file__).resolve().parents[2]
 TILE = "31UFS"
 S2B = datetime(2018, 7, 4, 10, 56, 26, 461000, tzinfo=UTC)
 S2A = datetime(2018, 7, 14, 10, 56, 26, 461000, tzinfo=UTC)
@@ -64,13 +62,7 @@ def produced(function_settings: Settings, zips: list[Path]) -> Iterator[Produced
         ingestor.bucket.put_bytes(f"incoming/{name}", b"not a zip", "application/zip")
         assert ingestor.ingest(f"incoming/{name}").outcome is Outcome.QUARANTINED
     today = datetime.now(UTC).date().isoformat()
-    spec = importlib.util.spec_from_file_location(
-        f"api_app_{uuid.uuid4().hex}", ROOT / "functions" / "api" / "app.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    front = HttpFront(module.handler).start()
+    front = HttpFront(load_api_handler()).start()
     yield Produced(front.url, ingestor.catalog, today)
     front.stop()
 

@@ -6,13 +6,11 @@ the newest version of a reprocessed product counts unless every version is asked
 from __future__ import annotations
 
 import csv
-import importlib.util
 import io
 import json
 import re
 import urllib.error
 import urllib.request
-import uuid
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,6 +21,7 @@ from typing import Any
 import numpy as np
 import pytest
 import rasterio
+from api_handler import load_api_handler
 from product_variants import SMALL
 from pyproj import Transformer
 
@@ -33,7 +32,6 @@ from sansnuages.tools.cli import main as cli
 from sansnuages.tools.local.http_front import HttpFront
 from sansnuages.tools.simulate import simulate_product
 
-ROOT = Path(__file__).resolve().parents[2]
 TILE = "31UFS"
 S2B = datetime(2018, 7, 4, 10, 56, 26, 461000, tzinfo=UTC)
 S2A = datetime(2018, 7, 14, 10, 56, 26, 461000, tzinfo=UTC)
@@ -85,13 +83,7 @@ def catalogued(function_settings: Settings, zips: dict[str, Path]) -> Iterator[C
         key = f"incoming/{path.name}"
         ingestor.bucket.put_bytes(key, path.read_bytes(), "application/zip")
         assert ingestor.ingest(key).outcome is Outcome.INGESTED
-    spec = importlib.util.spec_from_file_location(
-        f"api_app_{uuid.uuid4().hex}", ROOT / "functions" / "api" / "app.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    front = HttpFront(module.handler).start()
+    front = HttpFront(load_api_handler()).start()
     lon, lat = _point(47_300.0, 52_100.0)
     yield Catalogued(front.url, lon, lat, zips)
     front.stop()

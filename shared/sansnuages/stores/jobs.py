@@ -234,40 +234,34 @@ class JobStore:
     def start_tile(self, job_id: str, tile: str) -> int:
         """Stamp a pending tile as started now (its message was received) and count the
         attempt; returns the attempts so far, 0 when the tile is not pending."""
-        try:
-            response = self.client.update_item(
-                TableName=self.table,
-                Key={"pk": {"S": f"job#{job_id}"}, "sk": {"S": f"tile#{tile}"}},
-                UpdateExpression="SET started = :now ADD attempts :one",
-                ConditionExpression="#s = :pending",
-                ExpressionAttributeNames={"#s": "state"},
-                ExpressionAttributeValues={
-                    ":now": {"S": _now()},
-                    ":one": {"N": "1"},
-                    ":pending": {"S": TileState.PENDING},
-                },
-                ReturnValues="UPDATED_NEW",
-            )
-        except ClientError as error:
-            if _is_conditional_failure(error):
-                return 0
-            raise
-        return int(response["Attributes"]["attempts"]["N"])
+        key = {"pk": {"S": f"job#{job_id}"}, "sk": {"S": f"tile#{tile}"}}
+        return self._stamp_start(key, ("started", "attempts"), TileState.PENDING, count=True)
 
     def start_mosaic(self, job_id: str, attempt: bool = True) -> int:
         """Stamp a queued mosaic as started now (counting an attempt, or only showing that a
         part of it is at work); the attempts so far, 0 when not queued."""
+        key = {"pk": {"S": f"job#{job_id}"}, "sk": {"S": "job"}}
+        return self._stamp_start(
+            key, ("mosaic_started", "mosaic_attempts"), JobState.MOSAIC_QUEUED, count=attempt
+        )
+
+    def _stamp_start(
+        self, key: dict[str, Any], fields: tuple[str, str], state: str, count: bool
+    ) -> int:
+        """Set the `started` field of a record in `state` to now and add to its `attempts`
+        field (one, or nothing when not `count`); the attempts so far, 0 if not in `state`."""
+        started, attempts = fields
         try:
             response = self.client.update_item(
                 TableName=self.table,
-                Key={"pk": {"S": f"job#{job_id}"}, "sk": {"S": "job"}},
-                UpdateExpression="SET mosaic_started = :now ADD mosaic_attempts :one",
-                ConditionExpression="#s = :queued",
+                Key=key,
+                UpdateExpression=f"SET {started} = :now ADD {attempts} :one",
+                ConditionExpression="#s = :state",
                 ExpressionAttributeNames={"#s": "state"},
                 ExpressionAttributeValues={
                     ":now": {"S": _now()},
-                    ":one": {"N": "1" if attempt else "0"},
-                    ":queued": {"S": JobState.MOSAIC_QUEUED},
+                    ":one": {"N": "1" if count else "0"},
+                    ":state": {"S": state},
                 },
                 ReturnValues="ALL_NEW",
             )
@@ -275,7 +269,7 @@ class JobStore:
             if _is_conditional_failure(error):
                 return 0
             raise
-        return int(response["Attributes"].get("mosaic_attempts", {}).get("N", "0"))
+        return int(response["Attributes"].get(attempts, {}).get("N", "0"))
 
     def finish_tile(
         self,
