@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import subprocess
 import sys
 import threading
@@ -265,6 +266,11 @@ def test_the_handler_counts_and_logs_a_quarantined_upload(
         invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:ingest"
 
     capsys.readouterr()
+    # The logger of a service is made once per process, on the stdout of the moment: point it
+    # at this test's, whichever test loaded the handler first.
+    for handler in logging.getLogger(app.logger.name).handlers:
+        if isinstance(handler, logging.StreamHandler):
+            handler.setStream(sys.stdout)
     assert app.handler(event, Context()) == {"batchItemFailures": []}  # not retried
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line]
     metrics = [line for line in lines if "_aws" in line]
