@@ -4,6 +4,7 @@ cleanly with no process left behind."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import urllib.request
@@ -49,6 +50,13 @@ def test_detached_runtime_serves_then_stops_without_leftovers(tmp_path: Path) ->
         )
         family += runtime.children(recursive=True)
         assert len(family) >= 3  # the runtime, moto and the API function's worker
+        # a new shell, with no AWS variable: the commands sign with the runtime's credentials
+        bare = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        reindexed = subprocess.run(
+            [sys.executable, "-m", "sansnuages", "reindex"],
+            cwd=tmp_path, env=bare, capture_output=True, text=True, timeout=180,
+        )  # fmt: skip
+        assert reindexed.returncode == 0, reindexed.stdout + reindexed.stderr
     finally:
         stopped = run_cli("local", "down", cwd=tmp_path)
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,16 @@ class RuntimeClient:
             raise RuntimeNotRunning(
                 f"no local runtime: {path} is missing (start one with `sansnuages local up`)"
             )
-        return cls(json.loads(path.read_text()))
+        client = cls(json.loads(path.read_text()))
+        client.use_credentials()
+        return client
+
+    def use_credentials(self) -> None:
+        """Let this process's AWS clients sign with the local runtime's credentials (moto's
+        test keys, no secret) unless the shell has its own, so that the CLI works in a new
+        shell beside a detached runtime."""
+        for name, value in (self.facts.get("credentials") or {}).items():
+            os.environ.setdefault(name, str(value))
 
     def settings(self) -> Settings:
         env = {
