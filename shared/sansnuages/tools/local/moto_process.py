@@ -12,6 +12,9 @@ The server process runs moto with two overrides (`serve_like_s3`), both keeping 
 - **conditional writes are atomic**: moto checks `If-Match` / `If-None-Match` and then stores,
   so two concurrent conditional PUTs of one key could both succeed; S3 lets one win. The
   override serialises conditional PUTs (small documents only; other PUTs run in parallel).
+  DynamoDB's writes likewise: moto checks a condition, then writes, in the request's thread,
+  so two conditional updates of one item at once could both pass; `serialise_dynamodb_writes`
+  makes each write (with its condition) one step, as DynamoDB does.
 
 Two more overrides cut the server's own CPU per request (it shares the machine's cores with
 the code it serves; window-by-window raster reads make thousands of small requests): the
@@ -240,6 +243,30 @@ def serve_like_s3() -> None:
     S3Response.put_object = atomic_put_object  # type: ignore[method-assign]
 
 
+def serialise_dynamodb_writes() -> None:
+    """Patch moto (in the server process only): each DynamoDB write, its condition checked
+    and applied, runs alone; reads still run in parallel."""
+    from moto.dynamodb.responses import DynamoHandler
+
+    writes = threading.Lock()
+
+    def alone(method: Any) -> Any:
+        def write(self: Any) -> Any:
+            with writes:
+                return method(self)
+
+        return write
+
+    for name in (
+        "put_item",
+        "update_item",
+        "delete_item",
+        "transact_write_items",
+        "batch_write_item",
+    ):
+        setattr(DynamoHandler, name, alone(getattr(DynamoHandler, name)))
+
+
 def _serve_cheaply() -> None:
     """Less CPU per request: moto's module list built once (moto lists its package folder on
     every request to route it), and no access log line per request."""
@@ -289,6 +316,7 @@ if __name__ == "__main__":
     from moto.server import main
 
     serve_like_s3()
+    serialise_dynamodb_writes()
     if os.environ.get(CALL_LOG_VARIABLE):
         record_calls(Path(os.environ[CALL_LOG_VARIABLE]))
     main()
