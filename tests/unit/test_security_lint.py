@@ -70,7 +70,9 @@ def _checkov(template: dict[str, Any], tmp_path: Path) -> dict[tuple[str, str], 
     """Run checkov as scripts/security-lint.sh does, offline, on `template`:
     (resource, check id) -> "failed" or "skipped"."""
     if not CHECKOV.exists():
-        pytest.skip("checkov is not installed: `make security-lint` installs it")
+        pytest.fail(
+            "checkov is not installed: `make security-lint` (run by `make test`) installs it"
+        )
     folder = tmp_path / "scan"
     folder.mkdir(parents=True)
     (folder / "template.json").write_text(json.dumps(template))
