@@ -67,12 +67,13 @@ from fractions import Fraction
 import numpy as np
 
 from sansnuages.formats.snow import SNOW
+from sansnuages.period import MARGIN_DAYS, MAX_MARGIN_DAYS, HydrologicalYear
+
+__all__ = ["MARGIN_DAYS", "MAX_MARGIN_DAYS", "HydrologicalYear"]
 
 CLEAR_MAX = 100  # LIS's fusion threshold: a value at most this is a clear observation
 FRACTION_SNOW_FROM = 50  # percent: a fractional pixel is snow from here on
-MARGIN_DAYS = 15
 LONGEST_MORE_THAN = 10  # SOD and SMOD only where the longest period lasts more than this
-MAX_MARGIN_DAYS = 366  # keeps every day number and sort key well inside int16
 
 DAYS_NODATA = 65535  # SCD, SOD and SMOD (uint16)
 NSP_NODATA = 255  # NSP (uint8): at most 183 periods fit in a year
@@ -88,58 +89,6 @@ NODATA: dict[str, int | None] = {
 # observation on that side"; keys of 2 * (day + _FAR) + 1 still fit in int16.
 _FAR = 4096
 _ROWS = 2048  # more than the observation days a season can have (366 + 2 * MAX_MARGIN_DAYS)
-
-
-@dataclass(frozen=True)
-class HydrologicalYear:
-    """Year N: 1 September N-1 to 31 August N, as in LIS tags (`T31TCH_20170901_20180831` is
-    2018), read with a margin either side so that its first and last days are interpolated
-    between real observations rather than held."""
-
-    year: int
-    margin_days: int = MARGIN_DAYS
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.margin_days <= MAX_MARGIN_DAYS:
-            raise ValueError(f"margin_days must be within 0..{MAX_MARGIN_DAYS}")
-
-    @property
-    def start(self) -> dt.date:
-        return dt.date(self.year - 1, 9, 1)
-
-    @property
-    def end(self) -> dt.date:
-        return dt.date(self.year, 8, 31)
-
-    @property
-    def n_days(self) -> int:
-        """366 when 29 February falls in it."""
-        return (self.end - self.start).days + 1
-
-    @property
-    def first_input(self) -> dt.date:
-        return self.start - dt.timedelta(days=self.margin_days)
-
-    @property
-    def last_input(self) -> dt.date:
-        return self.end + dt.timedelta(days=self.margin_days)
-
-    @property
-    def tag(self) -> str:
-        """`20170901_20180831`, LIS's dates in a product tag."""
-        return f"{self.start:%Y%m%d}_{self.end:%Y%m%d}"
-
-    def day_index(self, day: dt.date) -> int:
-        """Days since 1 September (negative in the first margin); a datetime counts by its
-        calendar day."""
-        return day.toordinal() - self.start.toordinal()
-
-    def date_of(self, index: int) -> dt.date:
-        return self.start + dt.timedelta(days=index)
-
-    def takes(self, day: dt.date) -> bool:
-        """Whether a snow map of that day enters the season (the margins included)."""
-        return -self.margin_days <= self.day_index(day) < self.n_days + self.margin_days
 
 
 @dataclass(frozen=True, eq=False)
