@@ -15,7 +15,10 @@ as ingest indexes them.
 
 Each measured run is a fresh process: its first request is the cold figure (GDAL, boto3 and
 the HTTP connections set up), the next ones the warm figures. Requests to the embedded AWS are
-counted from the moto server's call log.
+counted from the moto server's call log; each request's CPU time is reported for the process
+asking (HTTP front and function) and for the moto server answering (it shares the cores here;
+on AWS it costs the function nothing), figures that hold better than wall times on a machine
+shared with other work.
 """
 
 from __future__ import annotations
@@ -186,12 +189,25 @@ def prepare(
 
 
 MEASURE = r"""
-import importlib.util, json, sys, time, urllib.request
+import importlib.util, json, os, sys, time, urllib.request
 from pathlib import Path
 mode, url_query, repeats, log = sys.argv[1], sys.argv[2], int(sys.argv[3]), Path(sys.argv[4])
 queries = [url_query] * repeats + [sys.argv[5]]
+server_stat = Path(f"/proc/{sys.argv[6]}/stat")
 def lines():
     return sum(1 for _ in open(log))
+def server_cpu():
+    if not server_stat.exists():
+        return 0.0
+    fields = server_stat.read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def timed_run(run):
+    before = lines(); server = server_cpu(); cpu = time.process_time()
+    start = time.perf_counter()
+    count = run()
+    return {"seconds": time.perf_counter() - start, "observations": count,
+            "cpu_seconds": time.process_time() - cpu,
+            "server_cpu_seconds": server_cpu() - server, "first_call": before}
 out = []
 if mode == "api":
     from sansnuages.tools.local.http_front import HttpFront
@@ -205,12 +221,12 @@ if mode == "api":
         finally:
             handler_seconds.append(time.perf_counter() - start)
     with HttpFront(timed) as front:
-        for url_query in queries:
-            before = lines(); start = time.perf_counter()
+        def ask(url_query=None):
             with urllib.request.urlopen(f"{front.url}/timeseries?{url_query}", timeout=600) as r:
-                doc = json.loads(r.read())
-            out.append({"seconds": time.perf_counter() - start, "observations": doc["count"],
-                        "handler_seconds": handler_seconds[-1], "first_call": before})
+                return json.loads(r.read())["count"]
+        for url_query in queries:
+            run = timed_run(lambda: ask(url_query))
+            out.append({**run, "handler_seconds": handler_seconds[-1]})
 else:
     import rasterio
     from pyproj import Transformer
@@ -223,10 +239,9 @@ else:
     from urllib.parse import parse_qsl
     settings = Settings.from_env(); use_gdal(settings)
     catalog = Catalog(settings.catalog_table, settings=settings)
-    for url_query in queries:
-        query, _ = parse_series(dict(parse_qsl(url_query)))
+    def one_by_one(query):
         lon, lat = query.geometry["coordinates"]
-        before = lines(); start = time.perf_counter(); count = 0
+        count = 0
         for item in find_products(catalog, query):
             values = {}
             for key, asset in item["assets"].items():
@@ -238,20 +253,29 @@ else:
                     band = 2 if key.startswith("ATB") else 1
                     values[key] = dataset.read(band, window=((row, row + 1), (col, col + 1)))[0, 0]
             count += 1
-        out.append({"seconds": time.perf_counter() - start, "observations": count,
-                    "first_call": before})
+        return count
+    for url_query in queries:
+        query, _ = parse_series(dict(parse_qsl(url_query)))
+        out.append(timed_run(lambda: one_by_one(query)))
 print(json.dumps({"runs": out, "end_call": lines()}))
 """
 
 
 def measure(
-    mode: str, env: dict[str, str], queries: tuple[str, str], repeats: int, log: Path
+    mode: str,
+    env: dict[str, str],
+    queries: tuple[str, str],
+    repeats: int,
+    log: Path,
+    server_pid: int,
 ) -> dict[str, Any]:
-    """`repeats` requests at the point (the first cold), then one at another point."""
+    """`repeats` requests at the point (the first cold), then one at another point: wall time,
+    CPU time of the process asking (HTTP front and function) and of the S3 server answering."""
+    command = [sys.executable, "-c", MEASURE, mode, queries[0], str(repeats), str(log),
+               queries[1], str(server_pid)]  # fmt: skip
     result = subprocess.run(
-        [sys.executable, "-c", MEASURE, mode, queries[0], str(repeats), str(log), queries[1]],
-        env={**os.environ, **env}, cwd=ROOT, capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        command, env={**os.environ, **env}, cwd=ROOT, capture_output=True, text=True, check=True
+    )
     data = json.loads(result.stdout.strip().splitlines()[-1])
     calls = [json.loads(line) for line in log.read_text().splitlines()]
     runs = data["runs"]
@@ -299,8 +323,11 @@ def main() -> int:
         report = {
             "products": args.sentinel2 + args.landsat8,
             "prepare_seconds": round(prepared, 1),
-            "sansnuages": measure("api", env, pair, args.repeats, log),
-            "rasterio_one_by_one": measure("serial", env, pair, min(args.repeats, 2), log),
+            "load_average": os.getloadavg(),
+            "sansnuages": measure("api", env, pair, args.repeats, log, server.process.pid),
+            "rasterio_one_by_one": measure(
+                "serial", env, pair, min(args.repeats, 2), log, server.process.pid
+            ),
         }
     finally:
         server.stop()
@@ -321,6 +348,13 @@ def main() -> int:
               f"warm {min(warm):.2f}-{max(warm):.2f} s, {runs['warm'][-1]['requests']}; "
               f"warm at another point {other['seconds']:.2f} s, {other['requests']}; "
               f"{runs['cold']['observations']} observations")  # fmt: skip
+        cpu = [
+            f"{label} {r['cpu_seconds']:.2f} + {r['server_cpu_seconds']:.2f} s"
+            for label, r in (("cold", runs["cold"]), ("warm", runs["warm"][-1]),
+                             ("another point", other))
+        ]  # fmt: skip
+        print(f"{name} CPU (asking process + S3 server): {', '.join(cpu)}")
+    print(f"load average at the start: {', '.join(f'{x:.1f}' for x in report['load_average'])}")
     return 0
 
 

@@ -9,6 +9,7 @@ import csv
 import io
 import json
 import re
+import threading
 import urllib.error
 import urllib.request
 import zipfile
@@ -21,6 +22,7 @@ from typing import Any
 import numpy as np
 import pytest
 import rasterio
+import rasterio.session
 from api_handler import load_api_handler
 from product_variants import SMALL
 from pyproj import Transformer
@@ -28,6 +30,7 @@ from pyproj import Transformer
 from sansnuages.formats import grid
 from sansnuages.settings import Settings
 from sansnuages.stages.ingest import Ingestor, Outcome
+from sansnuages.stores.timeseries import READ_THREADS
 from sansnuages.tools.cli import main as cli
 from sansnuages.tools.local.http_front import HttpFront
 from sansnuages.tools.simulate import simulate_product
@@ -248,3 +251,29 @@ def test_the_command_prints_the_series_and_draws_the_plot(
     with rasterio.open(png) as image:
         pixels = image.read()
     assert image.width > 600 and pixels.std() > 10  # a drawing, not a blank page
+
+
+def test_a_warm_function_sets_nothing_up_again(
+    catalogued: Catalogued, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Served from a thread without GDAL's environment (the local HTTP front's), a request
+    makes no AWS session (rasterio would make one, about 17 ms of CPU, for each product's
+    window), and the reader threads of the first request serve the next ones."""
+    sessions: list[object] = []
+    made = rasterio.session.AWSSession.__init__
+
+    def counted(self: Any, *args: Any, **kwargs: Any) -> None:
+        sessions.append(self)
+        made(self, *args, **kwargs)
+
+    _series(catalogued, bands="B2")
+
+    def readers() -> set[int | None]:
+        return {t.ident for t in threading.enumerate() if t.name.startswith("series-read")}
+
+    first = readers()
+    monkeypatch.setattr(rasterio.session.AWSSession, "__init__", counted)
+    for extra in ({"bands": "B2"}, {"bands": "B3,B4"}):
+        assert len(_series(catalogued, **extra)["observations"]) == 3
+    assert sessions == []
+    assert first and first <= readers() and len(readers()) <= READ_THREADS

@@ -166,11 +166,14 @@ def read_window(href: str, ground: GroundWindow, band: int = 1, version: str = "
                 _kept[key] = found
                 return found.copy()
     with open_raster(href, version) as dataset:
-        own = dataset.window(*ground.bounds)
-        shape = (int(w.height), int(w.width))
-        data = np.asarray(
-            dataset.read(band, window=own, out_shape=shape, resampling=Resampling.nearest)
-        )
+        if dataset.transform == ground.transform:  # the window's own grid: read it as is
+            data = np.asarray(dataset.read(band, window=w))
+        else:
+            own = dataset.window(*ground.bounds)
+            shape = (int(w.height), int(w.width))
+            data = np.asarray(
+                dataset.read(band, window=own, out_shape=shape, resampling=Resampling.nearest)
+            )
     if version:
         with _open_lock:
             if key not in _kept:

@@ -4,15 +4,25 @@ from each of their COGs, in parallel.
 The index is searched by collection, date range and the point's (or polygon's) bounding box,
 so no S3 listing is ever made; each product then costs one small ranged read per asset (the
 COG's header and the block holding the window).
+
+The reads run on worker threads kept for the life of the process, each inside GDAL's
+environment from its start: a warm function neither starts threads nor sets GDAL's options
+again per request, and each thread keeps its own HTTP connections (`/vsis3/` keeps them per
+thread) where the server allows it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import os
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
+import rasterio
+from rasterio.env import getenv, hasenv
+from rasterio.session import DummySession
 from shapely.geometry import shape
 
 from sansnuages import errors
@@ -28,12 +38,52 @@ from sansnuages.processing.timeseries import (
     sorted_observations,
 )
 from sansnuages.raster.pixels import GroundWindow, ground_window, read_window
-from sansnuages.raster.thread_env import in_thread_env
+from sansnuages.raster.thread_env import CREDENTIAL_OPTIONS, in_thread_env
 from sansnuages.stac.extents import DatetimeRange
 from sansnuages.stores.catalog import Catalog
 
 READ_THREADS = 16
 """Reads at once: each waits on S3 far longer than it computes."""
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+_readers: tuple[tuple[tuple[str, Any], ...], ThreadPoolExecutor] | None = None
+"""The reader threads and the process and GDAL options they were made for."""
+_readers_lock = threading.Lock()
+
+
+def _enter_gdal_env(options: dict[str, Any]) -> None:
+    """A reader thread's start: GDAL's options (the caller's, credentials excepted: GDAL reads
+    them from the process's), kept until the thread ends."""
+    rasterio.Env(session=DummySession(), **options).__enter__()
+
+
+def _reader_pool() -> ThreadPoolExecutor:
+    """The reader threads, made on first use and kept; made again if the caller's GDAL
+    options changed (a test that moves to another endpoint) or in a forked process (which
+    has none of its parent's threads)."""
+    global _readers
+    options = {
+        key: value
+        for key, value in (getenv() if hasenv() else {}).items()
+        if key not in CREDENTIAL_OPTIONS
+    }
+    key = (("pid", os.getpid()), *sorted(options.items()))
+    with _readers_lock:
+        if _readers is None or _readers[0] != key:
+            if _readers is not None:
+                _readers[1].shutdown(wait=False)
+            pool = ThreadPoolExecutor(
+                READ_THREADS, "series-read", initializer=_enter_gdal_env, initargs=(options,)
+            )
+            _readers = (key, pool)
+        return _readers[1]
+
+
+def _with_gdal(task: Callable[[_T], _R], arg: _T) -> _R:
+    """`task(arg)` inside GDAL's environment: the caller's, or one for this thread (a thread
+    without one would make an AWS session for every rasterio call)."""
+    return task(arg) if hasenv() else in_thread_env(task)(arg)
 
 
 @dataclass(frozen=True)
@@ -116,7 +166,7 @@ def plan_reads(
 def time_series(catalog: Catalog, query: SeriesQuery) -> SeriesResult:
     """The observations of every product over the point or polygon, by date."""
     items = find_products(catalog, query)
-    windows, reads = plan_reads(items, query)
+    windows, reads = _with_gdal(lambda q: plan_reads(items, q), query)
 
     def read(job: _Read) -> tuple[_Read, PixelBlock]:
         ground = windows[job.item_index]
@@ -125,10 +175,8 @@ def time_series(catalog: Catalog, query: SeriesQuery) -> SeriesResult:
         return job, PixelBlock(values, ground.inside)
 
     blocks: dict[int, dict[str, PixelBlock]] = {}
-    if reads:
-        with ThreadPoolExecutor(min(READ_THREADS, len(reads))) as pool:
-            for job, block in pool.map(in_thread_env(read), reads):
-                blocks.setdefault(job.item_index, {})[job.asset_key] = block
+    for job, block in _reader_pool().map(read, reads):
+        blocks.setdefault(job.item_index, {})[job.asset_key] = block
     observations = []
     for index, item in enumerate(items):
         if index in blocks:
