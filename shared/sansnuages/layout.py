@@ -7,7 +7,13 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sansnuages.stac.collections import L2A_REFLECTANCE, MOSAICS, SENTINEL2_L3A, SNOW_L2B
+from sansnuages.stac.collections import (
+    L2A_REFLECTANCE,
+    MOSAICS,
+    SENTINEL2_L3A,
+    SNOW_L2B,
+    SNOW_SEASONS,
+)
 from sansnuages.stac.common import tile_of
 from sansnuages.stac.extents import parse_datetime
 
@@ -25,6 +31,11 @@ def l2a_prefix(collection: str, tile: str, acquired: datetime, product_id: str) 
 
 def l3a_prefix(tile: str, year: int, month: int, product_id: str) -> str:
     return f"l3a/{tile}/{year:04d}/{month:02d}/{product_id}/"
+
+
+def season_prefix(tile: str, year: int, product_id: str) -> str:
+    """A snow season's folder: `year` is the one it ends in (2018: 1 Sept 2017 to 31 Aug 2018)."""
+    return f"snow-seasons/{tile}/{year:04d}/{product_id}/"
 
 
 def mosaic_prefix(area_id: str, year: int, month: int) -> str:
@@ -55,11 +66,14 @@ def item_key(item: Mapping[str, Any]) -> str:
     product points at the Items it was made from without cutting their asset hrefs."""
     collection, item_id = str(item["collection"]), str(item["id"])
     properties = item["properties"]
-    when = parse_datetime(str(properties["datetime"]))
+    when = parse_datetime(str(properties.get("datetime") or properties.get("start_datetime")))
     if collection in (*L2A_REFLECTANCE, SNOW_L2B):
         return f"{l2a_prefix(collection, _tile(item), when, item_id)}{item_id}.json"
     if collection == SENTINEL2_L3A:
         return f"{l3a_prefix(_tile(item), when.year, when.month, item_id)}{item_id}.json"
+    if collection == SNOW_SEASONS:
+        ends = parse_datetime(str(properties["end_datetime"]))
+        return f"{season_prefix(_tile(item), ends.year, item_id)}{item_id}.json"
     if collection == MOSAICS:
         piece = int(properties.get("sansnuages:piece") or 0)
         folder = mosaic_prefix(str(properties["sansnuages:area_id"]), when.year, when.month)

@@ -129,6 +129,12 @@ class HydrologicalYear:
         return datetime.combine(self.end, time.max, UTC)
 
     @property
+    def inputs_range(self) -> tuple[datetime, datetime]:
+        """The times of the snow maps it reads: its days and the margins, whole days."""
+        first = datetime.combine(self.first_input, time.min, UTC)
+        return first, datetime.combine(self.last_input, time.max, UTC)
+
+    @property
     def tag(self) -> str:
         """`20170901_20180831`, LIS's dates in a product tag."""
         return f"{self.start:%Y%m%d}_{self.end:%Y%m%d}"

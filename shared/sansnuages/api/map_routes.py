@@ -1,8 +1,10 @@
 """The map side of the API: tiles, TileJSON, the months of an area, and the viewer page.
 
 Routes are added to the STAC API's resolver, so one function serves the catalog and the map:
-  /map/areas/{area}                  the area's mosaics, one per month, with border and TileJSON
-  /map/{item}/tilejson.json          TileJSON 3.0.0 of one mosaic
+  /map/areas/{area}                  the area's mosaics, one per month or season and product,
+                                     with border, TileJSON and the legend of colour-mapped ones
+  /map/{item}/tilejson.json          TileJSON 3.0.0 of one mosaic (with its product and legend)
+  /map/{item}/legend.json            the legend of a colour-mapped mosaic (`ColourMap.legend`)
   /map/{item}/tiles/{z}/{x}/{y}.png  XYZ tiles (web mercator), cut from the COGs on request
   /viewer/{area}                     a Leaflet page over those routes (works offline)
   /viewer/static/{file}              the page's script, styles and the pinned Leaflet
@@ -20,12 +22,15 @@ from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from sansnuages import errors
 from sansnuages.api import tiles
 from sansnuages.api.limits import check_id
+from sansnuages.period import SEASON_PREFIX
 from sansnuages.stac.collections import MOSAICS
 from sansnuages.stores.catalog import Catalog
 
 TILE_CACHE = "public, max-age=86400, stale-while-revalidate=604800"
 """A published mosaic changes only if its month is rebuilt; the ETag then changes too."""
 DOCUMENT_CACHE = "public, max-age=300"
+SNOW_COVER_DURATION = "snow-cover-duration"
+"""`sansnuages:product` of a snow season's mosaic (`mosaic_plan.SNOW_COVER_DURATION`)."""
 STATIC_CACHE = "public, max-age=86400"
 STATIC_FILES = {
     "viewer.js": "application/javascript",
@@ -56,6 +61,13 @@ def add_map_routes(app: APIGatewayHttpResolver, catalog: Catalog) -> APIGatewayH
         base = request_base(app.current_event)
         url = f"{base}/map/{item_id}/tiles/{{z}}/{{x}}/{{y}}.png"
         return _json(tiles.tilejson(layer(item_id), url), DOCUMENT_CACHE)
+
+    @app.get("/map/<item_id>/legend.json")
+    def legend(item_id: str) -> Response:
+        colour_map = layer(item_id).colour_map
+        if colour_map is None:
+            raise errors.NotFound(f"mosaic {item_id!r} is true colour: it has no legend")
+        return _json(colour_map.legend(), DOCUMENT_CACHE)
 
     @app.get("/map/<item_id>/tiles/<z>/<x>/<y>.png")
     def tile(item_id: str, z: str, x: str, y: str) -> Response:
@@ -91,8 +103,12 @@ def add_map_routes(app: APIGatewayHttpResolver, catalog: Catalog) -> APIGatewayH
 
 
 def viewer_url(api_url: str, area_id: str, month: str) -> str:
-    """Where a browser shows the mosaic of `area_id` for `month` (YYYY-MM)."""
-    return f"{api_url.rstrip('/')}/viewer/{area_id}?month={month}"
+    """Where a browser shows the mosaic of `area_id` for `month` (YYYY-MM, or a season such as
+    `snow-2018`, which shows its snow cover duration)."""
+    url = f"{api_url.rstrip('/')}/viewer/{area_id}?month={month}"
+    if month.startswith(SEASON_PREFIX):
+        url += f"&product={SNOW_COVER_DURATION}"
+    return url
 
 
 def request_base(event: APIGatewayProxyEventV2) -> str:
@@ -105,9 +121,10 @@ def request_base(event: APIGatewayProxyEventV2) -> str:
 
 
 def mosaics_of_area(catalog: Catalog, area_id: str | None) -> list[dict[str, Any]]:
-    """The Items of `mosaics` for one area (all areas if None), oldest month first.
+    """The Items of `mosaics` for one area (all areas if None), oldest first: months and snow
+    seasons, each by its first day (a season starts on 1 September).
 
-    One Item per area and month: even decades of monthly mosaics are a few hundred records.
+    One Item per area, period and product: decades of mosaics are a few hundred records.
     """
     found = [
         i
@@ -115,34 +132,78 @@ def mosaics_of_area(catalog: Catalog, area_id: str | None) -> list[dict[str, Any
         if (area_id is None or i["properties"].get("sansnuages:area_id") == area_id)
         and not i["properties"].get("sansnuages:piece")  # the main piece of an area
     ]
-    return sorted(found, key=lambda i: (_month(i), i["id"]))
+    return sorted(found, key=lambda i: (_start(i), i["id"]))
+
+
+PRODUCT_TITLES = {tiles.TRUE_COLOUR: "True colour", SNOW_COVER_DURATION: "Snow cover duration"}
 
 
 def months_document(items: list[dict[str, Any]], base: str) -> dict[str, Any]:
-    """What the viewer needs to switch between months: label, TileJSON URL, border, bounds."""
+    """What the viewer needs to switch between products and periods: the products (title,
+    legend), and per mosaic its period label, product, TileJSON URL, bounds and dates.
+
+    `month` is the period's label (`2018-07`, or `snow-2018` for a season); `until` the
+    month the period ends in (what the time-series panel stops at)."""
     if not items:
         raise errors.NotFound("no mosaic of this area yet")
     props = items[-1]["properties"]
+    products: dict[str, dict[str, Any]] = {}
+    entries = []
+    for item in items:
+        product = tiles.product_of(item)
+        colour_map = tiles.colour_map_of(item)
+        legend = colour_map.legend() if colour_map else None
+        products.setdefault(
+            product,
+            {
+                "product": product,
+                "title": PRODUCT_TITLES.get(product, product),
+                "legend": legend,
+            },
+        )
+        entries.append(
+            {
+                "month": _period(item),
+                "product": product,
+                "item": item["id"],
+                "tilejson": f"{base}/map/{item['id']}/tilejson.json",
+                "bbox": item["bbox"],
+                "start": item["properties"].get("start_datetime"),
+                "end": item["properties"].get("end_datetime"),
+                "until": _until(item),
+                "valid_fraction": item["properties"].get("sansnuages:valid_fraction"),
+                "legend": legend,
+            }
+        )
     return {
         "area_id": props.get("sansnuages:area_id"),
         "name": props.get("sansnuages:area"),
         "border": items[-1]["geometry"],
-        "months": [
-            {
-                "month": _month(i),
-                "item": i["id"],
-                "tilejson": f"{base}/map/{i['id']}/tilejson.json",
-                "bbox": i["bbox"],
-                "valid_fraction": i["properties"].get("sansnuages:valid_fraction"),
-            }
-            for i in items
-        ],
+        "products": sorted(products.values(), key=lambda p: p["product"] != tiles.TRUE_COLOUR),
+        "months": entries,
     }
 
 
-def _month(item: dict[str, Any]) -> str:
-    """The month a mosaic is of: that of its central date (its window starts the month before)."""
-    return str(item["properties"].get("datetime") or "")[:7]
+def _period(item: dict[str, Any]) -> str:
+    """The label of a mosaic's period: `sansnuages:period`, or for an Item made before it the
+    month of its central date (a month's window starts the month before)."""
+    props = item["properties"]
+    return str(props.get("sansnuages:period") or str(props.get("datetime") or "")[:7])
+
+
+def _start(item: dict[str, Any]) -> str:
+    props = item["properties"]
+    if tiles.product_of(item) == tiles.TRUE_COLOUR:
+        return _period(item)
+    return str(props.get("start_datetime") or props.get("datetime") or "")[:7]
+
+
+def _until(item: dict[str, Any]) -> str:
+    """The month a mosaic's period ends in: a month is its own; a season's, its last."""
+    props = item["properties"]
+    if tiles.product_of(item) == tiles.TRUE_COLOUR:
+        return _period(item)
+    return str(props.get("end_datetime") or props.get("datetime") or "")[:7]
 
 
 def viewer_page() -> str:

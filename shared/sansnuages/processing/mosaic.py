@@ -1,12 +1,14 @@
-"""Country mosaic: the month's L3A tiles (several UTM zones) on one grid, cut to a border.
+"""Country mosaic: a period's tiles (several UTM zones) on one grid, cut to a border.
 
 Every output window reads only the tiles whose footprint touches it, each reprojected through
-a `WarpedVRT` (bilinear) onto the mosaic grid. Where tiles overlap, each pixel takes the tile
+a `WarpedVRT` onto the mosaic grid (bilinear for reflectance, nearest-neighbour for values
+that must not be mixed: the layer says which, `mosaic_layers`). Where tiles overlap, each pixel takes the tile
 whose centre is nearest among those with data there: the choice is deterministic, does not
 depend on the order of the inputs, and falls back to the next tile where the nearest one has
 no data, so neither gaps nor seams appear along the 9.8 km overlaps or the zone edges.
 True colour is stretched to 1..255 (0 is no data, so a dark valid pixel is never confused
-with it) and written as one RGB COG with overviews.
+with it) and written as one RGB COG with overviews; a single band (a snow season's days) is
+written as it is, with its own no-data value and nearest-neighbour overviews.
 """
 
 from __future__ import annotations
@@ -32,8 +34,27 @@ from shapely.geometry import box, mapping, shape
 from shapely.geometry.base import BaseGeometry
 
 from sansnuages.errors import InvalidRequest, NoInputs
+from sansnuages.formats.colour_maps import ColourMap
+from sansnuages.processing.mosaic_layers import (
+    TRUE_COLOUR,
+    BandInput,
+    Layer,
+    MosaicInput,
+    TileInput,
+    TrueColour,
+    stretch_to_byte,
+)
 from sansnuages.processing.synthesis import OutputGrid, RasterRef
 from sansnuages.raster import cog
+
+__all__ = [
+    "TRUE_COLOUR",
+    "BandInput",
+    "Layer",
+    "MosaicInput",
+    "TileInput",
+    "stretch_to_byte",
+]
 
 NODATA = 0
 LONLAT = "EPSG:4326"
@@ -81,22 +102,6 @@ def codec_named(name: str) -> Codec:
 
 
 @dataclass(frozen=True)
-class MosaicInput:
-    tile: str
-    red: RasterRef
-    green: RasterRef
-    blue: RasterRef
-    """FRC rasters (int16 DN, nodata -10000), typically B4, B3, B2 of an L3A product."""
-    flags: RasterRef | None
-    """FLG raster (0 = no data) when available; excludes pixels without any observation."""
-    centre_lonlat: tuple[float, float]
-    """Tile centre, (longitude, latitude): overlaps go to the nearest centre."""
-    extent_lonlat: BaseGeometry | None = None
-    """Where the rasters may hold data (the tile's square), when known without opening them:
-    a part skips the tiles away from its cell (France has 116; a part meets about 9)."""
-
-
-@dataclass(frozen=True)
 class MosaicResult:
     bounds: tuple[float, float, float, float]
     """(left, bottom, right, top) in `crs`."""
@@ -110,18 +115,10 @@ class MosaicResult:
 
 @dataclass(frozen=True)
 class _Source:
-    input: MosaicInput
+    input: TileInput
     footprint: BaseGeometry
     """Bounding box of the tile in the mosaic CRS (densified reprojection of its bounds)."""
     centre: tuple[float, float]
-
-
-def stretch_to_byte(dn: np.ndarray, low: float, high: float) -> np.ndarray:
-    """Map DN `low..high` linearly to 1..255 (clipped); NaN -> 0, the no-data value."""
-    if high <= low:
-        raise ValueError(f"stretch needs low < high, got {low}, {high}")
-    scaled = 1.0 + (np.clip(dn, low, high) - low) / (high - low) * 254.0
-    return np.where(np.isnan(dn), NODATA, np.rint(np.nan_to_num(scaled, nan=0))).astype(np.uint8)
 
 
 def fill_outside(rgb: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -197,13 +194,13 @@ def area_in_crs(area_lonlat: BaseGeometry, crs: str) -> BaseGeometry:
     return shape(transform_geom(LONLAT, crs, mapping(area_lonlat)))
 
 
-def footprints(inputs: Sequence[MosaicInput], crs: str) -> list[BaseGeometry]:
+def footprints(inputs: Sequence[TileInput], crs: str) -> list[BaseGeometry]:
     """Each input's bounding box in `crs` (densified), as the grid and the parts plan see it."""
     return [_source(i, crs).footprint for i in inputs]
 
 
 def build_mosaic(
-    inputs: Sequence[MosaicInput],
+    inputs: Sequence[TileInput],
     area_lonlat: BaseGeometry,
     out_path: str,
     crs: str = "EPSG:3035",
@@ -212,17 +209,23 @@ def build_mosaic(
     block_size: int = 512,
     cell: tuple[float, float, float, float] | None = None,
     codec: str = DEFAULT_CODEC,
+    layer: Layer | None = None,
 ) -> MosaicResult:
-    """Mosaic `inputs` over `area_lonlat` into a 3-band uint8 RGB COG at `out_path`.
+    """Mosaic `inputs` over `area_lonlat` into a COG at `out_path`: by default a 3-band uint8
+    RGB COG (`TrueColour`); `layer` may say otherwise (`SingleBand`: values kept as they are).
 
     The grid covers the area's part that the tiles cover, in `crs`, snapped to `resolution`.
-    Pixels outside the area, or without data, are 0. Raises NoInputs when nothing overlaps.
+    Pixels outside the area, or without data, are the layer's no-data value (0 in true colour).
+    Raises NoInputs when nothing overlaps.
     `stretch` is the reflectance range mapped to 1..255 (0-0.2: DN 0-2000 of the L3A products,
     the range of the Theia true-colour chain); each input's scale turns its DN into reflectance.
+    It applies to the default layer only.
     `cell` (bounds in `crs`) restricts the grid to one part of a mosaic written in parts.
     `codec` names one of CODECS; with a lossy one, no data is an internal mask instead of 0.
     """
     compression = codec_named(codec)
+    layer = layer if layer is not None else TrueColour(stretch)
+    layer.check_codec(codec.lower(), compression.lossy)
     if not inputs:
         raise NoInputs("no tile to mosaic")
     area = area_in_crs(area_lonlat, crs)
@@ -246,26 +249,26 @@ def build_mosaic(
                 out_path,
                 width=width,
                 height=height,
-                count=3,
-                dtype="uint8",
+                count=layer.count,
+                dtype=layer.dtype,
                 crs=crs,
                 transform=transform,
-                nodata=None if compression.lossy else NODATA,
-                photometric="RGB",
+                nodata=None if compression.lossy else layer.nodata,
+                photometric=layer.photometric,
                 masked=compression.lossy,
-                **dict(compression.options),
+                **cog_overrides(layer, codec),
             )
         )
         valid = inside = 0
         used: set[str] = set()
         for window in _windows(width, height, block_size):
-            rgb, window_used, in_area = _render(reader, sources, area, grid, window, stretch)
-            has_data = rgb[0] != NODATA
+            pixels, window_used, in_area = _render(reader, sources, area, grid, window, layer)
+            has_data = pixels[0] != layer.nodata
             if compression.lossy:
-                writer.write(fill_outside(rgb, has_data), window=window)
+                writer.write(fill_outside(pixels, has_data), window=window)
                 writer.write_mask(has_data.astype(np.uint8) * 255, window=window)
             else:
-                writer.write(rgb, window=window)
+                writer.write(pixels, window=window)
             valid += int(has_data.sum())
             inside += int(in_area.sum())
             used.update(window_used)
@@ -279,9 +282,18 @@ def build_mosaic(
     )
 
 
+def cog_overrides(layer: Layer, codec: str) -> dict[str, str]:
+    """The COG options of a layer written with `codec`: the codec's, and the layer's overview
+    resampling (nearest for values that must never be mixed)."""
+    options = dict(codec_named(codec).options)
+    if layer.overview_resampling:
+        options["OVERVIEW_RESAMPLING"] = layer.overview_resampling
+    return options
+
+
 def near_cell(
-    inputs: Sequence[MosaicInput], cell: tuple[float, float, float, float], crs: str
-) -> list[MosaicInput]:
+    inputs: Sequence[TileInput], cell: tuple[float, float, float, float], crs: str
+) -> list[TileInput]:
     """The inputs that may meet `cell` (bounds in `crs`), judged without opening any raster.
 
     An input without `extent_lonlat` is kept (its footprint is read from the raster later).
@@ -291,8 +303,8 @@ def near_cell(
     return [i for i in inputs if i.extent_lonlat is None or i.extent_lonlat.intersects(around)]
 
 
-def _source(item: MosaicInput, crs: str) -> _Source:
-    with rasterio.open(item.red.path) as src:
+def _source(item: TileInput, crs: str) -> _Source:
+    with rasterio.open(item.reference.path) as src:
         bounds = transform_bounds(src.crs, crs, *src.bounds, densify_pts=21)
     lon, lat = item.centre_lonlat
     xs, ys = rasterio.warp.transform(LONLAT, crs, [lon], [lat])
@@ -311,37 +323,34 @@ def _render(
     area: BaseGeometry,
     grid: OutputGrid,
     window: Window,
-    stretch: tuple[float, float],
+    layer: Layer,
 ) -> tuple[np.ndarray, set[str], np.ndarray]:
-    """RGB bytes of one window, the tiles that gave pixels, and the in-area mask."""
+    """The pixels of one window as written, the tiles that gave them, and the in-area mask."""
     shape_hw = (int(window.height), int(window.width))
     affine = grid.transform @ Affine.translation(window.col_off, window.row_off)
     extent = box(
         affine.c, affine.f + shape_hw[0] * affine.e, affine.c + shape_hw[1] * affine.a, affine.f
     )
     in_area = _area_mask(area, extent, affine, shape_hw)
-    out = np.zeros((3, *shape_hw), dtype=np.uint8)
     candidates = [s for s in sources if s.footprint.intersects(extent)]
     if not candidates or not in_area.any():
-        return out, set(), in_area
+        return layer.encode(layer.blank(shape_hw)), set(), in_area
     # one candidate at a time (memory does not grow with the tiles a window meets); a strict
     # `<` keeps the first of equally near tiles, as `nearest_valid` does
     xs = affine.c + (np.arange(shape_hw[1]) + 0.5) * affine.a
     ys = affine.f + (np.arange(shape_hw[0]) + 0.5) * affine.e
     best = np.full(shape_hw, np.inf)
-    picked = np.full((3, *shape_hw), np.nan, dtype=np.float32)
+    picked = layer.blank(shape_hw)
     choice = np.full(shape_hw, -1, dtype=np.int32)
     for index, source in enumerate(candidates):
-        rgb, ok = _read_rgb(reader, source.input, window)
+        values, ok = layer.read(reader, source.input, window)
         distance = (xs[None, :] - source.centre[0]) ** 2 + (ys[:, None] - source.centre[1]) ** 2
         better = ok & in_area & (distance < best)
         best[better] = distance[better]
-        picked[:, better] = rgb[:, better]
+        picked[:, better] = values[:, better]
         choice[better] = index
-    for band in range(3):
-        out[band] = stretch_to_byte(picked[band], *stretch)
     used = {candidates[i].input.tile for i in np.unique(choice[choice >= 0]).tolist()}
-    return out, used, in_area
+    return layer.encode(picked), used, in_area
 
 
 class _Views:
@@ -408,28 +417,13 @@ def _area_mask(
     return geometry_mask([mapping(local)], out_shape=shape_hw, transform=affine, invert=True)
 
 
-def _read_rgb(reader: _Views, item: MosaicInput, window: Window) -> tuple[np.ndarray, np.ndarray]:
-    """(3, h, w) reflectance (NaN = missing) and the pixels where all three bands have data."""
-    bands = []
-    for ref in (item.red, item.green, item.blue):
-        raw, nodata = reader.read(ref, window, Resampling.bilinear, -10000)
-        reflectance = raw.astype(np.float32) * np.float32(ref.scale)
-        if nodata is not None:
-            reflectance[raw == nodata] = np.nan
-        bands.append(reflectance)
-    rgb = np.stack(bands)
-    ok = np.asarray(np.isfinite(rgb).all(axis=0))
-    if item.flags is not None:
-        flags, _ = reader.read(item.flags, window, Resampling.nearest, 0)
-        ok &= flags != 0
-    return rgb, ok
-
-
-def write_preview_png(cog_path: str, png_path: str, max_size: int = 1024) -> tuple[int, int]:
+def write_preview_png(
+    cog_path: str, png_path: str, max_size: int = 1024, colour_map: ColourMap | None = None
+) -> tuple[int, int]:
     """A PNG thumbnail (RGBA, transparent where no data) read from the COG's overviews.
 
     Transparency follows the COG's mask: its nodata value, or the internal mask of a lossy
-    codec.
+    codec. A single-band COG is coloured with `colour_map` (its nodata transparent).
 
     Returns (height, width). Reading with a reduced `out_shape` makes GDAL use the overview
     closest to that size, so the cost does not grow with the mosaic.
@@ -439,10 +433,15 @@ def write_preview_png(cog_path: str, png_path: str, max_size: int = 1024) -> tup
         scale = max(factor, 1.0)
         height = max(1, round(src.height / scale))
         width = max(1, round(src.width / scale))
-        rgb = src.read([1, 2, 3], out_shape=(3, height, width), resampling=Resampling.nearest)
         mask = src.dataset_mask(out_shape=(height, width), resampling=Resampling.nearest)
-    alpha = np.where(mask > 0, 255, 0).astype(np.uint8)
-    rgba = np.concatenate([rgb, alpha[None]])
+        if colour_map is not None:
+            values = src.read(1, out_shape=(height, width), resampling=Resampling.nearest)
+            rgba = colour_map.rgba(values, src.nodata)
+            rgba[3] = np.where(mask > 0, rgba[3], 0)
+        else:
+            rgb = src.read([1, 2, 3], out_shape=(3, height, width), resampling=Resampling.nearest)
+            alpha = np.where(mask > 0, 255, 0).astype(np.uint8)
+            rgba = np.concatenate([rgb, alpha[None]])
     with warnings.catch_warnings(), rasterio.MemoryFile() as memory:
         # a thumbnail has no georeferencing, on purpose
         warnings.simplefilter("ignore", NotGeoreferencedWarning)

@@ -28,6 +28,7 @@ from shapely.geometry import box
 from shapely.geometry.base import BaseGeometry
 
 from sansnuages.errors import NoInputs
+from sansnuages.processing.mosaic_layers import GDAL_TYPES, TRUE_COLOUR, Layer
 from sansnuages.raster import cog
 
 PART_PIXELS = 8192
@@ -96,20 +97,28 @@ def union_grid(parts: Sequence[PartSource]) -> tuple[Affine, int, int]:
     return Affine(resolution, 0, left, 0, -resolution, top), width, height
 
 
-def vrt_xml(parts: Sequence[PartSource], crs_wkt: str, vrt_dir: str, masked: bool = False) -> str:
-    """A VRT of the RGB parts, with paths relative to the VRT's folder `vrt_dir`.
+def vrt_xml(
+    parts: Sequence[PartSource],
+    crs_wkt: str,
+    vrt_dir: str,
+    masked: bool = False,
+    layer: Layer = TRUE_COLOUR,
+) -> str:
+    """A VRT of the parts (RGB by default, else the `layer`'s bands), with paths relative to
+    the VRT's folder `vrt_dir`.
 
-    `masked`: the parts carry internal masks (lossy codec) rather than nodata 0; the VRT then
-    stitches the masks too, and is invalid between parts where no part lies.
+    `masked`: the parts carry internal masks (lossy codec) rather than a nodata value; the VRT
+    then stitches the masks too, and is invalid between parts where no part lies.
     """
     transform, width, height = union_grid(parts)
     geo = ", ".join(repr(v) for v in (transform.c, transform.a, 0.0, transform.f, 0.0, transform.e))
-    nodata = "" if masked else "<NoDataValue>0</NoDataValue>"
+    nodata = "" if masked else f"<NoDataValue>{layer.nodata}</NoDataValue>"
+    data_type = GDAL_TYPES[layer.dtype]
     bands = []
-    for band, colour in enumerate(("Red", "Green", "Blue"), start=1):
+    for band, colour in enumerate(layer.colours, start=1):
         sources = "".join(_simple_source(p, transform, str(band), vrt_dir) for p in parts)
         bands.append(
-            f'<VRTRasterBand dataType="Byte" band="{band}">{nodata}'
+            f'<VRTRasterBand dataType="{data_type}" band="{band}">{nodata}'
             f"<ColorInterp>{colour}</ColorInterp>{sources}</VRTRasterBand>"
         )
     if masked:
@@ -150,14 +159,17 @@ def write_overview(
     block_size: int = 512,
     options: Sequence[tuple[str, str]] = (),
     masked: bool = False,
+    layer: Layer = TRUE_COLOUR,
 ) -> str:
     """The whole mosaic at `factor` times its resolution, as one COG.
 
     Read by output windows from the VRT with a reduced `out_shape`: GDAL takes each part's own
-    overviews (average), so memory holds one window and the parts are read once, coarsely.
-    `options` are COG options (the parts' codec); `masked` copies the VRT's mask as the
-    overview's internal mask instead of declaring nodata 0.
+    overviews (average for true colour, nearest for a single band of values), so memory holds
+    one window and the parts are read once, coarsely. `options` are COG options (the parts'
+    codec); `masked` copies the VRT's mask as the overview's internal mask instead of
+    declaring the layer's nodata (0 in true colour).
     """
+    indexes = list(range(1, layer.count + 1))
     with rasterio.open(vrt_path) as src:
         width = math.ceil(src.width / factor)
         height = math.ceil(src.height / factor)
@@ -166,12 +178,12 @@ def write_overview(
             out_path,
             width=width,
             height=height,
-            count=3,
-            dtype="uint8",
+            count=layer.count,
+            dtype=layer.dtype,
             crs=src.crs.to_wkt(),
             transform=transform,
-            nodata=None if masked else 0,
-            photometric="RGB",
+            nodata=None if masked else layer.nodata,
+            photometric=layer.photometric,
             masked=masked,
             **dict(options),
         ) as dst:
@@ -184,9 +196,9 @@ def write_overview(
                     min(window.height * factor, src.height - row),
                 )
                 data = src.read(
-                    [1, 2, 3],
+                    indexes,
                     window=source,
-                    out_shape=(3, int(window.height), int(window.width)),
+                    out_shape=(layer.count, int(window.height), int(window.width)),
                     resampling=Resampling.nearest,
                 )
                 dst.write(data, window=window)

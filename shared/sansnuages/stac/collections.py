@@ -17,6 +17,7 @@ SENTINEL2_L2A = "sentinel2-l2a"
 LANDSAT8_L2A = "landsat8-l2a"
 SNOW_L2B = "snow-l2b"
 SENTINEL2_L3A = "sentinel2-l3a"
+SNOW_SEASONS = "snow-seasons"
 MOSAICS = "mosaics"
 L2A_REFLECTANCE = (SENTINEL2_L2A, LANDSAT8_L2A)
 """The reflectance collections a synthesis reads."""
@@ -84,9 +85,26 @@ COLLECTIONS: dict[str, CollectionSpec] = {
         level="L3A",
         from_theia=False,
     ),
+    SNOW_SEASONS: CollectionSpec(
+        "Snow seasons (hydrological years, Sentinel-2 and Landsat-8)",
+        "Per tile and hydrological year (1 September to 31 August), from the Let-It-Snow snow"
+        " maps of Sentinel-2 and Landsat-8 fused by day and gap-filled daily: snow cover"
+        " duration (SCD, days), onset and melt of the longest snow period (SOD, SMOD, days since"
+        " 1 September), clear observations (NOBS) and snow periods (NSP), on the 20 m grid.",
+        ("sentinel-2a", "sentinel-2b", "sentinel-2c", "landsat-8"),
+        ("sentinel-2", "landsat"),
+        ("msi", "oli"),
+        (20.0,),
+        "L3B-SNOW",
+        from_theia=False,
+    ),
     MOSAICS: CollectionSpec(
         "Country mosaics",
-        "True-colour monthly mosaics of the Level-3A syntheses, cut to an area.",
+        "Mosaics cut to an area: the true colour of a month's Level-3A syntheses"
+        " (`sansnuages:product` = `true-colour`, RGB uint8 asset `visual`) and the snow cover"
+        " duration of a snow season (`snow-cover-duration`, asset `SCD`: uint16 days, nodata"
+        " 65535, drawn with the colour map its `sansnuages:colour_map` names);"
+        " `sansnuages:period` is the month (2018-07) or season (snow-2018).",
         from_theia=False,
     ),
 }
@@ -127,6 +145,16 @@ def make_collection(collection_id: str) -> pystac.Collection:
     return collection
 
 
+MOSAIC_ASSETS: dict[str, tuple[str, None, str, list[str]]] = {
+    "visual": ("True colour (B4, B3, B2), RGB uint8, 0 no data", None, COG, ["visual", "data"]),
+    "SCD": ("Snow cover duration (days), uint16, 65535 no data", None, COG, ["data"]),
+    "overview": ("The whole at a coarser resolution (large mosaics)", None, COG, ["overview"]),
+    "thumbnail": ("Preview", None, "image/png", ["thumbnail"]),
+}
+"""What a mosaic Item may carry: `visual` (true colour) or `SCD` (a snow season), each a COG
+or the VRT of the parts of a large mosaic, whose `part-*` assets it lists as well."""
+
+
 def item_assets_of(
     collection_id: str,
 ) -> dict[str, pystac.ItemAssetDefinition | dict[str, Any]]:
@@ -135,6 +163,8 @@ def item_assets_of(
         "metadata": ("MUSCATE metadata", "application/xml", ["metadata"]),
         "product": ("Original product", "application/zip", ["archive"]),
     }
+    if collection_id == MOSAICS:
+        return {key: pystac.ItemAssetDefinition.create(*a) for key, a in MOSAIC_ASSETS.items()}
     if collection_id == SNOW_L2B:
         rasters = {
             f"SNW_{g}": (f"Snow classes {g}", COG, list(ROLES["SNW"])) for g in ("R2", "XS")

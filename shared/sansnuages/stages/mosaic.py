@@ -1,4 +1,8 @@
-"""The fan-in stage: the month's L3A tiles of a job, mosaicked over its area, described, recorded.
+"""The fan-in stage: a job's tiles, mosaicked over its area, described, recorded.
+
+A month's job mosaics the true colour of its L3A syntheses; a snow season's job (`snow-2018`)
+the days of snow cover (`SCD`, uint16, kept exactly) of its snow-season tiles, on the same
+grids, pieces and parts (`mosaic_plan.product_of`).
 
 An area is split into its far-apart pieces (mainland France, French Guiana, ...); only the
 pieces with syntheses are mosaicked, each on its own grid and CRS, each as one Item (the
@@ -18,20 +22,21 @@ from shapely.geometry import mapping, shape
 
 from sansnuages import areas, layout
 from sansnuages.errors import InvalidRequest, NoInputs
-from sansnuages.period import SynthesisPeriod
+from sansnuages.period import HydrologicalYear, SynthesisPeriod, parse_job_period
 from sansnuages.processing import mosaic_parts
 from sansnuages.processing.mosaic import (
     DEFAULT_CODEC,
-    MosaicInput,
     build_mosaic,
     codec_named,
 )
+from sansnuages.processing.mosaic_layers import TileInput
 from sansnuages.processing.mosaic_plan import (
+    TRUE_COLOUR_PRODUCT,
     PieceSpec,
-    mosaic_input,
     native_resolution,
     part_cells,
     pieces_with_data,
+    product_of,
 )
 from sansnuages.settings import Settings
 from sansnuages.stac.collections import SENTINEL2_L3A
@@ -60,6 +65,24 @@ def l3a_items(
         )
     )
     return items
+
+
+def input_items(
+    catalog: Catalog,
+    period: SynthesisPeriod | HydrologicalYear,
+    bounds: tuple[float, ...],
+) -> list[dict[str, Any]]:
+    """The tile Items of a period over `bounds`: a month's syntheses, a season's snow tiles."""
+    if isinstance(period, SynthesisPeriod):
+        return l3a_items(catalog, period, bounds)
+    product = product_of(period)
+    return list(
+        catalog.iter_items(
+            [product.collection],
+            bbox=bounds,
+            datetime_range=(period.start_datetime, period.end_datetime),
+        )
+    )
 
 
 @dataclass
@@ -151,7 +174,7 @@ class Mosaicker:
         self.jobs.start_mosaic(job_id)
         try:
             item_key = self.build(
-                job.area, SynthesisPeriod.parse(job.month), job_id, resolution, crs,
+                job.area, parse_job_period(job.month), job_id, resolution, crs,
                 recorded=self._recorded_items(job), codec=codec, run=job.run,
             )  # fmt: skip
         except (NoInputs, InvalidRequest) as error:
@@ -165,7 +188,7 @@ class Mosaicker:
     def build(
         self,
         area_spec: str,
-        period: SynthesisPeriod,
+        period: SynthesisPeriod | HydrologicalYear,
         job_id: str,
         resolution: float | None = None,
         crs: str | None = None,
@@ -175,20 +198,22 @@ class Mosaicker:
     ) -> str | None:
         """Mosaic every piece of the area that has data; the main piece's Item key if written.
 
-        `recorded`: the L3A Items the job's tiles recorded, used as they are; without them, the
-        job's Items are searched in the catalog."""
+        `recorded`: the tile Items the job's tiles recorded, used as they are; without them,
+        the job's Items are searched in the catalog. The period says the product."""
+        product = product_of(period)
         codec = (codec or DEFAULT_CODEC).lower()
-        codec_named(codec)  # an unknown codec fails here, before any work
+        product.layer.check_codec(codec, codec_named(codec).lossy)  # fails before any work
         area = areas.area_geometry(area_spec)
         items = recorded or [
             i
-            for i in l3a_items(self.catalog, period, area.geometry.bounds)
+            for i in input_items(self.catalog, period, area.geometry.bounds)
             if i["properties"].get("sansnuages:job", job_id) == job_id
         ]
+        items = [i for i in items if product.input_asset in i.get("assets", {})]
         found = pieces_with_data(areas.area_parts(area, crs), items)
         if not found:
-            raise NoInputs(f"no synthesis of {period.label} over {area.name}")
-        resolution = resolution or native_resolution(items)
+            raise NoInputs(f"no {product.inputs} of {period.label} over {area.name}")
+        resolution = resolution or native_resolution(items, product.input_asset)
         main: str | None = None
         for rank, (piece, piece_items) in enumerate(found):
             spec = PieceSpec(
@@ -201,6 +226,7 @@ class Mosaicker:
                 period.label,
                 job_id,
                 codec,
+                product.name,
             )
             key = self.build_piece(spec, piece_items, run)
             if rank == 0:
@@ -210,14 +236,27 @@ class Mosaicker:
     def _recorded_items(self, job: Job) -> list[dict[str, Any]]:
         """The Items the job's tiles finished with. A tile whose synthesis of the month
         already existed (made by a job over another area sharing the tile) records that Item,
-        so the mosaic takes it rather than searching for Items made by this job only."""
-        return [self.bucket.get_json(t.item) for t in job.tiles if t.item]
+        so the mosaic takes it rather than searching for Items made by this job only.
+
+        A season's Items get a `self` link to the key their tile recorded: its mosaic's
+        `derived_from` links point there, wherever the season's writer put them."""
+        season = isinstance(parse_job_period(job.month), HydrologicalYear)
+        items = []
+        for tile in job.tiles:
+            if tile.item:
+                item = self.bucket.get_json(tile.item)
+                if season:
+                    href = layout.s3_href(self.bucket.name, tile.item)
+                    links = [k for k in item.get("links", []) if k.get("rel") != "self"]
+                    item["links"] = [*links, {"rel": "self", "href": href}]
+                items.append(item)
+        return items
 
     # ---------------------------------------------------------------- one piece
 
     def build_piece(self, spec: PieceSpec, items: list[dict[str, Any]], run: int = 1) -> str | None:
         """One COG and its Item when the piece is small; else plan parts (Item key is None)."""
-        inputs = [mosaic_input(i) for i in items]
+        inputs = [spec.kind.tile_input(i) for i in items]
         cells = part_cells(spec, inputs, self.part_pixels)
         if cells is None:
             return self._single(spec, items, inputs)
@@ -240,9 +279,7 @@ class Mosaicker:
             result = self.run_part(plan_key, cell.name) or result
         return result
 
-    def _single(
-        self, spec: PieceSpec, items: list[dict[str, Any]], inputs: list[MosaicInput]
-    ) -> str:
+    def _single(self, spec: PieceSpec, items: list[dict[str, Any]], inputs: list[TileInput]) -> str:
         cog_key = f"{spec.prefix}{spec.product_id}.tif"
         result = build_mosaic(
             inputs,
@@ -251,15 +288,17 @@ class Mosaicker:
             crs=spec.crs,
             resolution=spec.resolution,
             codec=spec.codec,
+            layer=spec.layer,
         )
         png_key = self.outputs.thumbnail(spec, cog_key)
         left, _, _, top = result.bounds
-        visual = self.outputs.raster(
-            "visual", cog_key, "True colour (B4, B3, B2)", ("visual", "data"), spec, result.shape,
+        kind = spec.kind
+        main = self.outputs.raster(
+            kind.asset, cog_key, kind.title, kind.roles, spec, result.shape,
             (spec.resolution, 0.0, left, 0.0, -spec.resolution, top),
         )  # fmt: skip
         facts = {"sansnuages:valid_fraction": round(float(result.valid_fraction), 4)}
-        return self.outputs.publish(spec, items, [visual], png_key, facts)
+        return self.outputs.publish(spec, items, [main], png_key, facts)
 
     # ---------------------------------------------------------------- parts
 
@@ -295,6 +334,8 @@ class Mosaicker:
 
 def parts_folder(spec: PieceSpec, run: int) -> str:
     """Where a piece's parts live: one folder per run of the job, CRS, resolution and codec,
-    so a re-run or a rebuild on another grid never takes another's parts."""
+    so a re-run or a rebuild on another grid never takes another's parts. A season's mosaic
+    shares its month's folder (that of the season's start): its parts' folder names it."""
     crs = spec.crs.replace(":", "").lower()
-    return f"{spec.prefix}parts/run{run}-{crs}-{spec.resolution:g}m-{spec.codec}/"
+    product = "" if spec.kind is TRUE_COLOUR_PRODUCT else f"{spec.month}-"
+    return f"{spec.prefix}parts/{product}run{run}-{crs}-{spec.resolution:g}m-{spec.codec}/"

@@ -14,11 +14,11 @@ from sansnuages.errors import NoInputs
 from sansnuages.processing import mosaic_parts
 from sansnuages.processing.mosaic import (
     build_mosaic,
-    codec_named,
+    cog_overrides,
 )
 from sansnuages.processing.mosaic_plan import (
+    TRUE_COLOUR_PRODUCT,
     PieceSpec,
-    mosaic_input,
 )
 from sansnuages.stac.common import RasterAsset
 from sansnuages.stages.mosaic_outputs import MosaicOutputs
@@ -45,13 +45,14 @@ class MosaicAssembly:
         left, bottom, right, top = bounds
         try:
             build_mosaic(
-                [mosaic_input(i) for i in items],
+                [spec.kind.tile_input(i) for i in items],
                 shape(spec.geometry),
                 layout.vsi_path(self.bucket.name, f"{folder}{name}.tif"),
                 crs=spec.crs,
                 resolution=spec.resolution,
                 cell=(left, bottom, right, top),
                 codec=spec.codec,
+                layer=spec.layer,
             )
         except NoInputs:  # the cell meets the area's bounds but no tile: a marker, no COG
             self.bucket.put_bytes(f"{folder}{name}.empty", b"", "text/plain")
@@ -65,28 +66,32 @@ class MosaicAssembly:
         parts = [mosaic_parts.part_source(layout.vsi_path(self.bucket.name, k)) for k in part_keys]
         transform, width, height = mosaic_parts.union_grid(parts)
         wkt = CRS.from_user_input(spec.crs).to_wkt()
-        vrt = mosaic_parts.vrt_xml(parts, wkt, vsi, masked=spec.lossy)
+        layer = spec.layer
+        vrt = mosaic_parts.vrt_xml(parts, wkt, vsi, masked=spec.lossy, layer=layer)
         self.bucket.put_bytes(vrt_key, vrt.encode(), "application/xml")
         factor = mosaic_parts.overview_factor(width, height)
         mosaic_parts.write_overview(
             layout.vsi_path(self.bucket.name, vrt_key),
             layout.vsi_path(self.bucket.name, overview_key),
             factor,
-            options=codec_named(spec.codec).options,
+            options=tuple(cog_overrides(layer, spec.codec).items()),
             masked=spec.lossy,
+            layer=layer,
         )
         png_key = self.outputs.thumbnail(spec, overview_key)
         res = spec.resolution
-        visual = self.outputs.raster(
-            "visual", vrt_key, "True colour (B4, B3, B2), VRT of the parts", ("visual", "data"),
+        kind = spec.kind
+        name = "True colour" if kind is TRUE_COLOUR_PRODUCT else kind.title
+        main = self.outputs.raster(
+            kind.asset, vrt_key, f"{kind.title}, VRT of the parts", kind.roles,
             spec, (height, width), (res, 0.0, transform.c, 0.0, -res, transform.f),
         )  # fmt: skip
         overview = self.outputs.raster(
-            "overview", overview_key, f"True colour at 1/{factor} resolution", ("overview",),
+            "overview", overview_key, f"{name} at 1/{factor} resolution", ("overview",),
             spec, (-(-height // factor), -(-width // factor)),
             (res * factor, 0.0, transform.c, 0.0, -res * factor, transform.f),
         )  # fmt: skip
-        rasters = [visual, overview] + [
+        rasters = [main, overview] + [
             self._part_asset(spec, p, k) for p, k in zip(parts, part_keys, strict=True)
         ]
         facts = {"sansnuages:parts": len(parts), "sansnuages:overview_factor": factor}

@@ -15,6 +15,7 @@ from sansnuages.processing.mosaic import (
     write_preview_png,
 )
 from sansnuages.processing.mosaic_plan import (
+    TRUE_COLOUR_PRODUCT,
     PieceSpec,
 )
 from sansnuages.stac.common import FileAsset, RasterAsset
@@ -37,7 +38,11 @@ class MosaicOutputs:
         png_key = f"{spec.prefix}{spec.product_id}.png"
         with tempfile.TemporaryDirectory() as folder:
             png = Path(folder) / "preview.png"
-            write_preview_png(layout.vsi_path(self.bucket.name, cog_key), str(png))
+            write_preview_png(
+                layout.vsi_path(self.bucket.name, cog_key),
+                str(png),
+                colour_map=spec.layer.colour_map,
+            )
             self.bucket.put_bytes(png_key, png.read_bytes(), "image/png")
         return png_key
 
@@ -51,6 +56,7 @@ class MosaicOutputs:
         shape_hw: tuple[int, int],
         transform: tuple[float, ...],
     ) -> RasterAsset:
+        layer = spec.layer
         return RasterAsset(
             key=key,
             href=layout.s3_href(self.bucket.name, object_key),
@@ -59,9 +65,9 @@ class MosaicOutputs:
             shape=shape_hw,
             transform=transform,
             epsg=int(CRS.from_user_input(spec.crs).to_epsg() or 0),
-            data_type="uint8",
-            nodata=None if spec.lossy else 0,
-            scales=(None, None, None),
+            data_type=layer.dtype,
+            nodata=None if spec.lossy else layer.nodata,
+            scales=(None,) * layer.count,
             size_bytes=self.bucket.size(object_key),
         )
 
@@ -74,9 +80,12 @@ class MosaicOutputs:
         facts: dict[str, Any],
         vrt: bool = False,
     ) -> str:
+        kind = spec.kind
+        colour_map = kind.layer.colour_map
         piece = MosaicPiece(
             spec.product_id, spec.area_id, spec.area_name, spec.piece, spec.job_id, spec.month,
-            spec.geometry,
+            spec.geometry, product=kind.name, unit=kind.unit,
+            colour_map=colour_map.name if colour_map else None,
         )  # fmt: skip
         preview = FileAsset(
             "thumbnail",
@@ -85,9 +94,19 @@ class MosaicOutputs:
             ("thumbnail",),
             "Preview",
         )
-        derived = [layout.item_href(self.bucket.name, i) for i in items]
+        derived = [_href_of(self.bucket.name, i, kind is not TRUE_COLOUR_PRODUCT) for i in items]
         item = mosaic_item(piece, items, derived, rasters, preview, facts, vrt=vrt)
         item_key = f"{spec.prefix}{spec.product_id}.json"
         publish_item(self.bucket, self.catalog, item, item_key)
         logger.info("mosaic written", extra={"job": spec.job_id, "item": item_key})
         return item_key
+
+
+def _href_of(bucket: str, item: dict[str, Any], own_link: bool) -> str:
+    """Where an input Item lives: with `own_link`, its `self` link when it came with one (the
+    key its tile recorded, `Mosaicker._recorded_items`); else the key `layout` gives it."""
+    links = item.get("links", []) if own_link else []
+    for link in links:
+        if link.get("rel") == "self" and link.get("href"):
+            return str(link["href"])
+    return layout.item_href(bucket, item)

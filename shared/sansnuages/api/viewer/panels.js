@@ -10,7 +10,8 @@
   const PLATFORM_COLOURS = { "sentinel-2a": "#3b7dd8", "sentinel-2b": "#62b0f0",
     "sentinel-2c": "#1b4f9c", "landsat-8": "#e08a2c" };
   const params = new URLSearchParams(location.search);
-  let month = params.get("month");
+  // the month the panels stop at: a month's own; for a season, the viewer sends its last month
+  let month = /^\d{4}-\d{2}$/.test(params.get("month") || "") ? params.get("month") : null;
   let point = null;
   const charts = {};
 
