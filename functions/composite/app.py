@@ -11,6 +11,7 @@ from sansnuages.settings import Settings
 from sansnuages.stages.batches import process_batch
 from sansnuages.stages.composite import TileCompositor
 from sansnuages.stages.outcomes import is_last_attempt
+from sansnuages.stores import aws
 from sansnuages.stores.messages import TileTask
 
 logger = Logger()
@@ -18,6 +19,7 @@ metrics = Metrics()
 processor = BatchProcessor(event_type=EventType.SQS)
 settings = Settings.from_env()
 use_gdal(settings)
+sqs = aws.client("sqs", settings)  # releases failed records early
 compositor = TileCompositor.from_settings(settings)
 MAX_RECEIVE_COUNT = os.environ.get("COMPOSITE_MAX_RECEIVE_COUNT")
 
@@ -33,4 +35,4 @@ def record_handler(record: SQSRecord) -> None:
 @metrics.log_metrics
 @logger.inject_lambda_context
 def handler(event, context):
-    return process_batch(event, context, record_handler, processor, metrics)
+    return process_batch(event, context, record_handler, processor, metrics, sqs)

@@ -15,6 +15,7 @@ from sansnuages.stages.batches import process_batch
 from sansnuages.stages.ingest import Ingestor
 from sansnuages.stages.ingest_delivery import ingest_delivery
 from sansnuages.stages.outcomes import is_last_attempt
+from sansnuages.stores import aws
 from sansnuages.stores.bucket import decode_event_key
 
 logger = Logger()
@@ -22,6 +23,7 @@ metrics = Metrics()
 processor = BatchProcessor(event_type=EventType.SQS)
 settings = Settings.from_env()
 use_gdal(settings)
+sqs = aws.client("sqs", settings)  # releases failed records early
 ingestor = Ingestor.from_settings(settings)
 MAX_RECEIVE_COUNT = os.environ.get("INGEST_MAX_RECEIVE_COUNT")
 
@@ -54,4 +56,4 @@ def record_handler(record: SQSRecord) -> None:
 @metrics.log_metrics
 @logger.inject_lambda_context
 def handler(event, context):
-    return process_batch(event, context, record_handler, processor, metrics)
+    return process_batch(event, context, record_handler, processor, metrics, sqs)

@@ -11,12 +11,14 @@ from sansnuages.settings import Settings
 from sansnuages.stages.batches import process_batch
 from sansnuages.stages.mosaic import Mosaicker
 from sansnuages.stages.outcomes import is_last_attempt
+from sansnuages.stores import aws
 
 logger = Logger()
 metrics = Metrics()
 processor = BatchProcessor(event_type=EventType.SQS)
 settings = Settings.from_env()
 use_gdal(settings)
+sqs = aws.client("sqs", settings)  # releases failed records early
 mosaicker = Mosaicker.from_settings(settings)
 MAX_RECEIVE_COUNT = os.environ.get("MOSAIC_MAX_RECEIVE_COUNT")
 
@@ -29,4 +31,4 @@ def record_handler(record: SQSRecord) -> None:
 @metrics.log_metrics
 @logger.inject_lambda_context
 def handler(event, context):
-    return process_batch(event, context, record_handler, processor, metrics)
+    return process_batch(event, context, record_handler, processor, metrics, sqs)

@@ -1,5 +1,8 @@
 """Areas to mosaic: a country by name or code, or any polygon from a GeoJSON file or inline.
 
+An area given as a list of tiles is an inline polygon (the union of their squares) whose
+feature names the tiles in `properties.tiles`: a job over it takes those tiles and no other.
+
 Country borders are Natural Earth admin-0 (public domain), shipped in `data/countries.geojson`
 (made by `scripts/make_countries.py`). A Natural Earth country includes its far-away parts:
 France covers French Guiana and Reunion, Norway covers Svalbard.
@@ -35,6 +38,8 @@ class Area:
     name: str
     geometry: BaseGeometry
     """Polygon or MultiPolygon in longitude/latitude (WGS 84)."""
+    tiles: tuple[str, ...] = ()
+    """Only these tiles (an area given as a tile list); empty: every tile the polygon touches."""
 
 
 @dataclass(frozen=True)
@@ -137,6 +142,8 @@ def _polygonal(geometries: list[BaseGeometry], path: Path) -> BaseGeometry:
 
 
 MAX_GEOJSON_BYTES = 256 * 1024
+MAX_AREA_TILES = 1000
+_TILE = re.compile(r"^\d{1,2}[C-X][A-Z][A-V]$")
 """An inline polygon travels in the plan event (Lambda's asynchronous invocations,
 EventBridge and SQS all stop at 256 KB) and is stored with the job, never in tile messages."""
 _POLYGONAL = ("Polygon", "MultiPolygon")
@@ -166,17 +173,36 @@ def area_from_geojson(document: Any, name: str | None = None) -> Area:
     canonical = json.dumps(mapping(geometry), separators=(",", ":"), sort_keys=True)
     digest = hashlib.sha256(canonical.encode()).hexdigest()[:10]
     label = name or _feature_name(parsed) or f"polygon {digest}"
+    tiles = _feature_tiles(parsed)
+    if tiles:
+        digest = hashlib.sha256(",".join(tiles).encode()).hexdigest()[:10]
+        return Area(id=f"tiles-{digest}", name=label, geometry=geometry, tiles=tiles)
     return Area(id=f"geojson-{digest}", name=label, geometry=geometry)
+
+
+def _feature_tiles(document: Any) -> tuple[str, ...]:
+    """`properties.tiles` of a Feature: the tile names of an area given as a tile list."""
+    if not isinstance(document, dict) or document.get("type") != "Feature":
+        return ()
+    tiles = (document.get("properties") or {}).get("tiles")
+    if tiles is None:
+        return ()
+    if not isinstance(tiles, list) or not 0 < len(tiles) <= MAX_AREA_TILES:
+        raise InvalidArea(f"'tiles' must be a list of 1 to {MAX_AREA_TILES} tile names")
+    names = [str(t).strip().upper().removeprefix("T") for t in tiles]
+    bad = [n for n in names if not _TILE.match(n)]
+    if bad:
+        raise InvalidArea(f"not tile names (like 31TCH): {', '.join(bad[:5])}")
+    return tuple(sorted(set(names)))
 
 
 def geojson_spec(area: Area) -> str:
     """The text that stands for an inline area wherever a spec string goes (the job record):
     `area_geometry` of it gives the same area back, name and id included."""
-    feature = {
-        "type": "Feature",
-        "properties": {"name": area.name},
-        "geometry": mapping(area.geometry),
-    }
+    properties: dict[str, Any] = {"name": area.name}
+    if area.tiles:
+        properties["tiles"] = list(area.tiles)
+    feature = {"type": "Feature", "properties": properties, "geometry": mapping(area.geometry)}
     return json.dumps(feature, separators=(",", ":"))
 
 

@@ -135,7 +135,8 @@ def test_ingest_dead_letter_queue_stays_empty(
 @pytest.fixture(scope="module")
 def job(ingested: dict[str, object], runtime: LocalRuntime):  # type: ignore[no-untyped-def]
     """The monthly schedule, fired through the control endpoint as on 10 August 2018."""
-    (schedule,) = [s for s in runtime.status()["schedules"] if s.startswith("PlanFunction")]
+    schedule = "PlanFunctionMonthly"
+    assert schedule in runtime.status()["schedules"]
     result = RuntimeClient(runtime.facts()).fire_schedule(schedule, "2018-08-10T03:00:00+00:00")
     assert result["ok"], result["error_message"]
     assert result["payload"]["tiles"] == TILES

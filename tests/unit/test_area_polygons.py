@@ -146,3 +146,37 @@ def test_the_month_command_refuses_a_bad_polygon_before_asking_for_a_job(
     assert "Self-intersection" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["month", "2018-07", "--area", "BEL", "--area-geojson", json.dumps(SQUARE)])
+
+
+def test_a_tile_list_is_an_area_of_those_tiles_only() -> None:
+    spec = request_area({"tiles": ["31TCH", "t31tch", "31TDH"]})
+    area = areas.area_geometry(spec)  # what the job record holds reads back
+    assert area.tiles == ("31TCH", "31TDH") and area.id.startswith("tiles-")
+    assert area.name == "tiles 31TCH, 31TDH"
+    assert area.geometry.contains(Point(1.5, 42.5))  # Andorra lies in 31TCH
+    same = areas.area_geometry(request_area({"tiles": "31TDH,31TCH", "area_name": "Andorra"}))
+    assert same.id == area.id and same.name == "Andorra"
+    other = areas.area_geometry(request_area({"tiles": ["31TCH"]}))
+    assert other.id != area.id and other.tiles == ("31TCH",)
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"tiles": ["31TCH", "not-a-tile"]},
+        {"tiles": ["99ZZZ"]},
+        {"tiles": []},
+        {"tiles": {"31TCH": 1}},
+        {"tiles": ["31TCH"] * (areas.MAX_AREA_TILES + 1)},
+        {"tiles": ["31TCH"], "area": "Andorra"},
+    ],
+)
+def test_a_bad_tile_list_is_refused(event: dict[str, object]) -> None:
+    with pytest.raises(InvalidRequest):
+        request_area(event)
+
+
+def test_a_tile_list_smuggled_in_a_polygon_is_checked_too() -> None:
+    feature = {"type": "Feature", "properties": {"tiles": ["../31TCH"]}, "geometry": SQUARE}
+    with pytest.raises(InvalidArea, match="not tile names"):
+        areas.area_from_geojson(feature)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -67,15 +68,17 @@ def test_job_status_document() -> None:
         "Belgium",
         "BEL",
         JobState.RUNNING,
-        1,
+        0,
         [
             TileStatus("31UES", TileState.DONE, item="k"),
             TileStatus("31UFS", TileState.FAILED, "boom"),
         ],
         run=2,
     )
-    status = job_status(job)
+    status = job_status(job)  # a record older than the counters: its tiles are counted
     assert status["counts"] == {"pending": 0, "done": 1, "failed": 1}
+    counted = job_status(replace(job, pending=3, done=7, failed=2, tiles=[]))
+    assert counted["counts"] == {"pending": 3, "done": 7, "failed": 2}
     assert status["version"] == 1 and status["state"] == "running"
     assert status["tiles"][1] == {
         "tile": "31UFS",

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from sansnuages.errors import InvalidRequest, TransientError
-from sansnuages.period import SynthesisPeriod
+from sansnuages.period import HydrologicalYear, SynthesisPeriod
 from sansnuages.stores import messages
 from sansnuages.stores.messages import (
     MosaicJob,
@@ -22,8 +22,16 @@ from sansnuages.stores.messages import (
 def test_a_tile_task_goes_round_and_carries_only_what_is_read() -> None:
     task = TileTask("2018-07-BEL", "31UFS", SynthesisPeriod.parse("2018-07"), 2)
     body = json.loads(task.body())
-    assert set(body) == {"v", "job_id", "tile", "month", "version"} and body["v"] == 1
+    assert set(body) == {"v", "job_id", "tile", "period", "version"} and body["v"] == 1
     assert TileTask.from_message(task.body()) == task
+
+
+def test_a_season_task_goes_round_and_an_earlier_month_body_is_still_read() -> None:
+    season = TileTask("snow-2018-AND", "31TCH", HydrologicalYear(2018), 0)
+    assert json.loads(season.body())["period"] == "snow-2018"
+    assert TileTask.from_message(season.body()) == season
+    earlier = {"v": 1, "job_id": "2018-07-BEL", "tile": "31UFS", "month": "2018-07"}
+    assert TileTask.from_message(earlier).period == SynthesisPeriod(2018, 7)
 
 
 @pytest.mark.parametrize(
@@ -37,6 +45,8 @@ def test_a_tile_task_goes_round_and_carries_only_what_is_read() -> None:
         {"job_id": "j", "tile": "31UFS", "month": "2018-07", "version": -1},
         {"job_id": "j", "tile": "31UFS", "month": "2018-07", "version": "1"},
         {"v": 2, "job_id": "j", "tile": "31UFS", "month": "2018-07"},
+        {"job_id": "j", "tile": "31UFS", "period": "snow-18"},
+        {"job_id": "j", "tile": "31UFS", "period": 2018},
     ],
 )
 def test_a_bad_tile_message_is_refused_as_invalid(body: Any) -> None:

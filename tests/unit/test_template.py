@@ -5,11 +5,14 @@ from __future__ import annotations
 import copy
 import json
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from sansnuages.period import HydrologicalYear
+from sansnuages.tools.local.scheduler import next_fire
 from sansnuages.tools.local.template import (
     Resolver,
     Stack,
@@ -195,7 +198,7 @@ def test_the_api_carries_only_the_layers_it_imports(stack: Stack) -> None:
 
 
 def test_monthly_schedule_starts_a_plan_for_the_default_area(stack: Stack) -> None:
-    (schedule,) = [s for s in stack.schedules if s.function_logical_id == "PlanFunction"]
+    (schedule,) = [s for s in stack.schedules if s.logical_id == "PlanFunctionMonthly"]
     assert schedule.function_logical_id == "PlanFunction"
     assert schedule.expression == "cron(0 3 10 * ? *)"
     assert schedule.input is not None
@@ -205,9 +208,23 @@ def test_monthly_schedule_starts_a_plan_for_the_default_area(stack: Stack) -> No
     }
 
 
+def test_yearly_schedule_plans_the_season_that_ended_after_its_margin(stack: Stack) -> None:
+    """The snow seasons' schedule fires once a year, after the last margin day (15 September)
+    of the season that ended on 31 August, and its event plans that season."""
+    from sansnuages.stages.plan import JobRequest
+
+    (schedule,) = [s for s in stack.schedules if s.logical_id == "PlanFunctionYearly"]
+    assert schedule.function_logical_id == "PlanFunction" and schedule.input is not None
+    fired = next_fire(schedule.expression, datetime(2018, 9, 1, tzinfo=UTC))
+    assert (fired.month, fired.day) > (9, 15)
+    event = json.loads(schedule.input.replace("<aws.scheduler.scheduled-time>", fired.isoformat()))
+    request = JobRequest.from_event(event, lag_days=0)
+    assert request.period == HydrologicalYear(2018) and request.area == "Andorra"
+
+
 def test_parameters_change_the_model() -> None:
     stack = load_stack(TEMPLATE, "demo", {"DefaultArea": "France", "LogLevel": "DEBUG"})
-    (schedule,) = [s for s in stack.schedules if s.function_logical_id == "PlanFunction"]
+    (schedule,) = [s for s in stack.schedules if s.logical_id == "PlanFunctionMonthly"]
     assert schedule.input is not None and json.loads(schedule.input)["area"] == "France"
     assert stack.function("PlanFunction").environment["POWERTOOLS_LOG_LEVEL"] == "DEBUG"
     assert stack.queue("IngestQueue").url == (

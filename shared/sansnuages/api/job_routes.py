@@ -24,15 +24,16 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from sansnuages import errors
 from sansnuages.api.redact import public_reason
 from sansnuages.api.stac import JSON, ApiConfig, base_url, parse_limit
-from sansnuages.period import SynthesisPeriod
+from sansnuages.period import parse_job_period
 from sansnuages.stores.catalog.planning import decode_token, encode_token
 from sansnuages.stores.jobs import JOB_LIST_PK, Job, JobStore, job_status
 
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 100
 """Each listed job is one query of its records: a page stays well within the API's timeout."""
-JOB_ID = re.compile(r"^(\d{4}-\d{2})-[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
-"""`jobs.job_id_for`: the month (YYYY-MM), then the area id (country code, slug, geojson-hash)."""
+JOB_ID = re.compile(r"^(\d{4}-\d{2}|snow-\d{4})-[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
+"""`jobs.job_id_for`: the period (a month YYYY-MM, or a snow season snow-YYYY), then the area
+id (country code, slug, geojson-hash, tiles-hash)."""
 
 
 @dataclass(frozen=True)
@@ -46,8 +47,10 @@ def parse_job_id(text: str) -> str:
     job_id = unquote(text)
     match = JOB_ID.match(job_id)
     if match is None:
-        raise errors.InvalidRequest(f"job ids look like 2018-07-BEL, not {job_id!r}")
-    SynthesisPeriod.parse(match.group(1))  # a month 13 is malformed too
+        raise errors.InvalidRequest(
+            f"job ids look like 2018-07-BEL or snow-2018-AND, not {job_id[:80]!r}"
+        )
+    parse_job_period(match.group(1))  # a month 13 is malformed too
     return job_id
 
 
@@ -78,7 +81,7 @@ def list_jobs(store: JobStore, limit: int, token: str | None = None) -> JobPage:
     page = store.client.query(**query)
     ids = [record["sk"]["S"] for record in page["Items"]]
     last = page.get("LastEvaluatedKey")
-    jobs = [job for job in map(store.get, ids) if job is not None]  # one whose head expired
+    jobs = [job for job in map(store.head, ids) if job is not None]  # one whose head expired
     return JobPage(jobs, encode_token({"after": last["sk"]["S"]}) if last else None)
 
 
@@ -116,7 +119,8 @@ def _names_a_file(spec: str) -> bool:
 
 
 def job_summary(job: Job, base: str) -> dict[str, Any]:
-    """A job in a list: its status without the tiles (their counts stay), and where the rest is."""
+    """A job in a list: its status without the tiles (their counts, kept in the job record,
+    stay), and where the rest is."""
     summary = {key: value for key, value in public_status(job).items() if key != "tiles"}
     summary["links"] = [{"rel": "self", "href": f"{base}/jobs/{job.job_id}", "type": JSON}]
     return summary

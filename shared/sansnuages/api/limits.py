@@ -59,6 +59,9 @@ class RequestLimits:
     """Pixels of a product's grid under a time series polygon (1 km² at 10 m)."""
     series_vertices: int = 1_000
     """Vertices of a time series polygon."""
+    season_pixels: int = 40_000
+    """Pixels of the 20 m grid under a season plot's polygon (16 km²): each snow map of the
+    season (about 150) is read over the polygon's window."""
     stats_days: int = 3_660
     """Days of a production statistics range (one index record a day)."""
 
@@ -83,6 +86,7 @@ class RequestLimits:
             ("timeseries", self.series_products, "products read by a time series"),
             ("timeseries", self.series_pixels, "pixels of a product under a polygon"),
             ("timeseries", self.series_vertices, "vertices of a time series polygon"),
+            ("seasons", self.season_pixels, "pixels of the 20 m grid under a season's polygon"),
             ("stats", self.stats_days, "days of a production statistics range"),
         ]
 

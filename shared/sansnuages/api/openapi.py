@@ -237,7 +237,10 @@ def _path_parameter(name: str, limits: RequestLimits = LIMITS) -> dict[str, Any]
 
 
 _LIMIT = {"type": "integer", "minimum": 1}
-_JOB_ID = {"type": "string", "pattern": r"^\d{4}-\d{2}-[A-Za-z0-9][A-Za-z0-9_-]{0,127}$"}
+_JOB_ID = {
+    "type": "string",
+    "pattern": r"^(\d{4}-\d{2}|snow-\d{4})-[A-Za-z0-9][A-Za-z0-9_-]{0,127}$",
+}
 _JOB_PATHS: dict[str, Any] = {  # not STAC: the state of synthesis jobs (`job_routes`)
     "/jobs": {
         "get": _get(
@@ -335,6 +338,55 @@ def _series_paths(limits: RequestLimits) -> dict[str, Any]:
                 parameters=stats,
             )
         },
+        **_season_paths(limits),
+    }
+
+
+def _season_paths(limits: RequestLimits) -> dict[str, Any]:
+    """Not STAC: the season plot's data (`season_routes`)."""
+    season = {"type": "integer", "minimum": 1901, "maximum": 2199}
+    output = {"type": "string", "enum": ["json", "csv"]}
+    summary = "snow-covered share per day of a snow season, gap-filled and observed"
+    parameters = [
+        _query(
+            "season",
+            season,
+            "the year the season ends in (2018: Sep 2017 to Aug 2018)",
+            required=True,
+        ),
+        _query(
+            "tile",
+            {"type": "string", "maxLength": 6},
+            "a Sentinel-2 tile, e.g. 31TCH",
+            required=True,
+        ),
+        _query("format", output, "json (default) or csv"),
+    ]
+    body = {
+        "type": "object",
+        "required": ["season", "geometry"],
+        "properties": {
+            "season": season,
+            "geometry": {
+                "type": "object",
+                "description": f"a GeoJSON Polygon of at most {limits.series_vertices:,} "
+                f"vertices over at most {limits.season_pixels:,} pixels of the 20 m grid",
+            },
+            "format": output,
+        },
+    }
+    return {
+        "/seasons/curve": {
+            "get": _get(
+                "getSeasonCurve", summary + ", of a tile", "application/json", parameters=parameters
+            ),
+            "post": {
+                "operationId": "postSeasonCurve",
+                "summary": summary + ", over a small polygon",
+                "requestBody": {"content": {"application/json": {"schema": body}}},
+                "responses": _responses("application/json", summary),
+            },
+        }
     }
 
 

@@ -1,6 +1,7 @@
-"""One tile of a monthly job: gather its L2A Items, synthesise, describe, record, fan in.
+"""One tile of a job: gather its Items, make its product, describe, record, fan in.
 
-Items are adapted here into the synthesis' own inputs, so the synthesis knows nothing of STAC.
+A month's tile is synthesised here; a snow season's tile is made by `stages.season`. Items are
+adapted here into the synthesis' own inputs, so the synthesis knows nothing of STAC.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import rasterio
 from aws_lambda_powertools import Logger
 
 from sansnuages import layout
-from sansnuages.errors import NoInputs
+from sansnuages.errors import InvalidRequest, NoInputs
 from sansnuages.formats import muscate
 from sansnuages.formats.bands import SENTINEL2_GROUPS
 from sansnuages.formats.l3a_product import (
@@ -22,7 +23,7 @@ from sansnuages.formats.l3a_product import (
     metadata_xml,
     quicklook_jpeg,
 )
-from sansnuages.period import SynthesisPeriod
+from sansnuages.period import HydrologicalYear, SynthesisPeriod
 from sansnuages.processing.synthesis import (
     SYNTHESIS_GDAL_OPTIONS,
     GroupOutputs,
@@ -46,7 +47,8 @@ from sansnuages.stac.common import FileAsset, RasterAsset
 from sansnuages.stac.l3a import SynthesisRun, l3a_item
 from sansnuages.stages.outcomes import decide
 from sansnuages.stages.outcomes import is_last_attempt as is_last_attempt
-from sansnuages.stages.publish import publish_item
+from sansnuages.stages.publish import publish_item, retire_older_versions
+from sansnuages.stages.season import TileSeason
 from sansnuages.stores import aws
 from sansnuages.stores.bucket import DataBucket
 from sansnuages.stores.catalog import Catalog
@@ -74,11 +76,20 @@ def _percent(counts: dict[str, int]) -> dict[str, float]:
     return {name: round(100 * count / total, 2) for name, count in counts.items()}
 
 
-def _version(product_id: str) -> int:
-    """The run number of an L3A id (`..._V1-3` -> 3); 0 when it carries none."""
-    _, _, tail = product_id.rpartition("_V")
-    minor = tail.rpartition("-")[2]
-    return int(minor) if minor.isdigit() else 0
+@dataclass(frozen=True)
+class MonthTile:
+    """A tile task whose period is a month: what the synthesis reads of it."""
+
+    job_id: str
+    tile: str
+    period: SynthesisPeriod
+    version: int
+
+    @classmethod
+    def of(cls, task: TileTask) -> MonthTile:
+        if not isinstance(task.period, SynthesisPeriod):
+            raise InvalidRequest(f"tile {task.tile}: {task.period.label} is not a month")
+        return cls(task.job_id, task.tile, task.period, task.version)
 
 
 @dataclass
@@ -97,6 +108,13 @@ class TileCompositor:
             JobStore(settings),
         )
 
+    def produce(self, task: TileTask) -> str:
+        """The tile's product for its job's period; returns its Item key."""
+        if isinstance(task.period, HydrologicalYear):
+            season = TileSeason(self.settings, self.bucket, self.catalog)
+            return season.make(task.job_id, task.tile, task.period, task.version)
+        return self.synthesise(task)
+
     def run(self, task: TileTask, last_attempt: bool = False) -> str | None:
         """Synthesise the tile and record it; returns the Item key (None if it failed for good).
 
@@ -107,7 +125,7 @@ class TileCompositor:
         """
         self.jobs.start_tile(task.job_id, task.tile)
         try:
-            item_key = self.synthesise(task)
+            item_key = self.produce(task)
         except Exception as error:
             outcome = decide(error, last_attempt)
             if outcome.fails_unit:
@@ -127,7 +145,8 @@ class TileCompositor:
         self.jobs.finish_tile(task.job_id, task.tile, TileState.FAILED, reason=reason)
         self.fan_in(task.job_id, task.tile)
 
-    def synthesise(self, task: TileTask) -> str:
+    def synthesise(self, tile_task: TileTask) -> str:
+        task = MonthTile.of(tile_task)
         items = tile_items(self.catalog, task.tile, task.period)
         if not items:
             raise NoInputs(
@@ -142,7 +161,9 @@ class TileCompositor:
             # A duplicate delivery, or a retry after a crash past the Item file (written last
             # of the files): finish what follows it, indexing and retiring older versions.
             self.catalog.put_item(written)
-            self._retire_older_versions(task, product_id)
+            retire_older_versions(
+                self.catalog, SENTINEL2_L3A, task.period.centre_datetime, task.tile, task.version
+            )
             return item_key
         nadir = self.settings.nadir_normalisation
         observations = [
@@ -160,12 +181,14 @@ class TileCompositor:
         item = self._item(task, product_id, items, rasters, stats["R1"].pixel_counts, files)
         publish_item(self.bucket, self.catalog, item, item_key)
         checkpoint("composite.after-publish")
-        self._retire_older_versions(task, product_id)
+        retire_older_versions(
+            self.catalog, SENTINEL2_L3A, task.period.centre_datetime, task.tile, task.version
+        )
         return item_key
 
     def _group(
         self,
-        task: TileTask,
+        task: MonthTile,
         observations: list[Observation],
         group: str,
         grid_: OutputGrid,
@@ -185,7 +208,7 @@ class TileCompositor:
 
     def _side_files(
         self,
-        task: TileTask,
+        task: MonthTile,
         product_id: str,
         prefix: str,
         items: list[dict[str, Any]],
@@ -227,22 +250,6 @@ class TileCompositor:
             ),
         ]
 
-    def _retire_older_versions(self, task: TileTask, product_id: str) -> None:
-        """Once the new version is indexed, earlier runs leave the index (their files stay at
-        their keys until purged), so a search never mixes two runs of one tile and month."""
-        page = self.catalog.search(
-            collections=[SENTINEL2_L3A],
-            bbox=None,
-            datetime_range=(task.period.centre_datetime, task.period.centre_datetime),
-            ids=None,
-            limit=100,
-            token=None,
-            filters={"grid:code": f"MGRS-{task.tile}"},
-        )
-        for old in page.items:
-            if old["id"] != product_id and _version(old["id"]) < task.version:
-                self.catalog.delete_item(SENTINEL2_L3A, old["id"])
-
     def _angle_grid(self, item: dict[str, Any]) -> AngleGrid | None:
         """The view angle grid of an L2A product, from its metadata file (None without)."""
         asset = item["assets"].get("metadata")
@@ -277,7 +284,7 @@ class TileCompositor:
 
     def _item(
         self,
-        task: TileTask,
+        task: MonthTile,
         product_id: str,
         inputs: list[dict[str, Any]],
         rasters: list[RasterAsset],

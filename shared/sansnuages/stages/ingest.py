@@ -49,7 +49,7 @@ from sansnuages.raster.encode import png_bytes
 from sansnuages.raster.footprints import decimated, footprint, footprint_raster
 from sansnuages.raster.thread_env import in_thread_env
 from sansnuages.settings import Settings
-from sansnuages.stac.collections import L2A_REFLECTANCE, collection_for
+from sansnuages.stac.collections import collection_for
 from sansnuages.stac.common import (
     COG,
     FileAsset,
@@ -184,8 +184,7 @@ class Ingestor:
                 # A repeated upload, or a retry after a failure past the Item: finish its effects.
                 widen_collection(self.bucket, collection, published)
                 link_versions(self.bucket, self.catalog, month_prefix, layout.name)
-                if collection in L2A_REFLECTANCE:
-                    mark_stale_syntheses(self.bucket, self.catalog, published)
+                mark_stale_syntheses(self.bucket, self.catalog, published)
                 self._archive_upload(key, prefix, meta.product_id)
                 logger.info("duplicate upload", extra={"key": key, "product": meta.product_id})
                 return IngestResult(key, Outcome.DUPLICATE, meta.product_id, item_key)
@@ -208,12 +207,9 @@ class Ingestor:
             logger.info(
                 "version links updated", extra={"product": meta.product_id, "items": relinked}
             )
-        if collection in L2A_REFLECTANCE:
-            stale = mark_stale_syntheses(self.bucket, self.catalog, document)
-            if stale:
-                logger.info(
-                    "syntheses made stale", extra={"product": meta.product_id, "stale": stale}
-                )
+        stale = mark_stale_syntheses(self.bucket, self.catalog, document)
+        if stale:
+            logger.info("syntheses made stale", extra={"product": meta.product_id, "stale": stale})
         self._archive_upload(key, prefix, meta.product_id)
         logger.info("ingested product", extra={"product": meta.product_id, "item": item_key})
         return IngestResult(key, Outcome.INGESTED, meta.product_id, item_key)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 import pystac
@@ -174,3 +175,33 @@ def relink_all(
             publish_document(bucket, catalog, key, document)
             rewritten += 1
     return rewritten
+
+
+# --- Runs of a job's products --------------------------------------------------------------
+
+
+def run_number(product_id: str) -> int:
+    """The run number of a product a job made (`..._V1-3` -> 3); 0 when it carries none."""
+    _, _, tail = product_id.rpartition("_V")
+    minor = tail.rpartition("-")[2]
+    return int(minor) if minor.isdigit() else 0
+
+
+def retire_older_versions(
+    catalog: Catalog, collection_id: str, when: datetime, tile: str, version: int
+) -> None:
+    """Once run `version` of a tile's product is indexed, earlier runs leave the index (their
+    files stay at their keys until purged), so a search never mixes two runs of one tile and
+    period. `when` is the products' `datetime`."""
+    page = catalog.search(
+        collections=[collection_id],
+        bbox=None,
+        datetime_range=(when, when),
+        ids=None,
+        limit=100,
+        token=None,
+        filters={"grid:code": f"MGRS-{tile}"},
+    )
+    for old in page.items:
+        if run_number(old["id"]) < version:
+            catalog.delete_item(collection_id, old["id"])

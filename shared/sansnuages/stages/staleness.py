@@ -1,9 +1,12 @@
-"""Syntheses made stale by products that arrived (or were reprocessed) after them.
+"""Syntheses and snow seasons made stale by products that arrived (or were reprocessed) after
+them.
 
 When an L2A product is indexed, every L3A synthesis of its tile whose window holds its date
-and which was not derived from it is out of date: its Item gets `sansnuages:stale` and the ids
-of the late products, so that a user (and the job status) sees it, and re-running the month
-writes a new version. Called by ingest once the product's Item is published.
+and which was not derived from it is out of date; when a snow map is indexed, so is every snow
+season of its tile whose year or margins hold its date. Its Item gets `sansnuages:stale` and
+the ids of the late products, so that a user (and the job status) sees it, and re-running the
+month or the season writes a new version. Called by ingest once the product's Item is
+published.
 """
 
 from __future__ import annotations
@@ -13,15 +16,24 @@ from typing import Any
 
 from sansnuages import layout
 from sansnuages.errors import TransientError
-from sansnuages.stac.collections import SENTINEL2_L3A
+from sansnuages.stac.collections import (
+    L2A_REFLECTANCE,
+    SENTINEL2_L3A,
+    SNOW_L2B,
+    SNOW_SEASONS,
+)
 from sansnuages.stac.extents import parse_datetime
 from sansnuages.stores.bucket import DataBucket
 from sansnuages.stores.catalog import Catalog
 from sansnuages.stores.faults import checkpoint
 
-SEARCH_MARGIN = timedelta(days=62)
-"""Syntheses are indexed at their centre date: look this far around the product's date (more
-than any half-window)."""
+DERIVED: dict[str, tuple[str, timedelta]] = {
+    **{collection: (SENTINEL2_L3A, timedelta(days=62)) for collection in L2A_REFLECTANCE},
+    SNOW_L2B: (SNOW_SEASONS, timedelta(days=400)),
+}
+"""What each input collection is made into, and how far around an input's date to look for
+those products by their `datetime`: syntheses are indexed at their centre (more than any
+half-window away), seasons at their first day (a year and its margins away)."""
 
 
 def derived_ids(item: dict[str, Any]) -> set[str]:
@@ -34,11 +46,13 @@ def derived_ids(item: dict[str, Any]) -> set[str]:
 
 
 def is_made_stale_by(synthesis: dict[str, Any], product: dict[str, Any]) -> bool:
-    """Whether `product` (an L2A Item) falls in the synthesis' window without being one of its
-    inputs. Pure: both are Item documents."""
+    """Whether `product` (an input's Item) falls in the synthesis' window (a season's with its
+    margins) without being one of its inputs. Pure: both are Item documents."""
     same_tile = synthesis["properties"].get("grid:code") == product["properties"].get("grid:code")
     props = synthesis["properties"]
-    start, end = parse_datetime(props["start_datetime"]), parse_datetime(props["end_datetime"])
+    margin = timedelta(days=int(props.get("sansnuages:margin_days") or 0))
+    start = parse_datetime(props["start_datetime"]) - margin
+    end = parse_datetime(props["end_datetime"]) + margin
     acquired = parse_datetime(product["properties"]["datetime"])
     return same_tile and start <= acquired <= end and product["id"] not in derived_ids(synthesis)
 
@@ -46,13 +60,18 @@ def is_made_stale_by(synthesis: dict[str, Any], product: dict[str, Any]) -> bool
 def mark_stale_syntheses(
     bucket: DataBucket, catalog: Catalog, product: dict[str, Any], now: datetime | None = None
 ) -> list[str]:
-    """Flag the syntheses `product` makes stale (Item file first, then the index); returns the
-    ids this call marked. Idempotent: a product already recorded as late changes nothing."""
+    """Flag the syntheses (or seasons) `product` makes stale (Item file first, then the index);
+    returns the ids this call marked. Idempotent: a product already recorded as late changes
+    nothing."""
+    derived = DERIVED.get(str(product.get("collection")))
+    if derived is None:
+        return []
+    collection, margin = derived
     when = parse_datetime(product["properties"]["datetime"])
     page = catalog.search(
-        collections=[SENTINEL2_L3A],
+        collections=[collection],
         bbox=None,
-        datetime_range=(when - SEARCH_MARGIN, when + SEARCH_MARGIN),
+        datetime_range=(when - margin, when + margin),
         ids=None,
         limit=100,
         token=None,

@@ -16,13 +16,12 @@ from datetime import UTC, datetime, timedelta
 
 from aws_lambda_powertools import Logger
 
-from sansnuages.period import SynthesisPeriod
 from sansnuages.settings import Settings
 from sansnuages.stages.composite import TileCompositor
 from sansnuages.stages.plan import send_tile_messages
 from sansnuages.stores import aws
 from sansnuages.stores.jobs import Job, JobState, JobStore, TileState
-from sansnuages.stores.messages import MosaicJob, TileTask, send_all
+from sansnuages.stores.messages import MosaicJob, send_all
 
 logger = Logger(child=True)
 
@@ -113,8 +112,7 @@ class Sweeper:
                     report.failed.append(unit)
                 self.compositor.fan_in(job.job_id, status.tile)
             elif self.jobs.requeue_tile(job.job_id, status.tile, status.started):
-                period = SynthesisPeriod.parse(job.month)
-                tasks.append(TileTask(job.job_id, status.tile, period, job.run - 1))
+                tasks.append(job.task(status.tile))
                 report.redriven.append(unit)
         if tasks:
             sqs = aws.client("sqs", self.settings)

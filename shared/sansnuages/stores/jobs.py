@@ -7,6 +7,7 @@ pending tiles is one transaction, and only one caller can claim the mosaic once 
 from __future__ import annotations
 
 import enum
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,9 +18,11 @@ from botocore.exceptions import ClientError
 
 from sansnuages import areas
 from sansnuages.errors import TransientError
+from sansnuages.period import HydrologicalYear, SynthesisPeriod, parse_job_period
 from sansnuages.settings import Settings
 from sansnuages.stores import aws
 from sansnuages.stores.faults import checkpoint
+from sansnuages.stores.messages import TileTask
 
 JOB_LIST_PK = "jobs"
 
@@ -52,6 +55,7 @@ class TileStatus:
 class Job:
     job_id: str
     month: str
+    """The period's label: a month (`2018-07`) or a snow season (`snow-2018`)."""
     area: str
     """The area spec (`areas.area_geometry`): a country, a file, or an inline polygon's GeoJSON."""
     area_id: str
@@ -70,13 +74,37 @@ class Job:
     mosaic_sent: str | None = None
     mosaic_started: str | None = None
     mosaic_attempts: int = 0
+    done: int | None = None
+    failed: int | None = None
+    """Tiles done and failed, as the job record counts them (None: a record older than the
+    counters, whose tiles are counted instead)."""
 
     @property
     def finished(self) -> bool:
         return self.state in (JobState.DONE, JobState.FAILED)
 
     def count(self, state: TileState) -> int:
-        return sum(1 for tile in self.tiles if tile.state == state)
+        """Tiles in `state`, from the job record's counters: a job's head alone says it."""
+        counted = {TileState.PENDING: self.pending, TileState.DONE: self.done}
+        counted[TileState.FAILED] = self.failed
+        value = counted[state]
+        if value is None:
+            return sum(1 for tile in self.tiles if tile.state == state)
+        return value
+
+    @property
+    def period(self) -> SynthesisPeriod | HydrologicalYear:
+        return parse_job_period(self.month)
+
+    @property
+    def product(self) -> str:
+        """What the job makes: `synthesis` (a month) or `snow-season`."""
+        return "snow-season" if isinstance(self.period, HydrologicalYear) else "synthesis"
+
+    def task(self, tile: str) -> TileTask:
+        """The composite message of one of its tiles, as the plan, the sweeper and a re-run of
+        a tile send it."""
+        return TileTask(self.job_id, tile, self.period, self.run - 1)
 
 
 def job_id_for(month: str, area_id: str) -> str:
@@ -87,20 +115,49 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+CONFLICT_TRIES = 8
+"""Attempts of a transaction that other writers of the same job record keep cancelling."""
+
+
 def _is_conditional_failure(error: ClientError) -> bool:
+    """The write's condition did not hold. A transaction cancelled for another reason (a
+    conflict with a concurrent transaction on the job record, throttling) is not one."""
     code = error.response.get("Error", {}).get("Code", "")
-    return code in ("ConditionalCheckFailedException", "TransactionCanceledException")
+    if code == "ConditionalCheckFailedException":
+        return True
+    if code != "TransactionCanceledException":
+        return False
+    reasons = [r.get("Code") for r in error.response.get("CancellationReasons") or []]
+    # without reasons (some emulators) a cancellation can only be read as the condition's
+    return not reasons or "ConditionalCheckFailed" in reasons
 
 
-def _conditionally(write: Callable[[], object]) -> bool:
-    """Run a conditional write: False when its condition did not hold, True when it happened."""
-    try:
-        write()
-    except ClientError as error:
-        if _is_conditional_failure(error):
-            return False
-        raise
-    return True
+def _is_conflict(error: ClientError) -> bool:
+    """A transaction cancelled by a concurrent one, or throttled: try again, it may pass."""
+    code = error.response.get("Error", {}).get("Code", "")
+    return code in ("TransactionConflictException", "TransactionCanceledException") and (
+        not _is_conditional_failure(error)
+    )
+
+
+def _conditionally(write: Callable[[], object], sleep: float = 0.05) -> bool:
+    """Run a conditional write: False when its condition did not hold, True when it happened.
+
+    Many tiles of a job finish at the same moment, and each one's transaction updates the job
+    record: DynamoDB cancels those that collide (`TransactionConflict`). They are tried again
+    after a random pause; `TransientError` when they keep colliding."""
+    for attempt in range(CONFLICT_TRIES):
+        try:
+            write()
+        except ClientError as error:
+            if _is_conditional_failure(error):
+                return False
+            if not _is_conflict(error):
+                raise
+            time.sleep(sleep * (1 + random.random()) * 2**attempt)
+            continue
+        return True
+    raise TransientError(f"a job record kept colliding with other writers ({CONFLICT_TRIES} tries)")
 
 
 def _set_expression(
@@ -166,6 +223,8 @@ class JobStore:
                     "area_id": {"S": area_id},
                     "state": {"S": JobState.RUNNING},
                     "pending": {"N": str(len(tiles))},
+                    "done": {"N": "0"},
+                    "failed": {"N": "0"},
                     "sent": {"N": "0"},
                     "created": {"S": now},
                     "run": {"N": str(run)},
@@ -300,8 +359,12 @@ class JobStore:
                         "Update": {
                             "TableName": self.table,
                             "Key": {"pk": pk, "sk": {"S": "job"}},
-                            "UpdateExpression": "ADD pending :minus_one",
-                            "ExpressionAttributeValues": {":minus_one": {"N": "-1"}},
+                            "UpdateExpression": "ADD pending :minus_one, #counted :one",
+                            "ExpressionAttributeNames": {"#counted": str(state)},
+                            "ExpressionAttributeValues": {
+                                ":minus_one": {"N": "-1"},
+                                ":one": {"N": "1"},
+                            },
                         }
                     },
                 ]
@@ -333,11 +396,12 @@ class JobStore:
                         "Update": {
                             "TableName": self.table,
                             "Key": {"pk": pk, "sk": {"S": "job"}},
-                            "UpdateExpression": "SET #s = :running ADD pending :one",
+                            "UpdateExpression": "SET #s = :running ADD pending :one, failed :minus_one",
                             "ExpressionAttributeNames": {"#s": "state"},
                             "ExpressionAttributeValues": {
                                 ":running": {"S": JobState.RUNNING},
                                 ":one": {"N": "1"},
+                                ":minus_one": {"N": "-1"},
                             },
                         }
                     },
@@ -456,6 +520,7 @@ class JobStore:
         )
 
     def get(self, job_id: str) -> Job | None:
+        """The job and its tiles (one Query of its records)."""
         records = self._query(f"job#{job_id}")
         head = next((r for r in records if r["sk"]["S"] == "job"), None)
         if head is None:
@@ -472,29 +537,23 @@ class JobStore:
             for r in records
             if r["sk"]["S"].startswith("tile#")
         ]
-        return Job(
-            job_id=job_id,
-            month=head["month"]["S"],
-            area=head["area"]["S"],
-            area_id=head["area_id"]["S"],
-            state=JobState(head["state"]["S"]),
-            pending=int(head["pending"]["N"]),
-            tiles=tiles,
-            mosaic_item=head.get("mosaic_item", {}).get("S"),
-            reason=head.get("reason", {}).get("S"),
-            created=head.get("created", {}).get("S", ""),
-            run=int(head.get("run", {}).get("N", "1")),
-            sent=int(head.get("sent", {}).get("N", "0")),
-            claimed_by=head.get("claimed_by", {}).get("S"),
-            claimed_at=head.get("claimed_at", {}).get("S"),
-            mosaic_sent=head.get("mosaic_sent", {}).get("S"),
-            mosaic_started=head.get("mosaic_started", {}).get("S"),
-            mosaic_attempts=int(head.get("mosaic_attempts", {}).get("N", "0")),
-        )
+        return _job_of(job_id, head, tiles)
+
+    def head(self, job_id: str) -> Job | None:
+        """The job without its tiles (a Query of its one head record, whatever the number of
+        tiles): its state and its counts, what a list of jobs shows."""
+        records = self.client.query(
+            TableName=self.table,
+            KeyConditionExpression="pk = :pk AND sk = :head",
+            ExpressionAttributeValues={":pk": {"S": f"job#{job_id}"}, ":head": {"S": "job"}},
+            ConsistentRead=True,
+        )["Items"]
+        return _job_of(job_id, records[0], []) if records else None
 
     def all(self) -> list[Job]:
+        """Every job's head (state and counts, not the tiles: `get` one job for those)."""
         ids = [record["sk"]["S"] for record in self._query(JOB_LIST_PK)]
-        return [job for job in (self.get(job_id) for job_id in ids) if job is not None]
+        return [job for job in (self.head(job_id) for job_id in ids) if job is not None]
 
     def _delete_tiles(self, pk: str, tiles: list[TileStatus]) -> None:
         """A re-run may cover other tiles than the last run: forget the old tile records."""
@@ -516,11 +575,42 @@ class JobStore:
         return records
 
 
+def _optional_count(record: dict[str, Any], name: str) -> int | None:
+    value = record.get(name, {}).get("N")
+    return None if value is None else int(value)
+
+
+def _job_of(job_id: str, head: dict[str, Any], tiles: list[TileStatus]) -> Job:
+    return Job(
+        job_id=job_id,
+        month=head["month"]["S"],
+        area=head["area"]["S"],
+        area_id=head["area_id"]["S"],
+        state=JobState(head["state"]["S"]),
+        pending=int(head["pending"]["N"]),
+        tiles=tiles,
+        mosaic_item=head.get("mosaic_item", {}).get("S"),
+        reason=head.get("reason", {}).get("S"),
+        created=head.get("created", {}).get("S", ""),
+        run=int(head.get("run", {}).get("N", "1")),
+        sent=int(head.get("sent", {}).get("N", "0")),
+        claimed_by=head.get("claimed_by", {}).get("S"),
+        claimed_at=head.get("claimed_at", {}).get("S"),
+        mosaic_sent=head.get("mosaic_sent", {}).get("S"),
+        mosaic_started=head.get("mosaic_started", {}).get("S"),
+        mosaic_attempts=int(head.get("mosaic_attempts", {}).get("N", "0")),
+        done=_optional_count(head, "done"),
+        failed=_optional_count(head, "failed"),
+    )
+
+
 def job_status(job: Job) -> dict[str, Any]:
     """A job as a JSON document (CLI `--json`, an API route): counts, tiles and reasons; the
     area as its id, name and bbox (`areas.area_summary`: the polygon stays in the record)."""
     return {
         "job_id": job.job_id,
+        "product": job.product,
+        "period": job.month,
         "month": job.month,
         "area": areas.area_summary(job.area, job.area_id),
         "state": str(job.state),

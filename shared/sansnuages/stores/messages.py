@@ -1,5 +1,8 @@
 """Every queue message, typed and versioned: a tile task, a mosaic job, a mosaic part.
 
+A tile task names its job's period: a month (`"period": "2018-07"`, a synthesis) or a snow
+season (`"period": "snow-2018"`); bodies written before seasons existed name it `month`.
+
 Producers build these and send their `body()`; consumers read them with `parse_*`, which
 refuses anything else with `InvalidRequest` (a poison message fails its unit at once, it is
 never retried). `SCHEMA` is written in every body as `v`; a body of another version is refused.
@@ -15,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sansnuages.errors import InvalidRequest, TransientError
-from sansnuages.period import SynthesisPeriod
+from sansnuages.period import HydrologicalYear, SynthesisPeriod, parse_job_period
 
 SCHEMA = 1
 SEND_TRIES = 4
@@ -59,13 +62,13 @@ def _optional_text(document: dict[str, Any], name: str, kind: str) -> str | None
 
 @dataclass(frozen=True)
 class TileTask:
-    """One tile of a job's month, to synthesise (composite queue)."""
+    """One tile of a job's period (composite queue): a month to synthesise, or a snow season."""
 
     job_id: str
     tile: str
-    period: SynthesisPeriod
+    period: SynthesisPeriod | HydrologicalYear
     version: int = 0
-    """Run of the month (0 first): each run writes its own product, never over another."""
+    """Run of the period (0 first): each run writes its own product, never over another."""
 
     def body(self) -> str:
         return json.dumps(
@@ -73,7 +76,7 @@ class TileTask:
                 "v": SCHEMA,
                 "job_id": self.job_id,
                 "tile": self.tile,
-                "month": self.period.label,
+                "period": self.period.label,
                 "version": self.version,
             }
         )
@@ -85,8 +88,9 @@ class TileTask:
         version = document.get("version", 0)
         if isinstance(version, bool) or not isinstance(version, int) or version < 0:
             raise InvalidRequest("not a tile message: 'version' must be a run number (0, 1, ...)")
+        label = "period" if "period" in document else "month"
         try:
-            period = SynthesisPeriod.parse(_text(document, "month", kind))
+            period = parse_job_period(_text(document, label, kind))
         except ValueError as error:
             raise InvalidRequest(f"not a tile message: {error}") from error
         return cls(_text(document, "job_id", kind), _text(document, "tile", kind), period, version)

@@ -28,7 +28,7 @@ def _formatter(prog: str) -> argparse.HelpFormatter:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sansnuages",
-        description="Cloud-free monthly syntheses of Sentinel-2 and Landsat-8, on AWS Lambda or locally.",
+        description="Cloud-free monthly syntheses and snow seasons of Sentinel-2 and Landsat-8, on AWS Lambda or locally.",
         epilog="example:\n  sansnuages demo --exit",
         formatter_class=_formatter,
     )
@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_parser(commands)
     _add_demo(commands)
     _add_month(commands)
+    _add_snow_season(commands)
     _add_jobs(commands)
     _add_mosaic(commands)
     _add_reindex(commands)
@@ -46,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_rerun(commands)
     _add_purge(commands)
     _add_timeseries(commands)
+    _add_season_plot(commands)
     _add_stats(commands)
     return parser
 
@@ -91,10 +93,16 @@ def _add_local(commands: Any) -> None:
         help="fire one of the template's schedules now, as at a given time",
         description="Fire a schedule of template.yaml on the running local runtime (moto never fires\n"
         "them); --time pretends it is that moment, so the monthly job picks its month from it.",
-        epilog="example:\n  sansnuages local fire --time 2018-08-10T03:00:00Z",
+        epilog="examples:\n  sansnuages local fire --time 2018-08-10T03:00:00Z"
+        "\n  sansnuages local fire --schedule PlanFunctionYearly --time 2018-09-20T04:00:00Z",
         formatter_class=_formatter,
     )
-    fire.add_argument("--schedule", default=None, help="schedule name (default: the only one)")
+    fire.add_argument(
+        "--schedule",
+        default=None,
+        help="schedule name (default: the monthly one, PlanFunctionMonthly; the snow seasons'"
+        " is PlanFunctionYearly)",
+    )
     fire.add_argument("--time", default=None, help="ISO 8601 time to fire as (default: now)")
     fire.set_defaults(func=_local_fire)
 
@@ -162,12 +170,11 @@ def _local_down(args: argparse.Namespace) -> int:
 
 def _local_fire(args: argparse.Namespace) -> int:
     from sansnuages.tools.local.client import RuntimeClient
-    from sansnuages.tools.progress import job_from_invocation
+    from sansnuages.tools.progress import MONTHLY_SCHEDULE, job_from_invocation
 
     client = RuntimeClient.connect(Path.cwd())
     schedules = client.status()["schedules"]
-    monthly = [s for s in schedules if s.startswith("PlanFunction")]  # not the sweeper's
-    name = args.schedule or (monthly[0] if len(monthly) == 1 else "")
+    name = args.schedule or MONTHLY_SCHEDULE
     if name not in schedules:
         print(f"name a schedule with --schedule: one of {', '.join(schedules)}", file=sys.stderr)
         return 2
@@ -212,37 +219,78 @@ def _add_month(commands: Any) -> None:
         help="start the synthesis job of a month over an area",
         description="Start a monthly job on the running local runtime, as the schedule would, and wait for it.",
         epilog="examples:\n  sansnuages month 2018-07 --area Belgium\n  sansnuages month 2018-07 --area zone.geojson --no-wait"
-        "\n  sansnuages month 2018-07 --area-geojson fields.geojson --area-name Fields",
+        "\n  sansnuages month 2018-07 --area-geojson fields.geojson --area-name Fields"
+        "\n  sansnuages month 2018-07 --tiles 31UFS,31UES",
         formatter_class=_formatter,
     )
     month.add_argument("month", help="YYYY-MM")
-    where = month.add_mutually_exclusive_group(required=True)
+    _add_job_area(month)
+    month.add_argument("--resolution", type=float, default=None, help="mosaic pixel size in metres")
+    month.set_defaults(func=_month)
+
+
+def _add_snow_season(commands: Any) -> None:
+    season = commands.add_parser(
+        "snow-season",
+        help="start the snow-season job of a hydrological year over an area",
+        description="Start a snow-season job on the running local runtime, as the yearly schedule would, and\n"
+        "wait for it: per tile, the snow cover duration, onset, melt, clear observations and snow\n"
+        "periods of the year, from the Sentinel-2 and Landsat-8 snow maps, and the area's mosaic.",
+        epilog="examples:\n  sansnuages snow-season 2018 --area Andorra"
+        "\n  sansnuages snow-season 2018 --area Pyrenees.geojson\n  sansnuages snow-season 2018 --tiles 31TCH,31TCJ",
+        formatter_class=_formatter,
+    )
+    season.add_argument(
+        "season", help="the year the season ends in: 2018 is 1 September 2017 to 31 August 2018"
+    )
+    _add_job_area(season)
+    season.set_defaults(func=_snow_season)
+
+
+def _add_job_area(parser: argparse.ArgumentParser) -> None:
+    where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--area", help="country name or code, or a GeoJSON file")
     where.add_argument(
         "--area-geojson",
         help="a polygon sent with the request (checked first): a GeoJSON file or inline JSON",
     )
-    month.add_argument("--area-name", default=None, help="name of the --area-geojson polygon")
-    month.add_argument("--resolution", type=float, default=None, help="mosaic pixel size in metres")
-    month.add_argument("--no-wait", action="store_true", help="return once the job is planned")
-    month.set_defaults(func=_month)
+    where.add_argument("--tiles", help="these tiles and no other, comma-separated (31TCH,31TCJ)")
+    parser.add_argument("--area-name", default=None, help="name of the --area-geojson polygon")
+    parser.add_argument("--no-wait", action="store_true", help="return once the job is planned")
 
 
-def _month(args: argparse.Namespace) -> int:
-    from sansnuages.tools.local.client import RuntimeClient
-    from sansnuages.tools.progress import start_month, wait_for_job
-
+def _job_area(args: argparse.Namespace) -> dict[str, Any]:
+    """The area of a plan event, from `_add_job_area`'s arguments: a file is read here, since
+    the function cannot read this machine's files."""
+    if args.tiles:
+        return {"tiles": args.tiles.split(","), "area_name": args.area_name}
     if args.area_geojson:
         from sansnuages.areas import geojson_argument
 
-        area = geojson_argument(args.area_geojson, args.area_name)
-    elif Path(args.area).is_file():
-        area = str(Path(args.area).resolve())
-    else:
-        area = args.area
+        return {"area": geojson_argument(args.area_geojson, args.area_name)}
+    if Path(args.area).is_file():
+        return {"area": str(Path(args.area).resolve())}
+    return {"area": args.area}
+
+
+def _month(args: argparse.Namespace) -> int:
+    event = {"month": args.month, **_job_area(args)}
+    if args.resolution:
+        event["resolution"] = args.resolution
+    return _run_job(event, args.no_wait)
+
+
+def _snow_season(args: argparse.Namespace) -> int:
+    return _run_job({"season": args.season, **_job_area(args)}, args.no_wait)
+
+
+def _run_job(event: dict[str, Any], no_wait: bool) -> int:
+    from sansnuages.tools.local.client import RuntimeClient
+    from sansnuages.tools.progress import start_job, wait_for_job
+
     client = RuntimeClient.connect(Path.cwd())
-    job_id = start_month(client, args.month, area, args.resolution)
-    if args.no_wait:
+    job_id = start_job(client, event)
+    if no_wait:
         print(f"job {job_id} started")
         return 0
     job = wait_for_job(client.settings(), job_id)
@@ -589,6 +637,12 @@ def _add_timeseries(commands: Any) -> None:
     from sansnuages.tools.reports import add_timeseries
 
     _add_from_env(add_timeseries(commands, _formatter, _settings))
+
+
+def _add_season_plot(commands: Any) -> None:
+    from sansnuages.tools.reports import add_season_plot
+
+    _add_from_env(add_season_plot(commands, _formatter, _settings))
 
 
 def _add_stats(commands: Any) -> None:

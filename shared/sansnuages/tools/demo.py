@@ -19,7 +19,7 @@ from sansnuages.stores.catalog import Catalog
 from sansnuages.stores.jobs import JobState
 from sansnuages.tools.local.runtime import LocalRuntime
 from sansnuages.tools.local.scheduler import next_fire
-from sansnuages.tools.progress import describe_job, wait_for_job
+from sansnuages.tools.progress import MONTHLY_SCHEDULE, describe_job, wait_for_job
 from sansnuages.tools.simulate import simulate_month
 
 
@@ -71,7 +71,7 @@ def run_demo(args: argparse.Namespace) -> int:
             for path in products:
                 bucket.client.upload_file(str(path), bucket.name, f"incoming/{path.name}")
         wait_for_ingest(runtime, catalog, bucket, len(products))
-        schedule = next(s for s in runtime.schedules if s.function == "PlanFunction")
+        schedule = next(s for s in runtime.schedules if s.name == MONTHLY_SCHEDULE)
         fired = next_fire(schedule.expression, period.end)  # its first run after the window
         print(
             f"firing schedule {schedule.name} ({schedule.expression}) as at {fired:%Y-%m-%d %H:%M}"

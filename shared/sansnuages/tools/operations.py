@@ -16,7 +16,6 @@ from typing import Any
 from sansnuages import areas, layout
 from sansnuages.errors import InvalidProduct, InvalidRequest, NotFound
 from sansnuages.formats.muscate import ProductName
-from sansnuages.period import SynthesisPeriod
 from sansnuages.stac.collections import L2A_REFLECTANCE, MOSAICS, SENTINEL2_L3A, SNOW_L2B
 from sansnuages.stac.extents import parse_datetime
 from sansnuages.stages.publish import link_versions
@@ -24,7 +23,6 @@ from sansnuages.stages.staleness import derived_ids
 from sansnuages.stores.bucket import DataBucket, decode_event_key
 from sansnuages.stores.catalog import Catalog
 from sansnuages.stores.jobs import Job, JobStore, TileState, job_id_for
-from sansnuages.stores.messages import TileTask
 
 REASON_SUFFIX = ".reason.json"
 PEEK_VISIBILITY_S = 30
@@ -234,7 +232,7 @@ def plan_event(month: str, area: str, geojson_text: str | None = None) -> dict[s
 
 def tile_message(job: Job, tile: str) -> str:
     """The composite message of one tile of `job`, as the plan sends it."""
-    return TileTask(job.job_id, tile, SynthesisPeriod.parse(job.month), job.run - 1).body()
+    return job.task(tile).body()
 
 
 def area_job_id(month: str, area: str) -> str:

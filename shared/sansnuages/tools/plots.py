@@ -120,3 +120,36 @@ def series_table(document: Mapping[str, Any]) -> Sequence[str]:
         lines.append(f"{o['datetime'][:19]:21} {o['platform']:12} {'yes' if o['clear'] else 'no':5} "
                      f"{values} {aot}  {o['product']}")  # fmt: skip
     return lines
+
+
+def season_plot(document: Mapping[str, Any], path: Path, title: str = "") -> Path:
+    """The snow-covered share per day of a season: the gap-filled curve, and the observed
+    share on each observation day (Sentinel-2 dots, Landsat-8 squares; size by how clear the
+    area was that day). `document`: the season curve JSON (`processing.season_curve`)."""
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(10, 4))
+    days = [date.fromisoformat(d["date"]) for d in document["daily"]]
+    axes.plot(days, [d["snow"] for d in document["daily"]], color="#1f5fd6", lw=1.4,
+              label="gap-filled (daily)")  # fmt: skip
+    for sensor, marker, colour in (("sentinel-2", "o", "#3b7dd8"), ("landsat-8", "s", "#e08a2c")):
+        seen = [
+            o for o in document["observations"]
+            if o["snow"] is not None and any(p.startswith(sensor) for p in o["platforms"])
+        ]  # fmt: skip
+        axes.scatter(
+            [date.fromisoformat(o["date"]) for o in seen], [o["snow"] for o in seen],
+            s=[8 + 40 * o["clear"] for o in seen], marker=marker, color=colour,
+            edgecolors="black", linewidths=0.4, label=f"{sensor} (observed, clear part)",
+        )  # fmt: skip
+    axes.axvspan(date.fromisoformat(document["start"]), date.fromisoformat(document["end"]),
+                 color="#eef3fb", zorder=0)  # fmt: skip
+    axes.set_ylim(-0.02, 1.02)
+    axes.set_ylabel("snow-covered share")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8, loc="upper right")
+    axes.set_title(title or "Snow season")
+    figure.autofmt_xdate()
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path

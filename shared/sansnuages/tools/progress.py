@@ -11,13 +11,14 @@ from sansnuages.settings import Settings
 from sansnuages.stores.jobs import Job, JobStore, TileState
 
 PLAN_FUNCTION = "PlanFunction"
+MONTHLY_SCHEDULE = "PlanFunctionMonthly"
+YEARLY_SCHEDULE = "PlanFunctionYearly"
+"""The template's schedules of the plan function: the months, and the snow seasons."""
 
 
-def start_month(client: Any, month: str, area: str, resolution: float | None = None) -> str:
-    """Invoke the planner as the schedule would; returns the job id."""
-    event: dict[str, Any] = {"month": month, "area": area}
-    if resolution:
-        event["resolution"] = resolution
+def start_job(client: Any, event: dict[str, Any]) -> str:
+    """Invoke the planner with a month's or a season's event, as a schedule would; returns
+    the job id."""
     return job_from_invocation(client.invoke(PLAN_FUNCTION, event))
 
 

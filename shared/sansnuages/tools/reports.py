@@ -137,3 +137,79 @@ def run_stats_production(args: argparse.Namespace, settings: Settings) -> int:
     if args.png:
         print(f"plot written: {production_plot(document, args.png)}")
     return 0
+
+
+def add_season_plot(
+    commands: Any, formatter: Any, settings_of: SettingsOf
+) -> argparse.ArgumentParser:
+    plot: argparse.ArgumentParser = commands.add_parser(
+        "season-plot",
+        help="snow-covered area per day over a snow season, of a tile or a polygon",
+        description="The snow-covered share of a tile (stored with its season) or of a small polygon\n"
+        "(computed from the snow maps under it) per day of a hydrological year: the gap-filled\n"
+        "curve, and the observation days, Sentinel-2 and Landsat-8 marked apart.",
+        epilog="examples:\n"
+        "  sansnuages season-plot 2018 --tile 31TCH --png season.png\n"
+        "  sansnuages season-plot 2018 --polygon valley.geojson --csv valley.csv",
+        formatter_class=formatter,
+    )
+    plot.add_argument("season", help="the year the season ends in (2018: Sep 2017 to Aug 2018)")
+    where = plot.add_mutually_exclusive_group(required=True)
+    where.add_argument("--tile", help="a Sentinel-2 tile, e.g. 31TCH")
+    where.add_argument("--polygon", type=Path, help="a GeoJSON file of one small Polygon")
+    plot.add_argument("--png", type=Path, help="draw the season plot into this PNG")
+    plot.add_argument("--csv", type=Path, help="write the daily values as CSV")
+    plot.add_argument("--json", action="store_true", help="print the JSON document")
+    plot.set_defaults(func=lambda args: run_season_plot(args, settings_of(args)))
+    return plot
+
+
+def run_season_plot(args: argparse.Namespace, settings: Settings) -> int:
+    from sansnuages.api.season_routes import season_curve_response
+    from sansnuages.processing.season_curve import curve_csv
+    from sansnuages.raster.gdal import use_gdal
+    from sansnuages.stores.bucket import DataBucket
+    from sansnuages.stores.catalog import Catalog
+    from sansnuages.tools.plots import season_plot
+
+    use_gdal(settings)
+    params: dict[str, Any] = {"season": args.season}
+    if args.tile:
+        params["tile"] = args.tile
+    else:
+        params["geometry"] = _polygon_of(args.polygon)
+    catalog = Catalog(settings.catalog_table, settings=settings)
+    response = season_curve_response(catalog, DataBucket(settings), params)
+    body = response.body
+    document = json.loads(body.decode() if isinstance(body, bytes) else str(body))
+    if args.json:
+        print(json.dumps(document, indent=1))
+    else:
+        seen = document["observations"]
+        peak = max(document["daily"], key=lambda d: d["snow"])
+        print(
+            f"season {document['season']} ({document['start']} to {document['end']}), tile "
+            f"{document['tile']}: {document['pixels']:,} pixels with a season, "
+            f"{len(seen)} observation days; most snow {peak['snow']:.0%} on {peak['date']}"
+        )
+    if args.csv:
+        args.csv.write_text(curve_csv(document))
+    if args.png:
+        title = f"Snow season {document['season']}, tile {document['tile']}"
+        print(f"plot written: {season_plot(document, args.png, title)}")
+    return 0
+
+
+def _polygon_of(path: Path) -> dict[str, Any]:
+    """The one Polygon of a GeoJSON file (a geometry, a Feature, or a collection of one)."""
+    from sansnuages.errors import InvalidRequest
+
+    document = json.loads(path.read_text("utf-8"))
+    if document.get("type") == "FeatureCollection":
+        features = document.get("features") or []
+        if len(features) != 1:
+            raise InvalidRequest(f"{path}: give one polygon, not {len(features)} features")
+        document = features[0]
+    if document.get("type") == "Feature":
+        document = document.get("geometry") or {}
+    return dict(document)

@@ -1135,10 +1135,12 @@ def simulate_snow_product(
     cloud_cover: float = 0.3,
     snow_cover: float = 0.3,
     version: str = "1-0",
+    codes: np.ndarray | None = None,
 ) -> Path:
     """A Let-It-Snow L2B-SNOW product: `<ID>_SNW_R2.tif` (Landsat-8: `_SNW_XS.tif`), uint8
     classes 0 / 100 / 205 / no data (254, 255 from version 2 on), with its metadata; `resolution` is the R1 pixel size as in
-    `simulate_product`, so the snow map is on the R2 (or XS) grid."""
+    `simulate_product`, so the snow map is on the R2 (or XS) grid. `codes`, on that grid,
+    are written instead of the simulated classes (a season's maps of a known truth)."""
     import rasterio
     from rasterio.windows import Window
 
@@ -1159,8 +1161,14 @@ def simulate_snow_product(
         profile = _tiff_profile(geom, square.epsg, "uint8") | {"nodata": nodata}
         with rasterio.Env(GDAL_PAM_ENABLED="NO"):
             with rasterio.open(folder / f"{pid}_SNW_{group}.tif", "w", **profile) as dst:
+                if codes is not None and codes.shape != (geom.nrows, geom.ncols):
+                    raise ValueError(f"codes {codes.shape} are not on the {group} grid")
                 for row, col, sub in _windows(geom):
-                    classes = _snow_window(scene, sub, snow_cover, nodata)
+                    classes = (
+                        _snow_window(scene, sub, snow_cover, nodata)
+                        if codes is None
+                        else codes[row : row + sub.nrows, col : col + sub.ncols].astype(np.uint8)
+                    )
                     counts += np.bincount(classes.ravel(), minlength=256)
                     dst.write(classes[None], window=Window(col, row, sub.ncols, sub.nrows))
         valid = max(1, int(counts.sum() - counts[nodata]))

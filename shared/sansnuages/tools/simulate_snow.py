@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -211,3 +212,37 @@ def _codes(
     snowy = rng.integers(snow_from, SNOW + 1, size=snow.shape)
     patchy = np.where(rng.random(snow.shape) < 0.5, 0, rng.integers(0, snow_from, size=snow.shape))
     return np.where(snow, snowy, patchy).astype(np.uint8)
+
+
+def write_season_products(
+    scene: SnowScene, tile: str, out_dir: Path, resolution: float
+) -> list[Path]:
+    """The scene's maps as L2B-SNOW zips of `tile`, to upload: the scene's grid is the tile's
+    R2 grid at `resolution` (the R1 pixel size, as in `simulate_snow_product`), Sentinel-2
+    maps are written as they are, Landsat-8 maps sampled at the centres of the XS grid's
+    pixels (nearest). Version 2 products carry no data 255, version 1 254."""
+    from sansnuages.tools.simulate import (
+        LANDSAT_PLATFORM,
+        group_geometries,
+        simulate_snow_product,
+    )
+
+    written = []
+    for n, product in enumerate(sorted(scene.products, key=lambda p: p.observation.date)):
+        landsat = product.sensor == L8
+        platform = LANDSAT_PLATFORM if landsat else ("SENTINEL2A", "SENTINEL2B")[n % 2]
+        codes = product.observation.codes
+        if landsat:
+            r2 = group_geometries(tile, "SENTINEL2A", resolution)["R2"]
+            xs = group_geometries(tile, platform, resolution)["XS"]
+            centres = (np.arange(xs.nrows) + 0.5) * abs(xs.ydim) / abs(r2.ydim)
+            index = np.clip(centres.astype(int), 0, codes.shape[0] - 1)
+            codes = codes[np.ix_(index, index)]
+        when = dt.datetime.combine(product.observation.date, dt.time(10, 40), dt.UTC)
+        version = "2-0" if product.nodata == NODATA_V2 else "1-0"
+        written.append(
+            simulate_snow_product(
+                tile, when, platform, out_dir, resolution, version=version, codes=codes
+            )
+        )
+    return written
