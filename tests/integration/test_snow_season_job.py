@@ -351,3 +351,41 @@ def test_the_cli_draws_the_season_plot(
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     assert len(table.read_text().splitlines()) == 1 + YEAR.n_days
     assert "tile 31TCH" in capsys.readouterr().out
+
+
+def test_the_viewer_draws_the_season_plot_of_a_clicked_point(
+    season: dict[str, Any], runtime: LocalRuntime, tmp_path: Path
+) -> None:
+    """The season plot of a pixel, drawn by the viewer from the API's JSON: its snow days are
+    the pixel's SCD in the season's COG, its observation days the API's."""
+    import shutil
+    import subprocess
+
+    from pyproj import Transformer
+
+    item = _season_item(season["catalog"])
+    layers = _layers(item, season["settings"])
+    grid: dict[str, Any] = layers.pop("grid")  # type: ignore[assignment]
+    row, col = 14, 5
+    x, y = grid["transform"] @ (col + 0.5, row + 0.5)
+    lon, lat = Transformer.from_crs(grid["crs"], "EPSG:4326", always_xy=True).transform(x, y)
+    api = runtime.facts()["stac_api_url"]
+    status, curve = _get(f"{api}/seasons/curve?season=2018&lon={lon:.6f}&lat={lat:.6f}")
+    assert status == 200 and curve["polygon_pixels"] == 1
+    in_year = [o for o in curve["observations"] if curve["start"] <= o["date"] <= curve["end"]]
+    seen = [o for o in in_year if o["snow"] is not None]
+    sentinel2 = sum(1 for o in seen if any(p.startswith("sentinel-2") for p in o["platforms"]))
+    landsat8 = sum(1 for o in seen if "landsat-8" in o["platforms"])
+    chromium = shutil.which("chromium")
+    assert chromium, "chromium is missing: apt-get install -y chromium (make browser)"
+    url = f"{api}/viewer/AND?month=snow-2018&lon={lon:.6f}&lat={lat:.6f}"
+    dom = subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+         "--disable-background-networking", f"--user-data-dir={tmp_path / 'profile'}",
+         "--window-size=900,800", "--virtual-time-budget=30000", "--dump-dom", url],
+        check=True, capture_output=True, text=True, timeout=180,
+    ).stdout  # fmt: skip
+    assert 'id="season-panel"' in dom and 'data-state="drawn"' in dom, dom[-2000:]
+    assert f'data-snow-days="{int(layers["SCD"][row, col])}"' in dom
+    assert f'data-sentinel2="{sentinel2}"' in dom and f'data-landsat8="{landsat8}"' in dom
+    assert '<section id="series-panel" hidden=""' in dom

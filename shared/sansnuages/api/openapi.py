@@ -354,12 +354,11 @@ def _season_paths(limits: RequestLimits) -> dict[str, Any]:
             "the year the season ends in (2018: Sep 2017 to Aug 2018)",
             required=True,
         ),
+        _query("tile", {"type": "string", "maxLength": 6}, "a Sentinel-2 tile, e.g. 31TCH"),
         _query(
-            "tile",
-            {"type": "string", "maxLength": 6},
-            "a Sentinel-2 tile, e.g. 31TCH",
-            required=True,
+            "lon", {"type": "number", "minimum": -180, "maximum": 180}, "or a point's longitude"
         ),
+        _query("lat", {"type": "number", "minimum": -90, "maximum": 90}, "and latitude"),
         _query("format", output, "json (default) or csv"),
     ]
     body = {
@@ -369,7 +368,7 @@ def _season_paths(limits: RequestLimits) -> dict[str, Any]:
             "season": season,
             "geometry": {
                 "type": "object",
-                "description": f"a GeoJSON Polygon of at most {limits.series_vertices:,} "
+                "description": f"a GeoJSON Point, or a Polygon of at most {limits.series_vertices:,} "
                 f"vertices over at most {limits.season_pixels:,} pixels of the 20 m grid",
             },
             "format": output,

@@ -3,11 +3,12 @@ snow season, gap-filled and as observed (Sentinel-2 and Landsat-8 days told apar
 CSV:
 
   GET  /seasons/curve?season=2018&tile=31TCH&format=csv
-  POST /seasons/curve   {"season": 2018, "geometry": {GeoJSON Polygon}, "format": "json"}
+  GET  /seasons/curve?season=2018&lon=1.55&lat=42.55      (the pixel under a point)
+  POST /seasons/curve   {"season": 2018, "geometry": {GeoJSON Point or Polygon}}
 
-A tile's curve was stored with its season (one small read); a polygon's is computed from the
-snow maps' pixels under it, read by windows, within the request limits (`season_pixels` of
-the 20 m grid, the time series' vertex limit).
+A tile's curve was stored with its season (one small read); a point's or a polygon's is
+computed from the snow maps' pixels under it, read by windows, within the request limits
+(`season_pixels` of the 20 m grid, the time series' vertex limit).
 """
 
 from __future__ import annotations
@@ -21,14 +22,14 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from sansnuages import errors
 from sansnuages.api.limits import LIMITS, RequestLimits
 from sansnuages.api.stac import JSON, json_body
-from sansnuages.api.timeseries_routes import CSV, parse_format, parse_geometry
+from sansnuages.api.timeseries_routes import CSV, parse_format, parse_geometry, parse_point
 from sansnuages.period import HydrologicalYear
 from sansnuages.processing.season_curve import curve_csv
 from sansnuages.stores.bucket import DataBucket
 from sansnuages.stores.catalog import Catalog
 from sansnuages.stores.seasons import polygon_curve, tile_curve
 
-PARAMETERS = frozenset({"season", "tile", "geometry", "format"})
+PARAMETERS = frozenset({"season", "tile", "geometry", "lon", "lat", "format"})
 _TILE = re.compile(r"^T?\d{1,2}[C-X][A-Z][A-V]$")
 
 
@@ -57,14 +58,18 @@ def season_curve_response(
         raise errors.InvalidRequest(f"unknown parameter {unknown[0][:40]!r}")
     year = parse_season(params.get("season"))
     output = parse_format(params.get("format"))
-    if (params.get("tile") is None) == (params.get("geometry") is None):
-        raise errors.InvalidRequest("give a tile or a geometry (a GeoJSON Polygon), one of them")
+    point = params.get("lon") is not None or params.get("lat") is not None
+    given = [params.get("tile") is not None, params.get("geometry") is not None, point]
+    if sum(given) != 1:
+        raise errors.InvalidRequest("give one of a tile, a geometry, or lon and lat")
     if params.get("tile") is not None:
         document = tile_curve(catalog, bucket, year, parse_tile(params["tile"]))
     else:
-        geometry = parse_geometry(params["geometry"], limits)
-        if geometry["type"] != "Polygon":
-            raise errors.InvalidRequest("geometry must be a GeoJSON Polygon")
+        geometry = (
+            parse_point(params.get("lon"), params.get("lat"))
+            if point
+            else parse_geometry(params["geometry"], limits)
+        )
         document = polygon_curve(catalog, year, geometry, limits.season_pixels)
     headers = {"Cache-Control": "max-age=300"}
     if output == "csv":

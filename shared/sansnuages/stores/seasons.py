@@ -70,9 +70,9 @@ def polygon_curve(
     geometry: Mapping[str, Any],
     max_pixels: int,
 ) -> dict[str, Any]:
-    """The curve of a small polygon, from the pixels of the snow maps under it: those of the
-    tile whose season covers the polygon whole (the first found of the newest runs). A polygon
-    over more than `max_pixels` pixels of the 20 m grid is a 400."""
+    """The curve of a point (its pixel) or a small polygon, from the pixels of the snow maps
+    under it: those of the tile whose season covers it whole (the first found of the newest
+    runs). A polygon over more than `max_pixels` pixels of the 20 m grid is a 400."""
     polygon = shape(geometry)
     seasons = [
         item
@@ -80,7 +80,7 @@ def polygon_curve(
         if shape(item["geometry"]).contains(polygon)
     ]
     if not seasons:
-        raise errors.NotFound(f"no snow season {year.label} covers the whole polygon")
+        raise errors.NotFound(f"no snow season {year.label} covers the whole {polygon.geom_type}")
     season = seasons[0]
     tile = str(season["properties"]["grid:code"]).removeprefix("MGRS-")
     grid_asset = season["assets"]["SCD"]

@@ -2,7 +2,9 @@
 // - the stability plot of a point (click the map, or ?lon=&lat= in the URL): reflectance per
 //   band over the year up to the month shown, clear dates filled and cloudy dates hollow, AOT below;
 // - the production counter (the Production button, or ?panel=production): products acquired a
-//   day per platform, stacked, over 90 % cloud left out, and each month's average of daily counts.
+//   day per platform, stacked, over 90 % cloud left out, and each month's average of daily counts;
+// - on a snow season (?month=snow-2018), the season plot of the point instead of its time series:
+//   the snow-covered share per day, gap-filled, and as Sentinel-2 and Landsat-8 saw it.
 (function () {
   "use strict";
   const BAND_COLOURS = { B2: "#1f5fd6", B3: "#2a9d3a", B4: "#d62a2a", B5: "#b5524c", B6: "#9c4f8f",
@@ -13,6 +15,7 @@
   // the month the panels stop at: a month's own; for a season, the viewer sends its last month
   let month = /^\d{4}-\d{2}$/.test(params.get("month") || "") ? params.get("month") : null;
   let point = null;
+  let season = /^snow-\d{4}$/.test(params.get("month") || "") ? params.get("month") : null;
   const charts = {};
 
   function width() { return Math.max(300, document.getElementById("panels").clientWidth - 40); }
@@ -91,6 +94,63 @@
     })).catch((e) => setState("series-panel", "error", e.message));
   }
 
+  // --- the season plot ------------------------------------------------------------------
+
+  function seasonData(doc) {
+    const dates = doc.daily.map((d) => d.date);
+    const seen = { "sentinel-2": {}, "landsat-8": {} };
+    for (const o of doc.observations) {
+      if (o.snow === null) continue;
+      for (const sensor of Object.keys(seen)) {
+        if (o.platforms.some((p) => p.startsWith(sensor))) seen[sensor][o.date] = o.snow;
+      }
+    }
+    const times = dates.map((d) => Date.parse(`${d}T12:00:00Z`) / 1000);
+    const data = [times, doc.daily.map((d) => d.snow)];
+    for (const sensor of Object.keys(seen)) data.push(dates.map((d) => (d in seen[sensor] ? seen[sensor][d] : null)));
+    const counts = Object.fromEntries(Object.entries(seen).map(([k, v]) => [k, Object.keys(v).filter((d) => d >= doc.start && d <= doc.end).length]));
+    return { data, counts };
+  }
+
+  function drawSeason(doc) {
+    const { data, counts } = seasonData(doc);
+    const dot = (colour) => ({ stroke: colour, width: 0, paths: () => null,
+      points: { show: true, size: 8, width: 1, stroke: "#222", fill: colour } });
+    const series = [{}, { label: "gap-filled", stroke: "#1f5fd6", width: 2, points: { show: false } },
+      { label: "Sentinel-2", ...dot(PLATFORM_COLOURS["sentinel-2a"]) },
+      { label: "Landsat-8", ...dot(PLATFORM_COLOURS["landsat-8"]) }];
+    const opts = { width: width(), height: 220, series, legend: { show: true },
+      scales: { x: { time: true }, y: { range: [-0.02, 1.02] } },
+      axes: [{}, { label: "snow-covered share", size: 55 }] };
+    replaceChart("season", opts, data, document.getElementById("season-chart"));
+    document.getElementById("season-title").textContent =
+      `Snow season ${doc.season} at ${point.lat.toFixed(4)}, ${point.lng.toFixed(4)} (tile ${doc.tile})`;
+    const panel = document.getElementById("season-panel");
+    panel.dataset.sentinel2 = String(counts["sentinel-2"]);
+    panel.dataset.landsat8 = String(counts["landsat-8"]);
+    panel.dataset.snowDays = String(doc.daily.filter((d) => d.snow >= 0.5).length);
+    setState("season-panel", "drawn");
+  }
+
+  function loadSeason() {
+    if (!point || !season) return;
+    document.getElementById("series-panel").hidden = true;
+    document.getElementById("season-panel").hidden = false;
+    setState("season-panel", "loading", "loading…");
+    const query = new URLSearchParams({ season: season.slice(5), lon: point.lng.toFixed(6),
+      lat: point.lat.toFixed(6) });
+    return fetch(`${apiRoot()}seasons/curve?${query}`).then((r) => r.json().then((doc) => {
+      if (!r.ok) throw new Error(doc.description || `HTTP ${r.status}`);
+      drawSeason(doc);
+    })).catch((e) => setState("season-panel", "error", e.message));
+  }
+
+  function loadPoint() {
+    if (season) return loadSeason();
+    document.getElementById("season-panel").hidden = true;
+    return loadSeries();
+  }
+
   // --- the production counter -----------------------------------------------------------
 
   function drawProduction(doc) {
@@ -159,10 +219,14 @@
     query.set("lon", latlng.lng.toFixed(6));
     query.set("lat", latlng.lat.toFixed(6));
     history.replaceState(null, "", `?${query}`);
-    loadSeries();
+    loadPoint();
   }
   if (window.viewerMap) window.viewerMap.on("click", (e) => choose(e.latlng));
-  document.addEventListener("viewer:month", (e) => { month = e.detail; loadSeries(); loadProduction(); });
+  document.addEventListener("viewer:month", (e) => { month = e.detail; loadProduction(); });
+  document.addEventListener("viewer:period", (e) => {
+    season = /^snow-\d{4}$/.test(e.detail) ? e.detail : null;
+    loadPoint();
+  });
   if (params.get("panel") === "production") {
     document.getElementById("production-panel").hidden = false;
     loadProduction();

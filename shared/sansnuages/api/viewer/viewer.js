@@ -72,6 +72,7 @@
     query.set("product", entry.product);
     history.replaceState(null, "", `?${query}`);
     document.dispatchEvent(new CustomEvent("viewer:month", { detail: entry.until || entry.month }));
+    document.dispatchEvent(new CustomEvent("viewer:period", { detail: entry.month }));
     return fetch(entry.tilejson).then((r) => {
       if (!r.ok) throw new Error(`TileJSON: HTTP ${r.status}`);
       return r.json();
