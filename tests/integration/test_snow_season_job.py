@@ -47,8 +47,13 @@ YEAR = HydrologicalYear(2018)
 
 
 @pytest.fixture(scope="module")
-def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRuntime]:
-    runtime = LocalRuntime(ROOT / "template.yaml", tmp_path_factory.mktemp("local")).start()
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("local")
+
+
+@pytest.fixture(scope="module")
+def runtime(workdir: Path) -> Iterator[LocalRuntime]:
+    runtime = LocalRuntime(ROOT / "template.yaml", workdir).start()
     yield runtime
     runtime.stop()
 
@@ -223,6 +228,27 @@ def test_the_tile_curve_is_the_mean_of_the_daily_series(
     assert np.allclose([d["snow"] for d in curve["daily"]], expected, atol=1e-5)
     platforms = {p for obs in curve["observations"] for p in obs["platforms"]}
     assert platforms == {"sentinel-2a", "sentinel-2b", "landsat-8"}
+
+
+def test_the_cli_starts_a_season_over_a_tile_list_and_waits_for_it(
+    season: dict[str, Any],
+    workdir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from sansnuages.tools.cli import main as cli
+
+    monkeypatch.chdir(workdir)
+    assert cli(["snow-season", "2018", "--tiles", "31TCH", "--area-name", "Andorra's tile"]) == 0
+    output = capsys.readouterr().out
+    job_id = next(
+        word.rstrip(":") for word in output.split() if word.startswith("snow-2018-tiles-")
+    )
+    job = JobStore(season["settings"]).get(job_id)
+    assert job is not None and job.state == JobState.DONE and [t.tile for t in job.tiles] == [TILE]
+    assert cli(["snow-season", "18", "--tiles", "31TCH"]) == 2  # refused, one line, no traceback
+    error = capsys.readouterr().err
+    assert "snow season is a year" in error and "Traceback" not in error
 
 
 def test_a_late_snow_map_marks_the_season_stale(season: dict[str, Any], tmp_path: Path) -> None:

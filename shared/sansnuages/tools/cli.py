@@ -281,7 +281,10 @@ def _month(args: argparse.Namespace) -> int:
 
 
 def _snow_season(args: argparse.Namespace) -> int:
-    return _run_job({"season": args.season, **_job_area(args)}, args.no_wait)
+    from sansnuages.period import HydrologicalYear
+
+    season = HydrologicalYear.parse(args.season)  # refused here, before a job is asked for
+    return _run_job({"season": str(season.year), **_job_area(args)}, args.no_wait)
 
 
 def _run_job(event: dict[str, Any], no_wait: bool) -> int:
