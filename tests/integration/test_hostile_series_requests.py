@@ -1,4 +1,4 @@
-"""Hostile requests to the time series and production statistics routes, over real HTTP to the
+"""Hostile requests to the time series, season curve and production statistics routes, over real HTTP to the
 API function's handler: each limit at its value (answered) and just past it (a 400 naming it),
 malformed and deep input, never a 500, never a secret in a body, each within 2 s of handler
 time; and a fuzz of their OpenAPI description."""
@@ -93,6 +93,11 @@ def _polygon_body(vertices: int) -> bytes:
     return json.dumps({"geometry": geometry, "datetime": "2018-07-01/2018-07-31"}).encode()
 
 
+def _season_body(vertices: int) -> bytes:
+    geometry = {"type": "Polygon", "coordinates": [_ring(vertices)]}
+    return json.dumps({"geometry": geometry, "season": 2018}).encode()
+
+
 def _deep(levels: int) -> bytes:
     return ('{"geometry": ' + "[" * levels + "]" * levels + ', "datetime": "2018"}').encode()
 
@@ -137,6 +142,15 @@ HOSTILE: list[tuple[str, str, bytes | None, str]] = [
      "format"),
     ("stats injection", "/stats/production?from=2018-07-01&to=" + quote("2018-07-02\n"), None,
      "to must be a day"),
+    ("season without a place", "/seasons/curve?season=2018", None, "give one of"),
+    ("season and two places", f"/seasons/curve?season=2018&tile=31TCH&{POINT}", None,
+     "give one of"),
+    ("season of no year", "/seasons/curve?season=18&tile=31TCH", None, "snow season is a year"),
+    ("season path in a tile", "/seasons/curve?season=2018&tile=" + quote("../../31TCH"), None,
+     "tile is a Sentinel-2 tile name"),
+    ("season polygon over the vertex limit", "/seasons/curve",
+     _season_body(LIMITS.series_vertices + 1), "over the limit of 1,000 vertices"),
+    ("season format", "/seasons/curve?season=2018&tile=31TCH&format=png", None, "format"),
 ]  # fmt: skip
 
 
@@ -210,7 +224,7 @@ def test_openapi_fuzz_of_the_series_routes_finds_no_server_error(served: Served,
     from hypothesis import HealthCheck, given, settings
 
     schema = schemathesis.openapi.from_url(f"{served.url}/api").include(
-        path_regex="^/(timeseries|stats)"
+        path_regex="^/(timeseries|stats|seasons)"
     )
     strategy = schema.as_strategy(generation_mode=schemathesis.GenerationMode(mode))
     failures: list[str] = []
@@ -228,4 +242,4 @@ def test_openapi_fuzz_of_the_series_routes_finds_no_server_error(served: Served,
 
     check()
     assert failures == []
-    assert paths == {"/timeseries", "/stats/production"}
+    assert paths == {"/timeseries", "/stats/production", "/seasons/curve"}
