@@ -361,7 +361,7 @@ def test_a_retry_after_a_crash_before_retiring_the_older_version_retires_it(
 def test_an_invalid_tile_fails_at_once_without_retries(
     compositor: TileCompositor, function_settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def invalid(task):  # type: ignore[no-untyped-def]
+    def invalid(task, meter=None):  # type: ignore[no-untyped-def]
         raise InvalidRequest("a tile the grid does not know")
 
     monkeypatch.setattr(compositor, "synthesise", invalid)

@@ -93,6 +93,7 @@ UNUSED_GRANTS = {
             ("IngestFunction", "s3:GetObject DataBucket/snow-seasons/*"),
             ("IngestFunction", "s3:PutObject DataBucket/snow-seasons/*"),
             ("CompositeFunction", "s3:GetObject DataBucket/snow-seasons/*"),
+            ("CompositeFunction", "s3:ListBucket DataBucket [s3:prefix StringLike snow-seasons/*]"),
             ("CompositeFunction", "s3:PutObject DataBucket/snow-seasons/*"),
             ("CompositeFunction", "s3:AbortMultipartUpload DataBucket/snow-seasons/*"),
             ("CompositeFunction", "s3:DeleteObject DataBucket/snow-seasons/*"),

@@ -117,6 +117,11 @@ def test_the_yearly_schedule_makes_the_season_that_ended(season: dict[str, Any])
     assert job.state == JobState.DONE, job.reason
     item = _season_item(season["catalog"])
     assert job.tiles[0].item == layout.item_key(item)
+    # its cost: the plan, the tile and the mosaic each recorded what they used
+    usage = job.usage
+    assert usage.invocations >= 3 and usage.gb_seconds > 0
+    assert usage.s3_estimated > len(job.tiles) and usage.s3_gets > usage.s3_estimated
+    assert usage.dynamodb_writes > 0 and usage.sqs_requests >= 2  # a tile and the mosaic
 
 
 def test_the_job_routes_show_the_season_job(season: dict[str, Any], runtime: LocalRuntime) -> None:

@@ -333,26 +333,27 @@ def test_s3_grants_follow_the_data_flow(cfn: dict[str, Any], resolver: Resolver)
         return _s3_grants(_role_statements(cfn, resolver, f"{function}Role"), bucket)
 
     ingest = grants("IngestFunction")
-    # a late product flags the syntheses it misses: their Item files under l3a/, read and
-    # written conditionally; an upload given up on its last delivery leaves its reason
-    assert ingest["s3:GetObject"] == {"incoming/*", "l2a/*", "l3a/*", "collections/*"}
+    # a late product flags the syntheses (a late snow map the seasons) it misses: their Item
+    # files, read and written conditionally; an upload given up on its last delivery leaves
+    # its reason
+    made = {"l3a/*", "snow-seasons/*"}
+    assert ingest["s3:GetObject"] == {"incoming/*", "l2a/*", "collections/*"} | made
     assert ingest["s3:PutObject"] == {
         "l2a/*",
         "quarantine/*",
         "dead-letters/*",
         "collections/*",
-        "l3a/*",
-    }
+    } | made
     assert ingest["s3:DeleteObject"] == {"incoming/*", "l2a/*"}
     composite, mosaic = grants("CompositeFunction"), grants("MosaicFunction")
-    assert composite["s3:PutObject"] == {"l3a/*", "collections/*"}
-    assert composite["s3:DeleteObject"] == {"l3a/*"}
+    assert composite["s3:PutObject"] == {"collections/*"} | made
+    assert composite["s3:DeleteObject"] == made
     assert "l2a/*" in composite["s3:GetObject"]
     assert mosaic["s3:PutObject"] == {"mosaics/*", "collections/*"}
     assert mosaic["s3:DeleteObject"] == {"mosaics/*"}
     assert grants("PlanFunction") == {} and grants("SweeperFunction") == {}
     api = grants("ApiFunction")
-    assert api == {"s3:GetObject": {"l2a/*", "l3a/*", "mosaics/*"}}
+    assert api == {"s3:GetObject": {"l2a/*", "l3a/*", "snow-seasons/*", "mosaics/*"}}
     deletable = set().union(*(grants(f).get("s3:DeleteObject", set()) for f in FUNCTIONS))
     assert not deletable & {"quarantine/*", "collections/*"}
 

@@ -55,6 +55,7 @@ from sansnuages.stores.catalog import Catalog
 from sansnuages.stores.faults import checkpoint
 from sansnuages.stores.jobs import JobStore, TileState
 from sansnuages.stores.messages import MosaicJob, TileTask
+from sansnuages.stores.usage import Meter
 
 logger = Logger(child=True)
 
@@ -108,12 +109,14 @@ class TileCompositor:
             JobStore(settings),
         )
 
-    def produce(self, task: TileTask) -> str:
-        """The tile's product for its job's period; returns its Item key."""
+    def produce(self, task: TileTask, meter: Meter | None = None) -> str:
+        """The tile's product for its job's period; returns its Item key. GDAL's requests to
+        S3 are estimated into `meter` (boto3's it counts itself)."""
+        meter = meter or Meter()
         if isinstance(task.period, HydrologicalYear):
             season = TileSeason(self.settings, self.bucket, self.catalog)
-            return season.make(task.job_id, task.tile, task.period, task.version)
-        return self.synthesise(task)
+            return season.make(task.job_id, task.tile, task.period, task.version, meter)
+        return self.synthesise(task, meter)
 
     def run(self, task: TileTask, last_attempt: bool = False) -> str | None:
         """Synthesise the tile and record it; returns the Item key (None if it failed for good).
@@ -123,9 +126,17 @@ class TileCompositor:
         again, and on its `last_attempt` (the queue's maxReceiveCount) the tile is marked failed
         with the error first, so the job ends instead of waiting for it.
         """
+        meter = Meter.start()
+        try:
+            return self._run(task, last_attempt, meter)
+        finally:
+            meter.close()
+            self.jobs.add_usage(task.job_id, meter.total())
+
+    def _run(self, task: TileTask, last_attempt: bool, meter: Meter) -> str | None:
         self.jobs.start_tile(task.job_id, task.tile)
         try:
-            item_key = self.produce(task)
+            item_key = self.produce(task, meter)
         except Exception as error:
             outcome = decide(error, last_attempt)
             if outcome.fails_unit:
@@ -145,7 +156,7 @@ class TileCompositor:
         self.jobs.finish_tile(task.job_id, task.tile, TileState.FAILED, reason=reason)
         self.fan_in(task.job_id, task.tile)
 
-    def synthesise(self, tile_task: TileTask) -> str:
+    def synthesise(self, tile_task: TileTask, meter: Meter | None = None) -> str:
         task = MonthTile.of(tile_task)
         items = tile_items(self.catalog, task.tile, task.period)
         if not items:
@@ -179,6 +190,8 @@ class TileCompositor:
                 rasters.extend(self._asset(layer, prefix, product_id, grid_) for layer in layers)
             files = self._side_files(task, product_id, prefix, items, stats)
         item = self._item(task, product_id, items, rasters, stats["R1"].pixel_counts, files)
+        if meter is not None:
+            meter.add_gdal(items, [r.size_bytes or 0 for r in rasters])
         publish_item(self.bucket, self.catalog, item, item_key)
         checkpoint("composite.after-publish")
         retire_older_versions(

@@ -49,6 +49,7 @@ from sansnuages.stores.catalog import Catalog
 from sansnuages.stores.faults import checkpoint
 from sansnuages.stores.jobs import Job, JobState, JobStore
 from sansnuages.stores.messages import MosaicJob, MosaicPart, parse_mosaic_message, send_all
+from sansnuages.stores.usage import Meter
 
 logger = Logger(child=True)
 
@@ -121,6 +122,7 @@ class Mosaicker:
         and changes nothing: it ends in the dead-letter queue, for an operator to see."""
         job_id: str | None = None
         parsed: MosaicJob | MosaicPart | None = None
+        meter = Meter.start()
         try:
             parsed = parse_mosaic_message(message)
             if isinstance(parsed, MosaicPart):
@@ -148,6 +150,10 @@ class Mosaicker:
             if outcome.raises:
                 raise
             return None
+        finally:
+            meter.close()
+            if job_id is not None:  # its reads of the syntheses by GDAL are not estimated
+                self.jobs.add_usage(job_id, meter.total())
 
     def _job_of_plan(self, plan_key: str) -> str | None:
         plan = self.bucket.get_json_or_none(plan_key)

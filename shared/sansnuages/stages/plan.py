@@ -33,6 +33,7 @@ from sansnuages.stores.catalog import Catalog
 from sansnuages.stores.faults import checkpoint
 from sansnuages.stores.jobs import Job, JobStore
 from sansnuages.stores.messages import BATCH, send_all
+from sansnuages.stores.usage import Meter
 
 logger = Logger(child=True)
 
@@ -179,6 +180,7 @@ def tiles_with_observations(
 def plan_job(request: JobRequest, settings: Settings) -> tuple[Job, bool]:
     """Record the job and send its tile messages. A retry (or a second plan of an unfinished
     job) sends the messages that the job does not record as sent, and only those."""
+    meter = Meter.start()
     area = areas.area_geometry(request.area)
     catalog = Catalog(settings.catalog_table, settings=settings)
     tiles = tiles_with_observations(catalog, request.period, area)
@@ -188,7 +190,11 @@ def plan_job(request: JobRequest, settings: Settings) -> tuple[Job, bool]:
     store = JobStore(settings)
     job, started = store.create(request.period.label, request.area, area.id, tiles)
     checkpoint("plan.after-create")
-    sent = send_tile_messages(job, store, settings)
+    try:
+        sent = send_tile_messages(job, store, settings)
+    finally:
+        meter.close()
+        store.add_usage(job.job_id, meter.total())
     logger.info(
         "planned job",
         extra={"job": job.job_id, "tiles": len(job.tiles), "started": started, "sent": sent},

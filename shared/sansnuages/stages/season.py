@@ -33,6 +33,7 @@ from sansnuages.stores.bucket import DataBucket
 from sansnuages.stores.catalog import Catalog
 from sansnuages.stores.faults import checkpoint
 from sansnuages.stores.seasons import CURVE_ASSET, snow_items
+from sansnuages.stores.usage import Meter
 
 logger = Logger(child=True)
 
@@ -48,7 +49,14 @@ class TileSeason:
     bucket: DataBucket
     catalog: Catalog
 
-    def make(self, job_id: str, tile: str, year: HydrologicalYear, version: int) -> str:
+    def make(
+        self,
+        job_id: str,
+        tile: str,
+        year: HydrologicalYear,
+        version: int,
+        meter: Meter | None = None,
+    ) -> str:
         """Make the tile's season (run `version`) and record it; returns the Item key.
 
         Idempotent: a retry that finds the Item file (written last of the files) finishes
@@ -62,6 +70,9 @@ class TileSeason:
         written = self.bucket.get_json_or_none(item_key)
         if written is None:
             self._make(job_id, tile, year, version, items, product_id, prefix, item_key)
+            if meter is not None:
+                sizes = [self.bucket.size(f"{prefix}{product_id}_{name}.tif") for name in LAYERS]
+                meter.add_gdal(items, sizes)
         else:
             self.catalog.put_item(written)
         retire_older_versions(self.catalog, SNOW_SEASONS, year.start_datetime, tile, version)

@@ -8,11 +8,15 @@ import boto3
 from botocore.config import Config
 
 from sansnuages.settings import Settings
+from sansnuages.stores.usage import COUNTER
 
 
 def client(service: str, settings: Settings) -> Any:
-    return cast(Any, boto3.client)(
-        service, region_name=settings.region, endpoint_url=settings.endpoint_url
+    """A client whose calls the process's request counter sees (a job's usage)."""
+    return COUNTER.attach(
+        cast(Any, boto3.client)(
+            service, region_name=settings.region, endpoint_url=settings.endpoint_url
+        )
     )
 
 

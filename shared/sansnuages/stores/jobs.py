@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from sansnuages import areas
+from sansnuages.costs import Usage
 from sansnuages.errors import TransientError
 from sansnuages.period import HydrologicalYear, SynthesisPeriod, parse_job_period
 from sansnuages.settings import Settings
@@ -78,6 +79,8 @@ class Job:
     failed: int | None = None
     """Tiles done and failed, as the job record counts them (None: a record older than the
     counters, whose tiles are counted instead)."""
+    usage: Usage = field(default_factory=Usage)
+    """What its units used so far, every attempt and run included (`costs`)."""
 
     @property
     def finished(self) -> bool:
@@ -461,6 +464,27 @@ class JobStore:
                     jobs.append(job)
         return jobs
 
+    def add_usage(self, job_id: str, usage: Usage) -> bool:
+        """Add a unit's usage to the job's (atomic counters: units finishing at once all
+        count); False when it could not be. Never raises: what a unit used is an estimate for
+        the cost table, and must not fail (or hide the error of) the unit itself. A unit that
+        crashes before this loses its share."""
+        counts = usage.as_dict()
+        values = {f":{name}": {"N": str(value)} for name, value in counts.items()}
+        update = ", ".join(f"usage_{name} :{name}" for name in counts)
+        try:
+            return _conditionally(
+                lambda: self.client.update_item(
+                    TableName=self.table,
+                    Key={"pk": {"S": f"job#{job_id}"}, "sk": {"S": "job"}},
+                    UpdateExpression=f"ADD {update}",
+                    ConditionExpression="attribute_exists(pk)",
+                    ExpressionAttributeValues=values,
+                )
+            )
+        except (ClientError, BotoCoreError, TransientError):
+            return False
+
     def claim_mosaic(self, job_id: str, by: str = "") -> bool:
         """True for exactly one caller once no tile is pending, and again for the same claimer
         (`by`: the tile whose message is being retried) until `mosaic_sent` records that the
@@ -601,6 +625,9 @@ def _job_of(job_id: str, head: dict[str, Any], tiles: list[TileStatus]) -> Job:
         mosaic_attempts=int(head.get("mosaic_attempts", {}).get("N", "0")),
         done=_optional_count(head, "done"),
         failed=_optional_count(head, "failed"),
+        usage=Usage.from_dict(
+            {k.removeprefix("usage_"): v["N"] for k, v in head.items() if k.startswith("usage_")}
+        ),
     )
 
 
@@ -624,4 +651,5 @@ def job_status(job: Job) -> dict[str, Any]:
         ],
         "mosaic_item": job.mosaic_item,
         "reason": job.reason,
+        "usage": {**job.usage.as_dict(), "lambda_gb_seconds": round(job.usage.gb_seconds, 3)},
     }

@@ -6,6 +6,7 @@ import sys
 import time
 from typing import Any
 
+from sansnuages.costs import PriceTable
 from sansnuages.errors import SansnuagesError
 from sansnuages.settings import Settings
 from sansnuages.stores.jobs import Job, JobStore, TileState
@@ -46,7 +47,28 @@ def describe_job(job: Job, detail: bool = False) -> str:
     if detail:
         for tile in job.tiles:
             line += f"\n  {tile.tile}  {tile.state:<8} {tile.reason or tile.item or ''}"
+        line += "\n" + describe_cost(job)
     return line
+
+
+def describe_cost(job: Job, prices: PriceTable | None = None) -> str:
+    """What the job's units used, every attempt and run included, and its estimated cost at
+    the price table's prices (`costs.PriceTable.load`)."""
+    table = prices or PriceTable.load()
+    usage = job.usage
+    cost = table.cost(usage)
+    return "\n".join(
+        [
+            f"  used: {usage.invocations} invocations, {usage.gb_seconds:,.1f} Lambda GB-s;"
+            f" S3 {usage.s3_gets:,} GET, {usage.s3_puts:,} PUT ({usage.s3_estimated:,} of them"
+            f" estimated: GDAL's, one per block read or raster written);"
+            f" DynamoDB {usage.dynamodb_reads:,} read and {usage.dynamodb_writes:,} write units;"
+            f" SQS {usage.sqs_requests:,} requests",
+            f"  estimated cost ({table.region} prices of {table.as_of}): "
+            + ", ".join(f"{name} {value:.4f}" for name, value in cost.items() if name != "total")
+            + f"; total {cost['total']:.4f} {table.currency}",
+        ]
+    )
 
 
 def wait_for_job(
