@@ -45,7 +45,14 @@ ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
 TILES = ["31UFS"]
 RESOLUTION = 1098.0
-FUNCTIONS = ("IngestFunction", "PlanFunction", "CompositeFunction", "MosaicFunction", "ApiFunction")
+FUNCTIONS = (
+    "IngestFunction",
+    "PlanFunction",
+    "CompositeFunction",
+    "MosaicFunction",
+    "SweeperFunction",
+    "ApiFunction",
+)
 
 UNUSED_GRANTS = {
     ("IngestFunction", "s3:AbortMultipartUpload DataBucket/l2a/*"): (
@@ -99,6 +106,17 @@ UNUSED_GRANTS = {
             ("CompositeFunction", "s3:DeleteObject DataBucket/snow-seasons/*"),
             ("MosaicFunction", "s3:GetObject DataBucket/snow-seasons/*"),
             ("ApiFunction", "s3:GetObject DataBucket/snow-seasons/*"),
+        )
+    },
+    **{
+        ("SweeperFunction", grant): (
+            "a unit overdue: re-driven or failed (tests/integration/test_sweeper.py); the sweep"
+            " here finds every job finished"
+        )
+        for grant in (
+            "dynamodb:UpdateItem JobsTable",
+            "sqs:SendMessage CompositeQueue",
+            "sqs:SendMessage MosaicQueue",
         )
     },
     ("MosaicFunction", "sqs:SendMessage MosaicQueue"): (
@@ -257,6 +275,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalRuntime
         job = jobs.get(job_id)
         assert job is not None and job.state == JobState.DONE, job
         mosaic_item = str(bucket.get_json(str(job.mosaic_item))["id"])
+        swept = client.fire_schedule("SweeperFunctionSweep")  # what its schedule runs
+        assert swept["ok"], swept.get("error_message")
 
         statuses = _use_the_api(runtime.facts()["stac_api_url"], job_id, mosaic_item)
         assert not [s for s in statuses if s >= 500], statuses

@@ -338,12 +338,16 @@ def test_s3_grants_follow_the_data_flow(cfn: dict[str, Any], resolver: Resolver)
     # its reason
     made = {"l3a/*", "snow-seasons/*"}
     assert ingest["s3:GetObject"] == {"incoming/*", "l2a/*", "collections/*"} | made
-    assert ingest["s3:PutObject"] == {
-        "l2a/*",
-        "quarantine/*",
-        "dead-letters/*",
-        "collections/*",
-    } | made
+    assert (
+        ingest["s3:PutObject"]
+        == {
+            "l2a/*",
+            "quarantine/*",
+            "dead-letters/*",
+            "collections/*",
+        }
+        | made
+    )
     assert ingest["s3:DeleteObject"] == {"incoming/*", "l2a/*"}
     composite, mosaic = grants("CompositeFunction"), grants("MosaicFunction")
     assert composite["s3:PutObject"] == {"collections/*"} | made
