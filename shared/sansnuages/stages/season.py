@@ -69,9 +69,8 @@ class TileSeason:
         item_key = f"{prefix}{product_id}.json"
         written = self.bucket.get_json_or_none(item_key)
         if written is None:
-            self._make(job_id, tile, year, version, items, product_id, prefix, item_key)
+            sizes = self._make(job_id, tile, year, version, items, product_id, prefix, item_key)
             if meter is not None:
-                sizes = [self.bucket.size(f"{prefix}{product_id}_{name}.tif") for name in LAYERS]
                 meter.add_gdal(items, sizes)
         else:
             self.catalog.put_item(written)
@@ -88,7 +87,8 @@ class TileSeason:
         product_id: str,
         prefix: str,
         item_key: str,
-    ) -> None:
+    ) -> list[int]:
+        """Make and publish the season; the sizes of the rasters written."""
         grid_ = season_grid(tile, items)
         outputs = {name: self._path(prefix, product_id, name) for name in LAYERS}
         with rasterio.Env(**SEASON_GDAL_OPTIONS):
@@ -117,6 +117,7 @@ class TileSeason:
             "season made",
             extra={"tile": tile, "season": year.label, "inputs": len(inputs), "id": product_id},
         )
+        return [raster.size_bytes or 0 for raster in rasters]
 
     def _previews(
         self, prefix: str, product_id: str, outputs: Mapping[str, str]

@@ -88,9 +88,11 @@ class Job:
 
     def count(self, state: TileState) -> int:
         """Tiles in `state`, from the job record's counters: a job's head alone says it."""
-        counted = {TileState.PENDING: self.pending, TileState.DONE: self.done}
-        counted[TileState.FAILED] = self.failed
-        value = counted[state]
+        value = {
+            TileState.PENDING: self.pending,
+            TileState.DONE: self.done,
+            TileState.FAILED: self.failed,
+        }[state]
         if value is None:
             return sum(1 for tile in self.tiles if tile.state == state)
         return value
