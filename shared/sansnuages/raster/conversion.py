@@ -21,7 +21,6 @@ from sansnuages.formats.product_rasters import (
     raster_facts,
 )
 from sansnuages.raster import cog
-from sansnuages.raster.encode import file_multihash
 
 GEOTIFF = "GTiff"
 TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
@@ -32,12 +31,13 @@ RASTER_ERRORS = (rasterio.errors.RasterioError, CPLE_BaseError)
 
 @dataclass(frozen=True)
 class LocalCog:
-    """A COG written to local scratch space, with the facts its STAC asset records."""
+    """A COG written to local scratch space, with the facts its STAC asset records (its
+    checksum is the uploader's: a small COG is hashed from the bytes it sends, without reading
+    the file twice)."""
 
     path: str
     facts: dict[str, Any]
     size_bytes: int
-    checksum: str
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ def member_to_cog(
         nodata = nodata_of(asset_key, dataset, layout)
         cog.copy_as_cog(dataset, local, nodata=nodata, **cog_overrides(asset_key))
         facts = raster_facts(asset_key, dataset, meta, nodata)
-    return LocalCog(local, facts, os.path.getsize(local), file_multihash(local))
+    return LocalCog(local, facts, os.path.getsize(local))
 
 
 def decode_whole(path: str) -> None:
