@@ -19,6 +19,7 @@ from sansnuages.raster.gdal import gdal_env
 from sansnuages.settings import Settings
 from sansnuages.stages.composite import TileCompositor
 from sansnuages.stages.ingest import Ingestor
+from sansnuages.stages.publish import COG_CONTENT_TYPE
 from sansnuages.stores.messages import TileTask
 from sansnuages.tools.simulate import simulate_product
 
@@ -109,5 +110,20 @@ def _synthesise_off_and_on(
         item_key = compositor.synthesise(TileTask(job_id, TILE, period, version))
         item = compositor.bucket.get_json(item_key)
         assert item["properties"]["sansnuages:nadir_normalisation"] is nadir
+        _assert_stored_as_described(compositor, item)
         results[nadir] = {b: _read_asset(settings, item, f"FRC_{b}") for b in bands}
     return results
+
+
+def _assert_stored_as_described(compositor: TileCompositor, item: dict[str, object]) -> None:
+    """Each raster of the Item is stored with the size the Item gives it, as a COG (the
+    layers are written on local disk and then stored, their sizes read from the files)."""
+    assets = item["assets"]
+    assert isinstance(assets, dict)
+    rasters = {k: a for k, a in assets.items() if a["type"].startswith("image/tiff")}
+    assert len(rasters) == 16  # 10 bands, FLG / WGT / DTS of each group (Sentinel-2 only)
+    bucket = compositor.bucket
+    for name, asset in rasters.items():
+        head = bucket.client.head_object(Bucket=bucket.name, Key=asset["href"].split("/", 3)[3])
+        assert head["ContentLength"] == asset["file:size"], name
+        assert head["ContentType"] == COG_CONTENT_TYPE, name

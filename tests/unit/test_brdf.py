@@ -279,3 +279,23 @@ def test_cli_simulates_directional_products(tmp_path: Path, capsys: pytest.Captu
     assert args.func(args) == 0
     (path,) = tmp_path.glob("*.zip")
     assert muscate.view_angle_grid(_xml(path)) is not None
+
+
+def test_a_window_is_normalised_band_by_band_with_shared_kernels() -> None:
+    """`apply` computes the kernels once for a window's bands; each band's factor is still
+    exactly `c_factor` of its coefficients at each pixel's angles."""
+    grid = brdf.AngleGrid.from_angles(
+        np.array([[2.0, 6.0], [4.0, 9.0]]), np.array([[100.0, 110.0], [280.0, 290.0]]),
+        ulx=0.0, uly=20.0, step=20.0,
+    )  # fmt: skip
+    nadir = brdf.NadirNormalisation(brdf.ViewGeometry(35.0, 150.0, 5.0, 100.0, grid), 40.0)
+    values = {b: np.full((4, 5), 0.25, np.float32) for b in ("B2", "B8", "XX")}
+    out = nadir.apply(values, Affine(4.0, 0, 0, 0, -4.0, 20.0))
+    cols, rows = np.meshgrid(np.arange(5) + 0.5, np.arange(4) + 0.5)
+    zenith, azimuth = grid.at(4.0 * cols, 20.0 - 4.0 * rows)
+    for band in ("B2", "B8"):
+        coef = brdf.ROY_COEFFICIENTS[band]
+        factor = brdf.c_factor(coef, 35.0, zenith, azimuth - 150.0, 40.0).astype(np.float32)
+        assert out[band].tobytes() == (values[band] * factor).astype(np.float32).tobytes()
+    assert out["XX"] is values["XX"]  # no coefficients: passed as it is
+    assert not np.array_equal(out["B2"], out["B8"])

@@ -12,8 +12,10 @@ import rasterio
 import rasterio.crs
 import shapely
 from affine import Affine
+from rasterio.enums import Resampling
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.warp import transform
+from rasterio.windows import Window
 from shapely import contains_xy
 from shapely.geometry import Polygon
 
@@ -26,7 +28,7 @@ from sansnuages.processing.mosaic import (
     stretch_to_byte,
     write_preview_png,
 )
-from sansnuages.processing.synthesis import RasterRef
+from sansnuages.processing.synthesis import OutputGrid, RasterRef
 
 MOSAIC_CRS = "EPSG:3035"
 RES = 200.0
@@ -246,3 +248,36 @@ def test_parts_plan_and_overview_factor() -> None:
         mosaic_parts.cells_for(Polygon(), 10.0)
     with pytest.raises(NoInputs):
         mosaic_parts.union_grid([])
+
+
+def test_windows_of_any_size_give_the_same_mosaic(tmp_path: Path) -> None:
+    """Views are closed after the last window that meets their input, and reopened by none:
+    small windows (several per tile) give the pixels of one window over everything."""
+    inputs = [_tile(tmp_path, "31UFR", WEST, True), _tile(tmp_path, "32ULA", EAST)]
+    pixels = []
+    for block in (512, 32):
+        out = tmp_path / f"mosaic-{block}.tif"
+        build_mosaic(inputs, AREA, str(out), crs=MOSAIC_CRS, resolution=RES, block_size=block)
+        with rasterio.open(out) as src:
+            pixels.append(src.read())
+    assert pixels[0].shape[1] > 2 * 32 and (pixels[0] > 0).sum() > 1000
+    assert pixels[0].tobytes() == pixels[1].tobytes()
+
+
+def test_a_view_read_for_the_last_time_is_closed(tmp_path: Path) -> None:
+    west = _tile(tmp_path, "31UFR", WEST)
+    x, y = _centre_in(WEST, MOSAIC_CRS)
+    x0, y0 = RES * (x // RES) - 20 * RES, RES * (y // RES) + 20 * RES
+    grid = OutputGrid(MOSAIC_CRS, Affine(RES, 0, x0, 0, -RES, y0), 64, 40)
+    windows = [Window(0, 0, 32, 40), Window(32, 0, 32, 40)]
+    source = mosaic._source(west, MOSAIC_CRS)
+    assert mosaic._last_windows([source], grid, windows) == {id(source): 1}
+    reader = mosaic._Views(grid)
+    kept, _ = reader.read(west.red, windows[0], Resampling.bilinear, -10000)
+    assert len(reader._open) == 1
+    with reader.once():
+        again, _ = reader.read(west.red, windows[0], Resampling.bilinear, -10000)
+        reader.read(west.green, windows[0], Resampling.bilinear, -10000)
+    assert len(reader._open) == 0  # both closed, the one kept open before too
+    assert kept.tobytes() == again.tobytes() and (kept == 1000).sum() > 500
+    reader.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from dataclasses import replace
 from datetime import date, datetime
 from pathlib import Path
 
@@ -17,8 +19,10 @@ from sansnuages.processing.synthesis import (
     FLAG_NO_DATA,
     FLAG_SNOW,
     FLAG_WATER,
+    GridReader,
     GroupOutputs,
     Observation,
+    OpenDatasets,
     OutputGrid,
     PixelState,
     RasterRef,
@@ -439,3 +443,34 @@ def test_dates_are_right_across_new_year(tmp_path: Path) -> None:
     outputs = _outputs(tmp_path)
     synthesize_group([december], ("B2", "B4"), _grid(), CENTRE, 23, outputs)
     assert np.all(_read(outputs.dates) == -18)  # 18 days before 15 January, not day 361
+
+
+def test_groups_share_the_datasets_they_both_read(tmp_path: Path) -> None:
+    """A tile's groups read some rasters alike (Landsat-8's masks, the blue band): given the
+    same `OpenDatasets`, each is opened once, and the outputs are those of separate opens."""
+    cloud = np.zeros((SIZE, SIZE))
+    cloud[:200, :200] = 1
+    observations = [_sentinel2(tmp_path, cloud), _landsat8(tmp_path, cloud[::3, ::3])]
+    separate, shared = tmp_path / "separate", tmp_path / "shared"
+    for folder in (separate, shared):
+        folder.mkdir()
+    with contextlib.ExitStack() as stack:
+        datasets = OpenDatasets(stack)
+        for band in ("B2", "B4"):  # two "groups" of one band each, both reading B2 and masks
+            outputs = [
+                replace(_outputs(f), frc={band: str(f / f"FRC_{band}.tif")})
+                for f in (separate, shared)
+            ]
+            synthesize_group(observations, (band,), _grid(), CENTRE, 23, outputs[0])
+            synthesize_group(
+                observations, (band,), _grid(), CENTRE, 23, outputs[1], datasets=datasets
+            )
+            opened = len(datasets._open)
+            for name in ("FRC_" + band, "FLG", "WGT", "DTS"):
+                assert (
+                    _read(str(separate / f"{name}.tif")).tobytes()
+                    == _read(str(shared / f"{name}.tif")).tobytes()
+                )
+        assert opened == 10  # B2, B4, CLM, EDG and ATB of 2 dates, where each group opens 8 and 10
+        path = observations[0].cloud["B2"].path
+        assert GridReader(_grid(), stack, datasets=datasets)._source(path) is datasets.get(path)

@@ -14,6 +14,7 @@ written as it is, with its own no-data value and nearest-neighbour overviews.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import warnings
 from collections import OrderedDict
@@ -27,6 +28,7 @@ from affine import Affine
 from rasterio.enums import Resampling
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.features import geometry_mask
+from rasterio.session import DummySession
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds, transform_geom
 from rasterio.windows import Window
@@ -66,6 +68,11 @@ of cache. (rasterio passes GDAL_CACHEMAX to GDAL in bytes.)"""
 MAX_OPEN_VIEWS = 48
 """Input rasters kept open on the mosaic grid at once (see `_Views`): 12 tiles of FRC B4, B3,
 B2 and FLG, more than a row of 512 px windows meets at 10 m."""
+WARP_THREADS = 1
+"""Threads of GDAL's warper for one view's read. The process's `GDAL_NUM_THREADS=ALL_CPUS`
+would split each read of a window among threads: for the few hundred pixels a tile gives a
+window, starting and joining them cost five times the warp itself (a 490 x 410 px window of
+one 610 m tile: 33 ms of CPU instead of 7). Views are many and small; one thread each."""
 CELL_MARGIN_M = 20000.0
 """Inputs whose extent is farther than this from a part's cell are not even opened: more than
 the corners that a tile's bounding box gains when it is turned into the mosaic CRS."""
@@ -234,7 +241,8 @@ def build_mosaic(
         if not inputs:
             raise NoInputs("no input tile near the cell")
     with contextlib.ExitStack() as stack:
-        stack.enter_context(rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES))
+        # no boto3 session made for each mosaic: the credentials are the process's options
+        stack.enter_context(rasterio.Env(session=DummySession(), GDAL_CACHEMAX=GDAL_CACHE_BYTES))
         sources = [_source(i, crs) for i in inputs]
         transform, width, height = mosaic_grid(
             area, [s.footprint for s in sources], resolution, cell
@@ -261,8 +269,13 @@ def build_mosaic(
         )
         valid = inside = 0
         used: set[str] = set()
-        for window in _windows(width, height, block_size):
-            pixels, window_used, in_area = _render(reader, sources, area, grid, window, layer)
+        windows = list(_windows(width, height, block_size))
+        last = _last_windows(sources, grid, windows)
+        for number, window in enumerate(windows):
+            finished = {id(s) for s in sources if last.get(id(s)) == number}
+            pixels, window_used, in_area = _render(
+                reader, sources, area, grid, window, layer, finished
+            )
             has_data = pixels[0] != layer.nodata
             if compression.lossy:
                 writer.write(fill_outside(pixels, has_data), window=window)
@@ -305,16 +318,47 @@ def near_cell(
 
 def _source(item: TileInput, crs: str) -> _Source:
     with rasterio.open(item.reference.path) as src:
-        bounds = transform_bounds(src.crs, crs, *src.bounds, densify_pts=21)
+        bounds = _bounds_in(src.crs.to_wkt(), tuple(src.bounds), crs)
     lon, lat = item.centre_lonlat
     xs, ys = rasterio.warp.transform(LONLAT, crs, [lon], [lat])
     return _Source(input=item, footprint=box(*bounds), centre=(xs[0], ys[0]))
+
+
+@functools.lru_cache(maxsize=1024)
+def _bounds_in(
+    src_crs: str, bounds: tuple[float, ...], crs: str
+) -> tuple[float, float, float, float]:
+    """`transform_bounds` (densified), kept: each costs about 20 ms of PROJ set-up, and the
+    parts plan and the mosaic ask for the footprint of every tile, whose bounds repeat."""
+    left, bottom, right, top = transform_bounds(src_crs, crs, *bounds, densify_pts=21)
+    return left, bottom, right, top
 
 
 def _windows(width: int, height: int, block_size: int) -> Iterator[Window]:
     for row in range(0, height, block_size):
         for col in range(0, width, block_size):
             yield Window(col, row, min(block_size, width - col), min(block_size, height - row))
+
+
+def _extent(grid: OutputGrid, window: Window) -> BaseGeometry:
+    """A window's rectangle in the grid's CRS."""
+    affine = grid.transform @ Affine.translation(window.col_off, window.row_off)
+    height, width = int(window.height), int(window.width)
+    return box(affine.c, affine.f + height * affine.e, affine.c + width * affine.a, affine.f)
+
+
+def _last_windows(
+    sources: Sequence[_Source], grid: OutputGrid, windows: Sequence[Window]
+) -> dict[int, int]:
+    """For each source (by `id`), the number of the last window its footprint meets: past it,
+    its views on the grid can be closed."""
+    last: dict[int, int] = {}
+    for number, window in enumerate(windows):
+        extent = _extent(grid, window)
+        for source in sources:
+            if source.footprint.intersects(extent):
+                last[id(source)] = number
+    return last
 
 
 def _render(
@@ -324,13 +368,15 @@ def _render(
     grid: OutputGrid,
     window: Window,
     layer: Layer,
+    finished: set[int] | frozenset[int] = frozenset(),
 ) -> tuple[np.ndarray, set[str], np.ndarray]:
-    """The pixels of one window as written, the tiles that gave them, and the in-area mask."""
+    """The pixels of one window as written, the tiles that gave them, and the in-area mask.
+
+    The views of the sources in `finished` (by `id`: no later window meets them) are closed
+    as soon as they are read (`_Views.once`)."""
     shape_hw = (int(window.height), int(window.width))
     affine = grid.transform @ Affine.translation(window.col_off, window.row_off)
-    extent = box(
-        affine.c, affine.f + shape_hw[0] * affine.e, affine.c + shape_hw[1] * affine.a, affine.f
-    )
+    extent = _extent(grid, window)
     in_area = _area_mask(area, extent, affine, shape_hw)
     candidates = [s for s in sources if s.footprint.intersects(extent)]
     if not candidates or not in_area.any():
@@ -343,7 +389,8 @@ def _render(
     picked = layer.blank(shape_hw)
     choice = np.full(shape_hw, -1, dtype=np.int32)
     for index, source in enumerate(candidates):
-        values, ok = layer.read(reader, source.input, window)
+        with reader.once() if id(source) in finished else contextlib.nullcontext():
+            values, ok = layer.read(reader, source.input, window)
         distance = (xs[None, :] - source.centre[0]) ** 2 + (ys[:, None] - source.centre[1]) ** 2
         better = ok & in_area & (distance < best)
         best[better] = distance[better]
@@ -360,6 +407,7 @@ class _Views:
     An open view costs about 4.5 MB (its warper and transformation): with every view of
     France's 116 tiles open, a mosaic at 1830 m peaked at 1.6 GB. Windows go row by row, so
     the views of one row of windows stay open and a view is reopened at most once per row.
+    The views of an input that no later window meets are closed at once (`once`).
     """
 
     def __init__(self, grid: OutputGrid, capacity: int = MAX_OPEN_VIEWS) -> None:
@@ -368,6 +416,21 @@ class _Views:
         self._open: OrderedDict[
             tuple[str, str, float | None], tuple[contextlib.ExitStack, WarpedVRT]
         ] = OrderedDict()
+        self._once = False
+
+    @contextlib.contextmanager
+    def once(self) -> Iterator[None]:
+        """Inside, each view is closed as soon as it is read: for an input read for the last
+        time.
+
+        Besides memory, this is time: GDAL keeps the coordinate transformation of a closed
+        view for the next view between the same CRSs (about 2 ms to make it so), while a view
+        made when no closed one left its transformation has PROJ make one (about 40 ms)."""
+        self._once = True
+        try:
+            yield
+        finally:
+            self._once = False
 
     def read(
         self, ref: RasterRef, window: Window, resampling: Resampling, fill: float
@@ -375,6 +438,11 @@ class _Views:
         """Raw values of `ref` in `window` of the grid and their nodata value (outside the
         source: its nodata, or `fill` if it has none)."""
         key = (ref.path, resampling.name, ref.nodata)
+        if self._once:
+            found = self._open.pop(key, None)
+            stack, view = found if found is not None else self._view(ref, resampling, fill)
+            with stack:
+                return view.read(ref.band, window=window), view.nodata
         if key in self._open:
             self._open.move_to_end(key)
         else:
@@ -402,6 +470,7 @@ class _Views:
                     src, crs=grid.crs, transform=grid.transform, width=grid.width,
                     height=grid.height, resampling=resampling, src_nodata=src_nodata,
                     nodata=src_nodata if src_nodata is not None else fill,
+                    NUM_THREADS=WARP_THREADS,
                 )
             )  # fmt: skip
             return stack.pop_all(), vrt

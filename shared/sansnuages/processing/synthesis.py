@@ -74,6 +74,7 @@ rather than vanishing from the average (and the output) altogether."""
 SYNTHESIS_GDAL_OPTIONS: dict[str, int] = {
     "GDAL_CACHEMAX": 32 * 2**20,
     "CPL_VSIL_CURL_CACHE_SIZE": 128 * 2**20,
+    "GDAL_INGESTED_BYTES_AT_OPEN": 64 * 2**10,
 }
 """GDAL settings of a synthesis (rasterio hands integers to GDAL as bytes, not megabytes).
 
@@ -85,6 +86,9 @@ SYNTHESIS_GDAL_OPTIONS: dict[str, int] = {
   files in turn, and 16 MB could not keep their read-ahead until the next window came back to
   them. With 128 MB, at 2748 px, the reads come in fewer, larger requests (the local S3
   server spent 9 s of CPU serving them instead of 17) for about 140 MB more peak memory.
+- `GDAL_INGESTED_BYTES_AT_OPEN`, the bytes of a file's first GET (16 kB by default): a small
+  tile's COG (a few tens of kB at 610 m) then comes whole with its header, one request where
+  it took two; a full tile's header and tile index fit in it too, for 48 kB more a file.
 """
 READ_THREADS = 4
 """Threads reading observations at once: reads mostly wait on S3, so a few threads overlap the
@@ -435,12 +439,16 @@ class GridReader:
     """
 
     def __init__(
-        self, grid: OutputGrid, stack: contextlib.ExitStack, warp_by_window: bool = False
+        self,
+        grid: OutputGrid,
+        stack: contextlib.ExitStack,
+        warp_by_window: bool = False,
+        datasets: OpenDatasets | None = None,
     ) -> None:
         self._grid = grid
         self._stack = stack
         self._warp_by_window = warp_by_window
-        self._sources: dict[str, DatasetReader] = {}
+        self._sources = datasets if datasets is not None else OpenDatasets(stack)
         self._views: dict[
             tuple[str, str, float | None], tuple[Readable | WindowWarp, float | None]
         ] = {}
@@ -464,23 +472,25 @@ class GridReader:
             view, nodata = self._view(ref, resampling, fill)
             return view.read(ref.band, window=window), nodata
 
-    def open(self, paths: Iterator[str] | Sequence[str]) -> None:
-        """Open datasets ahead, in the calling thread (the one whose `rasterio.Env` holds the
-        S3 settings and credentials), rather than lazily in a reading thread."""
-        for path in paths:
+    def open(
+        self, paths: Iterator[str] | Sequence[str], pool: ThreadPoolExecutor | None = None
+    ) -> None:
+        """Open datasets ahead, rather than lazily in the middle of a window's reads: in the
+        calling thread, or a few at a time in `pool` with the caller's GDAL options (opening
+        a `/vsis3/` file waits on its first GET; a tile has a few hundred of them)."""
+
+        def one(path: str) -> None:
             with self._path_lock(path):
                 self._source(path)
+
+        list(pool.map(in_thread_env(one), paths) if pool else map(one, paths))
 
     def _path_lock(self, path: str) -> threading.Lock:
         with self._lock:
             return self._path_locks.setdefault(path, threading.Lock())
 
     def _source(self, path: str) -> DatasetReader:
-        if path not in self._sources:
-            dataset = rasterio.open(path)
-            with self._lock:
-                self._sources[path] = self._stack.enter_context(dataset)
-        return self._sources[path]
+        return self._sources.get(path)
 
     def _view(
         self, ref: RasterRef, resampling: Resampling, fill: float | None
@@ -521,6 +531,28 @@ class GridReader:
             and src.transform.almost_equals(grid.transform)
             and (src.width, src.height) == (grid.width, grid.height)
         )
+
+
+class OpenDatasets:
+    """Datasets open by path, closed with `stack`; several `GridReader`s may share them: the
+    two groups of a tile read the same Landsat-8 masks and the same 10 m blue band, and each
+    open parses the file's header again (one in eight of a small tile's 195 opens were such
+    repeats). A dataset is used by one thread at a time (readers lock per path; groups take
+    turns)."""
+
+    def __init__(self, stack: contextlib.ExitStack) -> None:
+        self._stack = stack
+        self._open: dict[str, DatasetReader] = {}
+        self._lock = threading.Lock()
+
+    def get(self, path: str) -> DatasetReader:
+        """The dataset of `path`, opened on first use (callers lock per path)."""
+        found = self._open.get(path)
+        if found is None:
+            dataset = rasterio.open(path)
+            with self._lock:
+                found = self._open[path] = self._stack.enter_context(dataset)
+        return found
 
 
 @dataclass(frozen=True)
@@ -929,6 +961,7 @@ def synthesize_group(
     block_size: int = 512,
     haze_scale: float = DEFAULT_HAZE_SCALE,
     read_threads: int = READ_THREADS,
+    datasets: OpenDatasets | None = None,
 ) -> GroupStats:
     """Composite one resolution group of one tile and write its layers as COGs.
 
@@ -950,7 +983,8 @@ def synthesize_group(
 
     Two passes over the windows: the first reads the masks for the cloud distance and keeps
     them (compressed), the second reads reflectance and AOT (`read_threads` observations at a
-    time, the next window while this one is computed) and writes.
+    time, the next window while this one is computed) and writes. `datasets`: inputs already
+    open, shared with the synthesis of the tile's other groups (default: this call's own).
     """
     usable = _usable(observations, bands, centre, half_window_days)
     if not usable:
@@ -968,11 +1002,11 @@ def synthesize_group(
     sets = band_sets(usable, bands)
     tally = _Tally()
     with contextlib.ExitStack() as stack:
-        reader = GridReader(grid, stack, warp_by_window=True)
-        reader.open(_paths(usable, bands))
+        reader = GridReader(grid, stack, warp_by_window=True, datasets=datasets)
         writers = _open_outputs(stack, outputs, bands, sets[1:], grid)
         # the pools end (their reads finished) before the stack closes the datasets
         with _pools(read_threads) as (pool, ahead):
+            reader.open(_paths(usable, bands), pool)
             coarse = np.stack(
                 _coarse_cloud_weights(reader, usable, bands, grid, block_size, pool, keep=True)
             )

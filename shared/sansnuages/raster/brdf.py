@@ -114,11 +114,23 @@ def model(
     coef: Coefficients, sun_zenith: object, view_zenith: object, relative_azimuth: object
 ) -> np.ndarray:
     """`f_iso + f_vol K_vol + f_geo K_geo`: the band's reflectance shape for a geometry."""
+    return combine(coef, *kernels(sun_zenith, view_zenith, relative_azimuth))
+
+
+def kernels(
+    sun_zenith: object, view_zenith: object, relative_azimuth: object
+) -> tuple[np.ndarray, np.ndarray]:
+    """(K_vol, K_geo) of a geometry: they do not depend on the band, so a window's bands
+    share them (`combine` weighs them for each band)."""
     return (
-        coef.iso
-        + coef.vol * ross_thick(sun_zenith, view_zenith, relative_azimuth)
-        + coef.geo * li_sparse(sun_zenith, view_zenith, relative_azimuth)
+        ross_thick(sun_zenith, view_zenith, relative_azimuth),
+        li_sparse(sun_zenith, view_zenith, relative_azimuth),
     )
+
+
+def combine(coef: Coefficients, k_vol: np.ndarray, k_geo: np.ndarray) -> np.ndarray:
+    """`model` from kernels already computed."""
+    return coef.iso + coef.vol * k_vol + coef.geo * k_geo
 
 
 def c_factor(
@@ -241,10 +253,25 @@ class NadirNormalisation:
 
     def factors(self, band: str, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """The c-factor of Sentinel-2 `band` at map coordinates (float32)."""
+        return self._factors(self._kernels(x, y), band)
+
+    def _kernels(
+        self, x: np.ndarray, y: np.ndarray
+    ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+        """The kernels of the nadir view and of the observation's view at map coordinates:
+        what `c_factor` computes for every band, computed once for all of them."""
         zenith, azimuth = self.geometry.view_at(x, y)
         phi = azimuth - self.geometry.sun_azimuth
+        sun = self.geometry.sun_zenith
+        target = sun if self.target_sun_zenith is None else self.target_sun_zenith
+        return kernels(target, 0.0, 0.0), kernels(sun, zenith, phi)
+
+    @staticmethod
+    def _factors(
+        both: tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]], band: str
+    ) -> np.ndarray:
         coef = ROY_COEFFICIENTS[band]
-        factor = c_factor(coef, self.geometry.sun_zenith, zenith, phi, self.target_sun_zenith)
+        factor = combine(coef, *both[0]) / combine(coef, *both[1])
         return np.asarray(factor, dtype=np.float32)
 
     def apply(
@@ -259,8 +286,9 @@ class NadirNormalisation:
         cols, rows = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)
         t = transform
         x, y = t.a * cols + t.b * rows + t.c, t.d * cols + t.e * rows + t.f
+        both = self._kernels(x, y)
         return {
-            band: (values * self.factors(band, x, y)).astype(np.float32)
+            band: (values * self._factors(both, band)).astype(np.float32)
             if band in ROY_COEFFICIENTS
             else values
             for band, values in reflectance.items()

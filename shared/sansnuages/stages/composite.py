@@ -6,12 +6,17 @@ adapted here into the synthesis' own inputs, so the synthesis knows nothing of S
 
 from __future__ import annotations
 
+import contextlib
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pystac
 import rasterio
 from aws_lambda_powertools import Logger
+from rasterio.session import DummySession
 
 from sansnuages import layout
 from sansnuages.errors import InvalidRequest, NoInputs
@@ -29,6 +34,7 @@ from sansnuages.processing.synthesis import (
     GroupOutputs,
     GroupStats,
     Observation,
+    OpenDatasets,
     OutputGrid,
     synthesize_group,
 )
@@ -43,11 +49,11 @@ from sansnuages.processing.tile_inputs import (
 from sansnuages.raster.brdf import AngleGrid
 from sansnuages.settings import Settings
 from sansnuages.stac.collections import L2A_REFLECTANCE, SENTINEL2_L3A
-from sansnuages.stac.common import FileAsset, RasterAsset
+from sansnuages.stac.common import FileAsset, RasterAsset, Source
 from sansnuages.stac.l3a import SynthesisRun, l3a_item
 from sansnuages.stages.outcomes import decide
 from sansnuages.stages.outcomes import is_last_attempt as is_last_attempt
-from sansnuages.stages.publish import publish_item, retire_older_versions
+from sansnuages.stages.publish import publish_item, retire_older_versions, upload_file
 from sansnuages.stages.season import TileSeason
 from sansnuages.stores import aws
 from sansnuages.stores.bucket import DataBucket
@@ -58,6 +64,10 @@ from sansnuages.stores.messages import MosaicJob, TileTask
 from sansnuages.stores.usage import Meter
 
 logger = Logger(child=True)
+
+TRANSFER_THREADS = 8
+"""Requests to S3 in flight at once for a tile's small, independent objects (the view angles of
+its inputs, its output COGs): each waits on the network, not on the CPU."""
 
 
 def tile_items(catalog: Catalog, tile: str, period: SynthesisPeriod) -> list[dict[str, Any]]:
@@ -177,21 +187,15 @@ class TileCompositor:
             )
             return item_key
         nadir = self.settings.nadir_normalisation
+        grids = self._angle_grids(items) if nadir else [None] * len(items)
         observations = [
-            observation_from_item(item, nadir, self._angle_grid(item) if nadir else None)
-            for item in items
+            observation_from_item(item, nadir, angles)
+            for item, angles in zip(items, grids, strict=True)
         ]
-        rasters: list[RasterAsset] = []
-        stats: dict[str, GroupStats] = {}
-        with rasterio.Env(**SYNTHESIS_GDAL_OPTIONS):
-            for group, grid_ in output_grids(task.tile, items).items():
-                stats[group] = self._group(task, observations, group, grid_, prefix, product_id)
-                layers = output_layers(group, SENTINEL2_GROUPS[group], stats[group].band_subsets)
-                rasters.extend(self._asset(layer, prefix, product_id, grid_) for layer in layers)
-            files = self._side_files(task, product_id, prefix, items, stats)
+        rasters, stats, files = self._rasters(task, items, observations, prefix, product_id)
         item = self._item(task, product_id, items, rasters, stats["R1"].pixel_counts, files)
         if meter is not None:
-            meter.add_gdal(items, [r.size_bytes or 0 for r in rasters])
+            meter.add_gdal(items, [])  # the outputs went through boto3, which counts itself
         publish_item(self.bucket, self.catalog, item, item_key)
         checkpoint("composite.after-publish")
         retire_older_versions(
@@ -199,24 +203,49 @@ class TileCompositor:
         )
         return item_key
 
-    def _group(
+    def _rasters(
         self,
         task: MonthTile,
+        items: list[dict[str, Any]],
         observations: list[Observation],
-        group: str,
-        grid_: OutputGrid,
         prefix: str,
         product_id: str,
-    ) -> GroupStats:
+    ) -> tuple[list[RasterAsset], dict[str, GroupStats], list[FileAsset]]:
+        """Synthesise each group into a local folder, store its layers under `prefix`, then the
+        side files; the raster assets, each group's statistics and the side files' assets."""
+        rasters: list[RasterAsset] = []
+        stats: dict[str, GroupStats] = {}
+        # the session: no boto3 one made for each tile (credentials are the process's options)
+        with (
+            rasterio.Env(session=DummySession(), **SYNTHESIS_GDAL_OPTIONS),
+            tempfile.TemporaryDirectory(prefix="l3a-") as folder,
+            contextlib.ExitStack() as opened,
+        ):
+            local, datasets = Path(folder), OpenDatasets(opened)  # inputs open for both groups
+            for group, grid_ in output_grids(task.tile, items).items():
+                outputs = self._outputs(group, local, product_id)
+                stats[group] = synthesize_group(
+                    observations, SENTINEL2_GROUPS[group], grid_, task.period.centre,
+                    task.period.half_window_days, outputs, datasets=datasets,
+                )  # fmt: skip
+                layers = output_layers(group, SENTINEL2_GROUPS[group], stats[group].band_subsets)
+                sizes = self._upload(local, prefix, product_id, layers)
+                rasters.extend(
+                    self._asset(layer, prefix, product_id, grid_, size)
+                    for layer, size in zip(layers, sizes, strict=True)
+                )
+            files = self._side_files(task, product_id, prefix, items, stats, local)
+        return rasters, stats, files
+
+    def _outputs(self, group: str, local: Path, product_id: str) -> GroupOutputs:
+        """Where the group's layers are written: COGs in the `local` folder, which `_upload`
+        stores (`publish.upload_file` says why)."""
         bands = SENTINEL2_GROUPS[group]
-        outputs = GroupOutputs(
-            frc={band: self._path(prefix, product_id, f"FRC_{band}") for band in bands},
-            flags=self._path(prefix, product_id, f"FLG_{group}"),
-            weights=self._path(prefix, product_id, f"WGT_{group}"),
-            dates=self._path(prefix, product_id, f"DTS_{group}"),
-        )
-        return synthesize_group(
-            observations, bands, grid_, task.period.centre, task.period.half_window_days, outputs
+        return GroupOutputs(
+            frc={band: self._local(local, product_id, f"FRC_{band}") for band in bands},
+            flags=self._local(local, product_id, f"FLG_{group}"),
+            weights=self._local(local, product_id, f"WGT_{group}"),
+            dates=self._local(local, product_id, f"DTS_{group}"),
         )
 
     def _side_files(
@@ -226,8 +255,10 @@ class TileCompositor:
         prefix: str,
         items: list[dict[str, Any]],
         stats: dict[str, GroupStats],
+        local: Path,
     ) -> list[FileAsset]:
-        """The metadata document and the quicklook, stored next to the rasters."""
+        """The metadata document and the quicklook (from the `local` copies of the rasters),
+        stored next to the rasters."""
         contributing = {p for group in stats.values() for p in group.contributing}
         facts = SynthesisFacts(
             product_id=product_id,
@@ -244,7 +275,7 @@ class TileCompositor:
         mtd_key = f"{prefix}{product_id}_MTD_ALL.xml"
         qkl_key = f"{prefix}{product_id}_QKL_ALL.jpg"
         self.bucket.put_bytes(mtd_key, metadata_xml(facts), "application/xml")
-        rgb = [self._path(prefix, product_id, f"FRC_{b}") for b in ("B4", "B3", "B2")]
+        rgb = [self._local(local, product_id, f"FRC_{b}") for b in ("B4", "B3", "B2")]
         self.bucket.put_bytes(qkl_key, quicklook_jpeg(rgb), "image/jpeg")
         return [
             FileAsset(
@@ -263,6 +294,11 @@ class TileCompositor:
             ),
         ]
 
+    def _angle_grids(self, items: list[dict[str, Any]]) -> list[AngleGrid | None]:
+        """`_angle_grid` of each Item, their metadata files fetched a few at a time."""
+        with ThreadPoolExecutor(TRANSFER_THREADS, "angles") as pool:
+            return list(pool.map(self._angle_grid, items))
+
     def _angle_grid(self, item: dict[str, Any]) -> AngleGrid | None:
         """The view angle grid of an L2A product, from its metadata file (None without)."""
         asset = item["assets"].get("metadata")
@@ -273,11 +309,25 @@ class TileCompositor:
             return None
         return muscate.view_angle_grid(self.bucket.get_bytes(key))
 
-    def _path(self, prefix: str, product_id: str, name: str) -> str:
-        return layout.vsi_path(self.bucket.name, f"{prefix}{product_id}_{name}.tif")
+    @staticmethod
+    def _local(local: Path, product_id: str, name: str) -> str:
+        return str(local / f"{product_id}_{name}.tif")
+
+    def _upload(
+        self, local: Path, prefix: str, product_id: str, layers: list[OutputLayer]
+    ) -> list[int]:
+        """Store the `layers` written in `local` under `prefix`, a few at a time; their sizes
+        in bytes, in order."""
+
+        def one(layer: OutputLayer) -> int:
+            path = self._local(local, product_id, layer.name)
+            return upload_file(self.bucket, path, f"{prefix}{product_id}_{layer.name}.tif")
+
+        with ThreadPoolExecutor(TRANSFER_THREADS, "upload") as pool:
+            return list(pool.map(one, layers))
 
     def _asset(
-        self, layer: OutputLayer, prefix: str, product_id: str, grid_: OutputGrid
+        self, layer: OutputLayer, prefix: str, product_id: str, grid_: OutputGrid, size: int
     ) -> RasterAsset:
         key = f"{prefix}{product_id}_{layer.name}.tif"
         return RasterAsset(
@@ -292,7 +342,7 @@ class TileCompositor:
             nodata=layer.nodata,
             scales=(layer.scale,),
             band_names=layer.band_names,
-            size_bytes=self.bucket.size(key),
+            size_bytes=size,
         )
 
     def _item(
@@ -313,7 +363,7 @@ class TileCompositor:
             nadir_normalisation=self.settings.nadir_normalisation,
             flag_percent=_percent(flag_counts),
         )
-        derived = [layout.item_href(self.bucket.name, i) for i in inputs]
+        derived = [Source.of(layout.item_href(self.bucket.name, i), i) for i in inputs]
         return l3a_item(run, inputs, derived, rasters, files)
 
     def fan_in(self, job_id: str, tile: str) -> None:

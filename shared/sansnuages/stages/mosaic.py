@@ -14,6 +14,7 @@ assembles the VRT, the overview COG, the thumbnail and the Item.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -52,6 +53,9 @@ from sansnuages.stores.messages import MosaicJob, MosaicPart, parse_mosaic_messa
 from sansnuages.stores.usage import Meter
 
 logger = Logger(child=True)
+
+READ_THREADS = 8
+"""Item files of a job's tiles fetched at once: each GET waits on the network."""
 
 
 def l3a_items(
@@ -247,15 +251,14 @@ class Mosaicker:
         A season's Items get a `self` link to the key their tile recorded: its mosaic's
         `derived_from` links point there, wherever the season's writer put them."""
         season = isinstance(parse_job_period(job.month), HydrologicalYear)
-        items = []
-        for tile in job.tiles:
-            if tile.item:
-                item = self.bucket.get_json(tile.item)
-                if season:
-                    href = layout.s3_href(self.bucket.name, tile.item)
-                    links = [k for k in item.get("links", []) if k.get("rel") != "self"]
-                    item["links"] = [*links, {"rel": "self", "href": href}]
-                items.append(item)
+        keys = [tile.item for tile in job.tiles if tile.item]
+        with ThreadPoolExecutor(READ_THREADS, "items") as pool:  # a GET each, a few at once
+            items = list(pool.map(self.bucket.get_json, keys))
+        if season:
+            for key, item in zip(keys, items, strict=True):
+                href = layout.s3_href(self.bucket.name, key)
+                links = [k for k in item.get("links", []) if k.get("rel") != "self"]
+                item["links"] = [*links, {"rel": "self", "href": href}]
         return items
 
     # ---------------------------------------------------------------- one piece

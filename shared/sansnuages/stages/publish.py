@@ -18,6 +18,7 @@ right without locks:
 
 from __future__ import annotations
 
+import os
 import posixpath
 from collections.abc import Mapping
 from datetime import datetime
@@ -36,18 +37,57 @@ from sansnuages.stores.catalog import Catalog
 
 MAX_ATTEMPTS = 10
 """Conditional writes or link passes before giving up (the message is then retried)."""
+COG_CONTENT_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
+SINGLE_PUT_BYTES = 8 * 2**20
+"""Files up to this size are stored with one PUT (boto3's own threshold for parts)."""
+
+
+# --- Files ---------------------------------------------------------------------------------
+
+
+def upload_file(
+    bucket: DataBucket, path: str, key: str, content_type: str = COG_CONTENT_TYPE
+) -> int:
+    """Store a local file at `key`; its size in bytes.
+
+    Rasters are written on local disk and then stored this way, rather than written by GDAL
+    to `/vsis3/`: GDAL creating a new object costs about ten requests (existence checks,
+    listings of the folder, sidecar probes) where this costs one PUT (or a multipart upload
+    above `SINGLE_PUT_BYTES`), and the size is known without asking. Only for keys that never
+    get other bytes (a product's files, named after its run): GDAL's cache of what it read
+    from `/vsis3/` in this process forgets a key that GDAL rewrites, not one stored this way
+    (a mosaic rebuilt on another grid, at the same key, is written by GDAL)."""
+    size = os.path.getsize(path)
+    if size <= SINGLE_PUT_BYTES:
+        with open(path, "rb") as body:
+            bucket.client.put_object(
+                Bucket=bucket.name, Key=key, Body=body, ContentType=content_type
+            )
+    else:
+        extra = {"ContentType": content_type}
+        bucket.client.upload_file(path, bucket.name, key, ExtraArgs=extra)
+    return size
 
 
 # --- Collections ---------------------------------------------------------------------------
 
 
+_INDEXED: set[tuple[str, str]] = set()
+"""(table, collection id) of the collection records this process found or wrote: a record is
+never removed, so each publisher reads it once, not once per Item (a request per tile)."""
+
+
 def ensure_collection(bucket: DataBucket, catalog: Catalog, collection_id: str) -> None:
     """Index the collection once (its extent in the index comes from the Items indexed)."""
+    known = (catalog.table, collection_id)
+    if known in _INDEXED:
+        return
     try:
         catalog.get_collection(collection_id)
     except errors.NotFound:
         document = make_collection(collection_id).to_dict(include_self_link=False)
         catalog.put_collection(document)
+    _INDEXED.add(known)
 
 
 def widen_collection(bucket: DataBucket, collection_id: str, item: Mapping[str, Any]) -> bool:
@@ -192,7 +232,9 @@ def retire_older_versions(
 ) -> None:
     """Once run `version` of a tile's product is indexed, earlier runs leave the index (their
     files stay at their keys until purged), so a search never mixes two runs of one tile and
-    period. `when` is the products' `datetime`."""
+    period. `when` is the products' `datetime`. The first run (0) has none to retire."""
+    if version <= 0:
+        return
     page = catalog.search(
         collections=[collection_id],
         bbox=None,
