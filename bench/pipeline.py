@@ -1,8 +1,11 @@
 """Benchmark of the whole pipeline on the embedded local AWS.
 
-Simulates a month of products over N tiles, uploads them, and times each stage as the local
-runtime runs it: ingest (products per second), the monthly job (composites and mosaic), with
-each function's invocations, busy time and peak resident memory (worker process and children).
+Runs a month over N tiles as the demo does (`demo.run_month`): starts the local runtime,
+simulates the month's products and uploads each as it is written, waits for ingest, fires the
+monthly schedule and waits for the job. Reports each stage's time and share of the run
+(`stage_times`: start-up, simulation and upload, ingest, syntheses, mosaic, the rest), ingest's
+rate, and each function's invocations, busy time and peak resident memory (worker process and
+children).
 
     .venv/bin/python bench/pipeline.py --tiles 31UES,31UFS,31UER,31UFR --resolution 610
 """
@@ -10,18 +13,14 @@ each function's invocations, busy time and peak resident memory (worker process 
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
-import time
-from datetime import UTC, datetime
 from pathlib import Path
 
-from sansnuages.stores.bucket import DataBucket
-from sansnuages.stores.catalog import Catalog
-from sansnuages.stores.jobs import JobStore
-from sansnuages.tools.demo import wait_for_ingest
-from sansnuages.tools.local.client import RuntimeClient
+from sansnuages.period import SynthesisPeriod
+from sansnuages.tools.demo import SIMULATION_PROCESSES, run_month
 from sansnuages.tools.local.runtime import LocalRuntime
-from sansnuages.tools.simulate import simulate_month
+from sansnuages.tools.stage_times import INGEST, SIMULATION, STARTUP, StageClock, steps_line
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,43 +32,43 @@ def main() -> None:
     parser.add_argument("--tiles", default="31UES,31UFS,31UER,31UFR")
     parser.add_argument("--resolution", type=float, default=610.0)
     parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--processes", type=int, default=SIMULATION_PROCESSES)
     args = parser.parse_args()
     tiles = args.tiles.split(",")
+    started_load = ", ".join(f"{load:.1f}" for load in os.getloadavg())
+    clock = StageClock()
     with tempfile.TemporaryDirectory() as folder:
-        started = time.monotonic()
-        products = simulate_month(tiles, 2018, 7, Path(folder), resolution=args.resolution, seed=1)
-        simulated = time.monotonic() - started
-        size_mb = sum(p.stat().st_size for p in products) / 2**20
-        runtime = LocalRuntime(
-            ROOT / "template.yaml", Path(folder), concurrency=args.concurrency
-        ).start()
+        with clock.stage(STARTUP):
+            runtime = LocalRuntime(
+                ROOT / "template.yaml", Path(folder), concurrency=args.concurrency
+            ).start()
         try:
-            settings = RuntimeClient(runtime.facts()).settings()
-            bucket, catalog = (
-                DataBucket(settings),
-                Catalog(settings.catalog_table, settings=settings),
+            run = run_month(
+                runtime,
+                clock,
+                tiles,
+                SynthesisPeriod.parse("2018-07"),
+                args.resolution,
+                seed=1,
+                processes=args.processes,
             )
-            started = time.monotonic()
-            for path in products:
-                bucket.client.upload_file(str(path), bucket.name, f"incoming/{path.name}")
-            wait_for_ingest(runtime, catalog, bucket, len(products))
-            ingest_s = time.monotonic() - started
-            schedule = next(s for s in runtime.schedules if s.function == "PlanFunction")
-            started = time.monotonic()
-            result = runtime.fire_schedule(schedule, datetime(2018, 8, 10, 3, tzinfo=UTC))
-            store = JobStore(settings)
-            while not store.get(result.payload["job_id"]).finished:  # type: ignore[union-attr]
-                time.sleep(0.5)
-            job_s = time.monotonic() - started
             functions = runtime.status()["functions"]
+            table = clock.table()  # the run's CPU time counts the runtime's live processes
         finally:
             runtime.stop()
+    print(f"load average at the start (1, 5, 15 min): {started_load}")
+    loads = ", ".join(f"{load:.1f}" for load in os.getloadavg())
+    state = run.job.state if run.job else f"planning failed: {run.planning_error}"
+    print(f"tiles {len(tiles)}, products {run.products} at {args.resolution:g} m; job {state}")
+    print(f"load average at the end (1, 5, 15 min): {loads}")
+    print(table)
+    simulated, ingested = clock.spans[SIMULATION], clock.spans[INGEST]
+    from_first_upload = ingested[1] - simulated[0]
     print(
-        f"tiles {len(tiles)}, products {len(products)} ({size_mb:.1f} MB of zips) at {args.resolution:g} m"
+        f"ingest {run.products / from_first_upload:.2f} products/s from the start of the"
+        f" simulation to the last product indexed"
     )
-    print(f"simulate   {simulated:7.1f} s")
-    print(f"ingest     {ingest_s:7.1f} s   {len(products) / ingest_s:.2f} products/s")
-    print(f"month job  {job_s:7.1f} s   {len(tiles) / job_s:.2f} tiles/s (composites + mosaic)")
+    print(f"start-up {clock.seconds(STARTUP):.1f} s: {steps_line(runtime.startup)}")
     print(f"{'function':<18}{'invocations':>12}{'busy s':>9}{'peak RSS MB':>13}")
     for name, stats in sorted(functions.items()):
         print(

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from sansnuages.tools.local.invoker import FunctionConfig, FunctionPool
+from sansnuages.tools.local.invoker import FunctionConfig, FunctionPool, prepare_workers
 
 HANDLERS = """
 import os, time
@@ -71,3 +71,44 @@ def test_the_declared_memory_kills_the_invocation(pool: FunctionPool) -> None:
     result = pool.invoke({"allocate_mb": 600})
     assert not result.ok and result.error_type == "Runtime.OutOfMemory"
     assert pool.invoke({"allocate_mb": 20}).ok
+
+
+def test_a_worker_sees_the_environment_of_when_it_starts_not_of_its_fork_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Workers are forked from a server started once per process (with the environment of
+    then); each must still see the environment as it is when the worker starts, as a spawned
+    one would, the function's variables over it."""
+    code = tmp_path / "fn"
+    code.mkdir()
+    (code / "app.py").write_text(
+        "import os, sys\n"
+        "def handler(event, context):\n"
+        "    return {name: os.environ.get(name) for name in event['names']} | "
+        "{'preloaded': 'pystac' in sys.modules}\n"
+    )
+    prepare_workers()  # the fork server runs before the variables below are set
+    monkeypatch.setenv("SET_AFTER_THE_SERVER", "seen")
+    monkeypatch.setenv("MY_SETTING", "the parent's")
+    monkeypatch.delenv("HOME", raising=False)
+    config = FunctionConfig(
+        name="Env",
+        code_dir=code,
+        handler="app.handler",
+        memory_mb=256,
+        timeout_s=10,
+        environment={"MY_SETTING": "from-template"},
+        log_file=tmp_path / "env.log",
+    )
+    pool = FunctionPool(config, concurrency=1)
+    try:
+        result = pool.invoke({"names": ["SET_AFTER_THE_SERVER", "MY_SETTING", "HOME"]})
+    finally:
+        pool.stop()
+    assert result.ok, result.error_message
+    assert result.payload == {
+        "SET_AFTER_THE_SERVER": "seen",
+        "MY_SETTING": "from-template",
+        "HOME": None,
+        "preloaded": True,
+    }

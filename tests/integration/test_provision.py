@@ -11,6 +11,7 @@ import boto3
 import pytest
 
 from sansnuages.settings import Settings
+from sansnuages.tools.local import template
 from sansnuages.tools.local.moto_process import MotoServer
 from sansnuages.tools.local.provision import local_environment, provision
 from sansnuages.tools.local.template import Stack, load_stack, parse_template
@@ -168,3 +169,32 @@ def test_an_edit_to_an_existing_queue_is_applied_on_reprovision(
         QueueUrl=stack.queue("IngestQueue").url, AttributeNames=["VisibilityTimeout"]
     )
     assert attributes["Attributes"]["VisibilityTimeout"] == "6000"
+
+
+def test_an_expansion_is_kept_beside_the_template_and_made_again_for_an_edit(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "template.yaml"
+    path.write_text(TEMPLATE.read_text())
+    template._EXPANDED.clear()  # as in a process that has not expanded it yet
+    original = load_stack(path).queue("IngestQueue").visibility_timeout
+    kept = list((tmp_path / template.EXPANSIONS_DIR).glob("*.json"))
+    assert len(kept) == 1
+
+    # a new process reads the kept expansion instead of running the translator
+    cfn = json.loads(kept[0].read_text())
+    cfn["Resources"]["IngestQueue"]["Properties"]["VisibilityTimeout"] = original + 1
+    kept[0].write_text(json.dumps(cfn))
+    template._EXPANDED.clear()
+    assert load_stack(path).queue("IngestQueue").visibility_timeout == original + 1
+
+    # an edited template is expanded again, into a file of its own
+    path.write_text(TEMPLATE.read_text() + "\n# edited\n")
+    assert load_stack(path).queue("IngestQueue").visibility_timeout == original
+    assert len(list((tmp_path / template.EXPANSIONS_DIR).glob("*.json"))) == 2
+
+    # an unreadable expansion is made again
+    kept[0].write_text("{not json")
+    template._EXPANDED.clear()
+    path.write_text(TEMPLATE.read_text())
+    assert load_stack(path).queue("IngestQueue").visibility_timeout == original

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import zipfile
 from pathlib import Path
 
@@ -262,6 +263,78 @@ def test_month_on_a_grid_too_fine_for_landsat_still_has_landsat(tmp_path):
     assert xs.ncols == 7 and xs.ncols * xs.xdim == pytest.approx(109800.0, abs=1e-3)
     with pytest.raises(ValueError, match="divide"):
         simulate.simulate_month(["31TCJ"], 2018, 2, tmp_path, resolution=7.0)
+
+
+# Digests of the pixels of every raster of the demo's products of 31UFS (610 m, seed 0),
+# written by the simulator before it wrote in memory, remembered its fields and used
+# processes: the synthesis tests and benchmarks rely on the same seed giving the same pixels.
+DEMO_31UFS_PIXELS = {
+    "LANDSAT8-OLITIRS-XS_20180629-094917-004_L2A_T31UFS_D_V1-9": "ccb29cb76cae79cf",
+    "LANDSAT8-OLITIRS-XS_20180715-094947-718_L2A_T31UFS_D_V1-9": "c36277795cdb5af9",
+    "LANDSAT8-OLITIRS-XS_20180731-094952-317_L2A_T31UFS_D_V1-9": "a7b7e07d3bcf62fd",
+    "SENTINEL2A_20180630-100939-717_L2A_T31UFS_D_V1-8": "cccdb22f8a2962f0",
+    "SENTINEL2A_20180710-100951-526_L2A_T31UFS_D_V1-8": "ec28edcf33fbcc94",
+    "SENTINEL2A_20180720-100942-408_L2A_T31UFS_D_V1-8": "2d1bcf366292e1bd",
+    "SENTINEL2A_20180730-100926-285_L2A_T31UFS_D_V1-8": "ec5d4b29c4c91e3c",
+    "SENTINEL2B_20180625-100930-186_L2A_T31UFS_D_V1-8": "a8c7173ebee9e85e",
+    "SENTINEL2B_20180705-100921-353_L2A_T31UFS_D_V1-8": "960b72eeca42d890",
+    "SENTINEL2B_20180715-100949-260_L2A_T31UFS_D_V1-8": "1f7626eb1cea03d9",
+    "SENTINEL2B_20180725-100939-938_L2A_T31UFS_D_V1-8": "3ca77b4fdb0c9a8b",
+    "SENTINEL2B_20180804-100942-587_L2A_T31UFS_D_V1-8": "66ef511977b0596b",
+}
+
+
+def pixel_digest(path: Path) -> str:
+    """A digest of every raster's name and pixel values, in member order."""
+    digest = hashlib.sha256()
+    with zipfile.ZipFile(path) as archive:
+        members = sorted(m for m in archive.namelist() if m.endswith(".tif"))
+    for member in members:
+        with rasterio.open(f"/vsizip/{path}/{member}") as src:
+            digest.update(member.encode())
+            digest.update(src.read().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def test_the_demo_products_keep_their_pixels_whatever_the_processes(tmp_path: Path) -> None:
+    two = simulate.simulate_month(
+        ["31UFS", "31UES"], 2018, 7, tmp_path / "two", resolution=610.0, processes=2
+    )
+    ufs = {p.stem: pixel_digest(p) for p in two if "_T31UFS_" in p.name}
+    assert ufs == DEMO_31UFS_PIXELS
+    one = simulate.simulate_month(["31UES"], 2018, 7, tmp_path / "one", resolution=610.0)
+    ues = [p for p in two if "_T31UES_" in p.name]
+    assert [p.name for p in one] == [p.name for p in ues]
+    for a, b in zip(one, ues, strict=True):  # the same bytes, member by member
+        with zipfile.ZipFile(a) as left, zipfile.ZipFile(b) as right:
+            assert left.namelist() == right.namelist()
+            assert all(left.read(m) == right.read(m) for m in left.namelist())
+
+
+def test_iter_month_yields_each_product_once_as_it_is_written(tmp_path: Path) -> None:
+    seen = []
+    plan = simulate.MonthPlan(("31TCJ",), 2018, 7, 3660.0)
+    for path in simulate.iter_month(plan, tmp_path):
+        assert path.exists() and not list(tmp_path.glob("*.part"))
+        seen.append(path)
+    again = simulate.simulate_month(["31TCJ"], 2018, 7, tmp_path / "again", resolution=3660.0)
+    assert sorted(p.name for p in seen) == [p.name for p in again]
+    assert len(set(seen)) == len(plan.orders()) > 5
+
+
+def test_remembered_fields_are_shared_read_only_and_equal_to_fresh_ones() -> None:
+    geom = simulate.group_geometries("31UFS", "SENTINEL2A", 610.0)["R1"]
+    epsg = grid.tile("31UFS").epsg
+    x, y = simulate._plane_xy(epsg, geom)
+    assert simulate._plane_xy(epsg, geom)[0] is x
+    fresh_x, fresh_y = simulate._plane_xy_of(epsg, geom)
+    assert np.array_equal(x, fresh_x) and np.array_equal(y, fresh_y)
+    with pytest.raises(ValueError, match="read-only"):
+        x[0, 0] = 0.0
+    day = dt.date(2018, 7, 14)
+    remembered, fresh = simulate._surface_at(epsg, geom, day), simulate._surface(x, y, day)
+    for name in ("water", "soil", "greenness", "brightness", "texture"):
+        assert np.array_equal(getattr(remembered, name), getattr(fresh, name))
 
 
 def cli(*argv: str) -> argparse.Namespace:

@@ -3,24 +3,41 @@
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from sansnuages import areas
 from sansnuages.api.map_routes import viewer_url
 from sansnuages.formats import grid
 from sansnuages.layout import split_s3_href
 from sansnuages.period import SynthesisPeriod
+from sansnuages.settings import Settings
 from sansnuages.stac.collections import L2A_REFLECTANCE, MOSAICS, SENTINEL2_L3A
 from sansnuages.stores.bucket import DataBucket
 from sansnuages.stores.catalog import Catalog
-from sansnuages.stores.jobs import JobState
+from sansnuages.stores.jobs import Job, JobState
+from sansnuages.tools.local.client import RuntimeClient
 from sansnuages.tools.local.runtime import LocalRuntime
 from sansnuages.tools.local.scheduler import next_fire
 from sansnuages.tools.progress import MONTHLY_SCHEDULE, describe_job, wait_for_job
-from sansnuages.tools.simulate import simulate_month
+from sansnuages.tools.simulate import MonthPlan, iter_month
+from sansnuages.tools.stage_times import (
+    INGEST,
+    SIMULATION,
+    STARTUP,
+    StageClock,
+    steps_line,
+    tree_cpu_seconds,
+)
+
+SIMULATION_PROCESSES = os.cpu_count() or 1
+"""Processes that simulate products: one per core."""
+UPLOAD_THREADS = 4
+"""Uploads at once: each is a few blocking requests to the local S3, so threads overlap them."""
 
 
 def count_items(catalog: Catalog, collections: list[str]) -> int:
@@ -30,7 +47,8 @@ def count_items(catalog: Catalog, collections: list[str]) -> int:
 def wait_for_ingest(
     runtime: LocalRuntime, catalog: Catalog, bucket: DataBucket, expected: int
 ) -> int:
-    """Until every upload is indexed or quarantined and the ingest queue is idle."""
+    """Until every upload is indexed or quarantined and the ingest queue is idle (three
+    looks in a row, half a second apart)."""
     quiet = 0
     while quiet < 3:
         status = runtime.status()
@@ -42,52 +60,122 @@ def wait_for_ingest(
         print(f"\ringested {indexed}/{expected}, quarantined {quarantined}", end="", flush=True)
         idle = queue["visible"] == 0 and queue["in_flight"] == 0 and not status["busy"]
         quiet = quiet + 1 if idle and indexed + quarantined >= expected else 0
-        time.sleep(1)
+        time.sleep(0.5)
     print()
     return indexed
+
+
+def simulate_and_upload(
+    bucket: DataBucket,
+    tiles: list[str],
+    period: SynthesisPeriod,
+    folder: Path,
+    resolution: float,
+    seed: int = 0,
+    processes: int = SIMULATION_PROCESSES,
+) -> int:
+    """Simulate the month's products in `processes` processes and upload each to `incoming/`
+    as soon as it is written (in threads, through boto3 as any producer would; each upload
+    starts its ingest), so that simulation, upload and ingest overlap. Returns the count."""
+    uploaded = 0
+    with ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="upload") as uploads:
+        pending = [
+            uploads.submit(_upload, bucket, path)
+            for path in iter_month(
+                MonthPlan(tuple(tiles), period.year, period.month, resolution, seed=seed),
+                folder,
+                processes,
+            )
+        ]
+        for done in pending:
+            done.result()
+            uploaded += 1
+    return uploaded
+
+
+def _upload(bucket: DataBucket, path: Path) -> None:
+    bucket.client.upload_file(str(path), bucket.name, f"incoming/{path.name}")
+    path.unlink()
+
+
+@dataclass
+class MonthRun:
+    """A month run on a started local runtime: its products, the job, the stages' times."""
+
+    runtime: LocalRuntime
+    settings: Settings
+    clock: StageClock
+    products: int = 0
+    job: Job | None = None
+    planning_error: str | None = None
+
+
+def run_month(
+    runtime: LocalRuntime,
+    clock: StageClock,
+    tiles: list[str],
+    period: SynthesisPeriod,
+    resolution: float,
+    seed: int = 0,
+    processes: int = SIMULATION_PROCESSES,
+) -> MonthRun:
+    """Simulate and upload the month's products, wait for their ingest, fire the monthly
+    schedule as at its first run after the month's window, and wait for the job: what the
+    demo and `bench/pipeline.py` both run, each stage timed on `clock`."""
+    settings = RuntimeClient(runtime.facts()).settings()
+    run = MonthRun(runtime, settings, clock)
+    bucket, catalog = DataBucket(settings), Catalog(settings.catalog_table, settings=settings)
+    with tempfile.TemporaryDirectory() as folder, clock.stage(SIMULATION):
+        run.products = simulate_and_upload(
+            bucket, tiles, period, Path(folder), resolution, seed, processes
+        )
+    print(f"simulated {run.products} products at {resolution:g} m and uploaded them to incoming/")
+    with clock.stage(INGEST):
+        wait_for_ingest(runtime, catalog, bucket, run.products)
+    schedule = next(s for s in runtime.schedules if s.name == MONTHLY_SCHEDULE)
+    fired = next_fire(schedule.expression, period.end)  # its first run after the window
+    print(f"firing schedule {schedule.name} ({schedule.expression}) as at {fired:%Y-%m-%d %H:%M}")
+    fired_at, cpu = time.time(), tree_cpu_seconds()
+    result = runtime.fire_schedule(schedule, fired)
+    if not result.ok:
+        run.planning_error = f"{result.error_type}: {result.error_message}"
+        return run
+    run.job = wait_for_job(settings, result.payload["job_id"])
+    clock.job(run.job, fired_at, time.time(), tree_cpu_seconds() - cpu)
+    return run
 
 
 def run_demo(args: argparse.Namespace) -> int:
     from sansnuages.tools.foreground import default_template
 
-    started = time.monotonic()
+    clock = StageClock()
     period = SynthesisPeriod.parse(args.month)
     area = areas.area_geometry(args.area)
     tiles = grid.tiles_for_geometry(area.geometry)
     print(f"{area.name}: {len(tiles)} Sentinel-2 tiles ({', '.join(tiles)})")
-    runtime = LocalRuntime(default_template(), Path.cwd()).start()
+    with clock.stage(STARTUP):
+        runtime = LocalRuntime(default_template(), Path.cwd()).start()
     try:
-        settings = _settings(runtime)
         facts = runtime.facts()
         print(f"local AWS at {facts['endpoint_url']}, STAC API at {facts['stac_api_url']}")
-        bucket, catalog = DataBucket(settings), Catalog(settings.catalog_table, settings=settings)
-        with tempfile.TemporaryDirectory() as folder:
-            products = simulate_month(
-                tiles, period.year, period.month, Path(folder), resolution=args.resolution
-            )
-            print(
-                f"simulated {len(products)} products at {args.resolution:g} m; uploading to incoming/"
-            )
-            for path in products:
-                bucket.client.upload_file(str(path), bucket.name, f"incoming/{path.name}")
-        wait_for_ingest(runtime, catalog, bucket, len(products))
-        schedule = next(s for s in runtime.schedules if s.name == MONTHLY_SCHEDULE)
-        fired = next_fire(schedule.expression, period.end)  # its first run after the window
-        print(
-            f"firing schedule {schedule.name} ({schedule.expression}) as at {fired:%Y-%m-%d %H:%M}"
-        )
-        result = runtime.fire_schedule(schedule, fired)
-        if not result.ok:
-            print(f"planning failed: {result.error_type}: {result.error_message}")
+        print(f"started in {clock.seconds(STARTUP):.1f} s ({steps_line(runtime.startup)})")
+        run = run_month(runtime, clock, tiles, period, args.resolution)
+        if run.job is None:
+            print(f"planning failed: {run.planning_error}")
             return 1
-        job = wait_for_job(settings, result.payload["job_id"])
+        job = run.job
         print(describe_job(job, detail=True))
         _show_search(facts["stac_api_url"], area, period)
         viewer = None
         if job.state == JobState.DONE and job.mosaic_item:
-            _download_mosaic(bucket, job.mosaic_item, args.out)
+            _download_mosaic(DataBucket(run.settings), job.mosaic_item, args.out)
             viewer = viewer_url(facts["stac_api_url"], area.id, period.label)
-        print(f"demo finished in {time.monotonic() - started:.0f} s")
+        loads = ", ".join(f"{load:.1f}" for load in os.getloadavg())
+        print(
+            f"demo finished in {time.time() - clock.started:.0f} s (load average over 1, 5"
+            f" and 15 min: {loads}); its stages:"
+        )
+        print(clock.table())
         if viewer:
             print(f"the {area.name} mosaic of {period.label} in the map viewer: {viewer}")
         if not args.exit:
@@ -98,12 +186,6 @@ def run_demo(args: argparse.Namespace) -> int:
         return 0 if job.state == JobState.DONE else 1
     finally:
         runtime.stop()
-
-
-def _settings(runtime: LocalRuntime) -> Any:
-    from sansnuages.tools.local.client import RuntimeClient
-
-    return RuntimeClient(runtime.facts()).settings()
 
 
 def _show_search(api_url: str, area: areas.Area, period: SynthesisPeriod) -> None:

@@ -15,17 +15,22 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import math
+import multiprocessing
+import os
 import re
-import shutil
 import sys
-import tempfile
+import time
 import warnings
 import xml.etree.ElementTree as ET  # noqa: S405 - used to write, never to parse
 import zipfile
 import zlib
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -33,6 +38,9 @@ from sansnuages.formats import grid as s2grid
 from sansnuages.formats.bands import bands_of, is_landsat
 from sansnuages.formats.muscate import GroupGeometry, groups_for
 from sansnuages.raster import brdf
+
+if TYPE_CHECKING:
+    from rasterio.io import DatasetReader, DatasetWriter, MemoryFile
 
 PLATFORMS = ("SENTINEL2A", "SENTINEL2B", "SENTINEL2C", "LANDSAT8-OLITIRS-XS")
 LANDSAT_PLATFORM = "LANDSAT8-OLITIRS-XS"
@@ -174,6 +182,34 @@ def _fbm(x: np.ndarray, y: np.ndarray, scales: tuple[float, ...], salt: int) -> 
     return total / np.float32(norm)
 
 
+_MEMO: OrderedDict[tuple[object, ...], tuple[np.ndarray, ...]] = OrderedDict()
+MEMO_BYTES = 96 * 2**20
+"""What the fields that depend on position only (not on the product) may keep in memory: a
+tile's products share their grids, so its land cover, terrain and plane coordinates are
+computed once instead of once per product (a month of one tile is about a dozen products)."""
+
+
+def _memo(
+    key: tuple[object, ...], make: Callable[[], tuple[np.ndarray, ...]]
+) -> tuple[np.ndarray, ...]:
+    """`make()`, remembered under `key` (least recently used first out, within `MEMO_BYTES`).
+    The arrays are read-only: a caller that changed one in place would change every later
+    product, so it fails instead."""
+    if key in _MEMO:
+        _MEMO.move_to_end(key)
+        return _MEMO[key]
+    arrays = make()
+    size = sum(a.nbytes for a in arrays)
+    if size > MEMO_BYTES // 4:
+        return arrays
+    for array in arrays:
+        array.flags.writeable = False
+    _MEMO[key] = arrays
+    while sum(a.nbytes for v in _MEMO.values() for a in v) > MEMO_BYTES:
+        _MEMO.popitem(last=False)
+    return arrays
+
+
 def _stable_int(*parts: object) -> int:
     return zlib.crc32("|".join(str(p) for p in parts).encode()) & 0x7FFFFFFF
 
@@ -186,7 +222,13 @@ def _plane_xy(epsg: int, geom: GroupGeometry) -> tuple[np.ndarray, np.ndarray]:
 
     PROJ is only called on a coarse lattice (about 2 km); positions in between are
     interpolated, which is exact to well under a metre and keeps full tiles fast.
+    Remembered (`_memo`): the products of a tile share their grids.
     """
+    x, y = _memo(("plane", epsg, geom), lambda: _plane_xy_of(epsg, geom))
+    return x, y
+
+
+def _plane_xy_of(epsg: int, geom: GroupGeometry) -> tuple[np.ndarray, np.ndarray]:
     width, height = geom.ncols * geom.xdim, geom.nrows * -geom.ydim
     nx = max(2, math.ceil(width / 2000.0) + 1)
     ny = max(2, math.ceil(height / 2000.0) + 1)
@@ -278,6 +320,18 @@ class _Surface:
 
 
 def _surface(x: np.ndarray, y: np.ndarray, day: dt.date) -> _Surface:
+    return _surface_on(_land(x, y), day)
+
+
+def _surface_at(epsg: int, geom: GroupGeometry, day: dt.date) -> _Surface:
+    """`_surface` of a grid, its land cover remembered: only the season changes per product."""
+    land = _memo(("land", epsg, geom), lambda: _land(*_plane_xy(epsg, geom)))
+    return _surface_on(land, day)
+
+
+def _land(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, ...]:
+    """What of the surface depends on position only: water, soil, brightness, texture and the
+    crops' peak day."""
     lakes = _fbm(x, y, (9000.0, 3500.0, 1200.0), salt=11)
     fields = _fbm(x, y, (4000.0, 1500.0), salt=23)
     crops = _value_noise(x, y, 2500.0, salt=37)
@@ -285,14 +339,25 @@ def _surface(x: np.ndarray, y: np.ndarray, day: dt.date) -> _Surface:
     water = np.clip((0.33 - lakes) / 0.015, 0.0, 1.0)
     soil = np.clip((fields - 0.62) / 0.02, 0.0, 1.0)
     peak = 170.0 + 90.0 * (crops - 0.5)  # crops and forests peak between May and August
+    return (
+        water.astype(np.float32),
+        soil.astype(np.float32),
+        (0.8 + 0.45 * fields).astype(np.float32),
+        (0.94 + 0.12 * fine).astype(np.float32),
+        peak,
+    )
+
+
+def _surface_on(land: tuple[np.ndarray, ...], day: dt.date) -> _Surface:
+    water, soil, brightness, texture, peak = land
     distance = (day.timetuple().tm_yday - peak + 182.5) % 365.0 - 182.5
     greenness = 0.1 + 0.9 * np.exp(-((distance / 65.0) ** 2))
     return _Surface(
-        water=water.astype(np.float32),
-        soil=soil.astype(np.float32),
+        water=water,
+        soil=soil,
         greenness=greenness.astype(np.float32),
-        brightness=(0.8 + 0.45 * fields).astype(np.float32),
-        texture=(0.94 + 0.12 * fine).astype(np.float32),
+        brightness=brightness,
+        texture=texture,
     )
 
 
@@ -545,7 +610,7 @@ def _layers(scene: _Scene, geom: GroupGeometry) -> _Layers:
             failure["smoke"] = (f.smoke_aot * np.clip(0.5 + plume, 0.0, 1.0)).astype(np.float32)
             failure["smoke_reported"] = f.smoke_reported
     return _Layers(
-        surface=_surface(x, y, scene.acquired.date()),
+        surface=_surface_at(epsg, geom, scene.acquired.date()),
         opacity=_opacity(cloud, scene.cloud_threshold),
         cloud_top=(0.85 + 0.5 * np.clip(cloud - scene.cloud_threshold, 0.0, 0.4)).astype(
             np.float32
@@ -553,11 +618,16 @@ def _layers(scene: _Scene, geom: GroupGeometry) -> _Layers:
         shadow=shadow,
         aot=np.clip(scene.aot_mean + 0.35 * (haze - 0.5), 0.05, 0.5).astype(np.float32),
         wvc=(0.6 + 2.4 * vapour).astype(np.float32),
-        terrain=(0.95 + 0.1 * _value_noise(x, y, 700.0, salt=53)).astype(np.float32),
+        terrain=_memo(("terrain", epsg, geom), lambda: (_terrain(x, y),))[0],
         outside=outside,
         view=_view_angles(scene, *_utm_xy(geom)) if scene.view_track else None,
         **failure,  # type: ignore[arg-type]
     )
+
+
+def _terrain(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """SRE over FRE: a function of position only."""
+    return (0.95 + 0.1 * _value_noise(x, y, 700.0, salt=53)).astype(np.float32)
 
 
 def _observed(
@@ -688,24 +758,72 @@ DETECTORS = ("D04", "D05")
 """The detectors whose footprints a simulated tile straddles (west half, east half)."""
 
 
+class _Files:
+    """A product's files, written in memory (GDAL's `/vsimem/`) and kept as bytes by their
+    path in the product's folder: nothing touches the disk but the finished zip, and the zip
+    does not read the files back. The bytes are those GDAL writes to a file."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, bytes] = {}
+        self._open: list[tuple[str, MemoryFile, DatasetWriter]] = []
+
+    def create(self, name: str, **profile: object) -> DatasetWriter:
+        """An open raster to write `name` into; its bytes are kept when `close_all` is called."""
+        from rasterio.io import MemoryFile
+
+        memory = MemoryFile()
+        dataset = memory.open(**profile)
+        self._open.append((name, memory, dataset))
+        return dataset
+
+    def close_all(self) -> None:
+        """Close every raster still open (each is finished, or the product failed) and keep the
+        bytes of those that were written."""
+        opened, self._open = self._open, []
+        for name, memory, dataset in opened:
+            try:
+                dataset.close()
+                self.data[name] = bytes(memory.read())
+            finally:
+                memory.close()
+
+    @contextmanager
+    def open(self, name: str) -> Iterator[DatasetReader]:
+        """One of the product's rasters, for reading (a `MemoryFile` of its bytes)."""
+        from rasterio.io import MemoryFile
+
+        with MemoryFile(self.data[name]) as memory, memory.open() as dataset:
+            yield dataset
+
+    def tifs(self) -> list[str]:
+        return sorted((n for n in self.data if n.endswith(".tif")), key=_member_order)
+
+
+def _member_order(name: str) -> tuple[str, ...]:
+    """The order of a sorted walk of the product's folder (`sorted(folder.rglob("*"))`), in
+    which earlier products were zipped: by path components."""
+    return tuple(name.split("/"))
+
+
 def _write_detector_footprints(
-    geom: GroupGeometry, epsg: int, folder: Path, pid: str, group: str
+    geom: GroupGeometry, epsg: int, files: _Files, pid: str, group: str
 ) -> None:
     """The optional DTF masks: one per detector, 1 where that detector saw the tile. Real
     footprints are slanted strips; two halves are enough for a reader to meet the files."""
-    import rasterio
     from rasterio.windows import Window
 
     half = geom.ncols // 2
     profile = _tiff_profile(geom, epsg, "uint8")
     for index, detector in enumerate(DETECTORS):
-        path = folder / "MASKS" / f"{pid}_DTF_{group}-{detector}.tif"
-        with rasterio.Env(GDAL_PAM_ENABLED="NO"), rasterio.open(path, "w", **profile) as dst:
+        try:
+            dst = files.create(f"MASKS/{pid}_DTF_{group}-{detector}.tif", **profile)
             for row in range(0, geom.nrows, 1024):
                 rows = min(1024, geom.nrows - row)
                 seen = np.zeros((1, rows, geom.ncols), dtype=np.uint8)
                 (seen[:, :, half:] if index else seen[:, :, :half]).fill(1)
                 dst.write(seen, window=Window(0, row, geom.ncols, rows))
+        finally:
+            files.close_all()
 
 
 def _write_group(
@@ -713,74 +831,66 @@ def _write_group(
     group: str,
     bands: tuple[str, ...],
     geom: GroupGeometry,
-    folder: Path,
+    files: _Files,
     pid: str,
     packaging: Packaging | None = None,
 ) -> _Stats:
     """Write every raster of one group, window by window; returns cloud statistics."""
-    import rasterio
-
-    packaging = packaging or Packaging()
     from rasterio.windows import Window
 
+    packaging = packaging or Packaging()
     epsg = scene.tile.epsg
     refl = _tiff_profile(geom, epsg, "int16") | {"nodata": REFLECTANCE_NODATA}
     paths = {
-        f"{kind}_{band}": folder / f"{pid}_{kind}_{band}.tif"
-        for band in bands
-        for kind in ("FRE", "SRE")
+        f"{kind}_{band}": f"{pid}_{kind}_{band}.tif" for band in bands for kind in ("FRE", "SRE")
     }
     masks = {
-        kind: folder / "MASKS" / f"{pid}_{kind}_{group}.tif"
+        kind: f"MASKS/{pid}_{kind}_{group}.tif"
         for kind in ("CLM", "MG2", "EDG", "SAT", "DFP")
         if kind != "DFP" or packaging.with_dfp
     }
     stats = _Stats()
-    with rasterio.Env(GDAL_PAM_ENABLED="NO"):
-        out = {key: rasterio.open(path, "w", **refl) for key, path in paths.items()}
-        out |= {
-            k: rasterio.open(p, "w", **_tiff_profile(geom, epsg, "uint8")) for k, p in masks.items()
-        }
+    try:
+        out = {key: files.create(path, **refl) for key, path in paths.items()}
+        mask_profile = _tiff_profile(geom, epsg, "uint8")
+        out |= {key: files.create(path, **mask_profile) for key, path in masks.items()}
         atb_profile = _tiff_profile(geom, epsg, packaging.atb_dtype, count=2) | {"nodata": 0}
-        out["ATB"] = rasterio.open(folder / f"{pid}_ATB_{group}.tif", "w", **atb_profile)
-        try:
-            for index, (row, col, sub) in enumerate(_windows(geom)):
-                arrays, layers = _render_window(scene, group, bands, index, sub)
-                window = Window(col, row, sub.ncols, sub.nrows)
-                if "DFP" in out:
-                    arrays["DFP"] = np.zeros_like(arrays["SAT"])
-                for key, array in arrays.items():
-                    out[key].write(array.astype(out[key].dtypes[0], copy=False), window=window)
-                stats.valid += int((~layers.outside).sum())
-                stats.cloudy += int(((arrays["CLM"][0] & CLM_ALL) > 0).sum())
-        finally:
-            for dataset in out.values():
-                dataset.close()
+        out["ATB"] = files.create(f"{pid}_ATB_{group}.tif", **atb_profile)
+        for index, (row, col, sub) in enumerate(_windows(geom)):
+            arrays, layers = _render_window(scene, group, bands, index, sub)
+            window = Window(col, row, sub.ncols, sub.nrows)
+            if "DFP" in out:
+                arrays["DFP"] = np.zeros_like(arrays["SAT"])
+            for key, array in arrays.items():
+                out[key].write(array.astype(out[key].dtypes[0], copy=False), window=window)
+            stats.valid += int((~layers.outside).sum())
+            stats.cloudy += int(((arrays["CLM"][0] & CLM_ALL) > 0).sum())
+    finally:
+        files.close_all()
     return stats
 
 
-def _quicklook(folder: Path, pid: str, geom: GroupGeometry, scale: float) -> Path:
+def _quicklook(files: _Files, pid: str, geom: GroupGeometry, scale: float) -> None:
     """RGB (B4, B3, B2) JPEG at most 1000 px wide, stretched from 0 to 0.25 reflectance."""
-    import rasterio
     from rasterio.errors import NotGeoreferencedWarning
 
     factor = max(1, math.ceil(max(geom.nrows, geom.ncols) / 1000))
     shape = (max(1, geom.nrows // factor), max(1, geom.ncols // factor))
     rgb = np.zeros((3, *shape), dtype=np.uint8)
     for i, band in enumerate(("B4", "B3", "B2")):
-        with rasterio.open(folder / f"{pid}_FRE_{band}.tif") as src:
+        with files.open(f"{pid}_FRE_{band}.tif") as src:
             dn = src.read(1, out_shape=shape).astype(np.float32)
         stretched = np.clip(dn * scale / 0.25 * 255.0, 0, 255)
         rgb[i] = np.where(dn == REFLECTANCE_NODATA, 0, stretched).astype(np.uint8)
-    path = folder / f"{pid}_QKL_ALL.jpg"
-    with rasterio.Env(GDAL_PAM_ENABLED="NO"), warnings.catch_warnings():
+    with warnings.catch_warnings():
         # A quicklook has no georeferencing, as in real products.
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        with rasterio.open(
-            path, "w", driver="JPEG", width=shape[1], height=shape[0], count=3, dtype="uint8"
-        ) as dst:
-            dst.write(rgb)
-    return path
+        profile = {"width": shape[1], "height": shape[0], "count": 3, "dtype": "uint8"}
+        try:
+            with files.create(f"{pid}_QKL_ALL.jpg", driver="JPEG", **profile) as dst:
+                dst.write(rgb)
+        finally:
+            files.close_all()
 
 
 def product_id(platform: str, acquired: dt.datetime, tile: str, flag: str, version: str) -> str:
@@ -1045,46 +1155,43 @@ def simulate_product(
     scene = _scene(
         square, platform, acquired.astimezone(dt.UTC), seed, cloud_cover, directional, failures
     )
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".simulate-") as tmp:
-        folder = Path(tmp) / pid
-        (folder / "MASKS").mkdir(parents=True)
-        stats = _Stats()
+    import rasterio
+
+    files = _Files()
+    stats = _Stats()
+    with rasterio.Env(GDAL_PAM_ENABLED="NO"):
         for group, bands in groups_for(platform).items():
             # The last (coarsest) group gives the cloud percentage, as MUSCATE reports it.
-            stats = _write_group(scene, group, bands, geometries[group], folder, pid, packaging)
+            stats = _write_group(scene, group, bands, geometries[group], files, pid, packaging)
             if packaging.with_dtf:
-                _write_detector_footprints(geometries[group], scene.tile.epsg, folder, pid, group)
+                _write_detector_footprints(geometries[group], scene.tile.epsg, files, pid, group)
         first = next(iter(geometries))
-        _quicklook(folder, pid, geometries[first], 1.0 / scene.quantification)
-        files = {
-            p.stem[len(pid) + 1 :]: p.relative_to(folder).as_posix()
-            for p in sorted(folder.rglob("*.tif"))
-        }
-        cloud = 100.0 * stats.cloudy / stats.valid if stats.valid else 100.0
-        prefix = "./" if packaging.dot_paths else ""
-        info = _ProductInfo(pid, version, geometries, cloud, files, prefix)
-        (folder / f"{pid}_MTD_ALL.xml").write_bytes(_metadata_xml(scene, info))
-        zip_name = pid if packaging.zip_version else pid.rsplit("_V", 1)[0]
-        return _zip_folder(folder, out_dir / f"{zip_name}.zip", prefix)
+        _quicklook(files, pid, geometries[first], 1.0 / scene.quantification)
+    listed = {name.rsplit("/", 1)[-1][len(pid) + 1 : -len(".tif")]: name for name in files.tifs()}
+    cloud = 100.0 * stats.cloudy / stats.valid if stats.valid else 100.0
+    prefix = "./" if packaging.dot_paths else ""
+    info = _ProductInfo(pid, version, geometries, cloud, listed, prefix)
+    files.data[f"{pid}_MTD_ALL.xml"] = _metadata_xml(scene, info)
+    zip_name = pid if packaging.zip_version else pid.rsplit("_V", 1)[0]
+    return _zip_files(files.data, pid, Path(out_dir) / f"{zip_name}.zip", prefix)
 
 
-def _zip_folder(folder: Path, target: Path, prefix: str = "") -> Path:
-    """Zip with one top folder, then rename: a reader never sees a half-written zip."""
+def _zip_files(files: dict[str, bytes], top: str, target: Path, prefix: str = "") -> Path:
+    """Zip `files` (path in the product -> bytes) under one top folder, in the order of a
+    sorted walk of that folder, then rename: a reader never sees a half-written zip.
+
+    Members are deflated at level 1: the zip is read once, by ingest, on the same machine;
+    a higher level costs the simulator more time than it saves in transfer."""
+    target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_suffix(".zip.part")
+    stamp = time.localtime()[:6]
     with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
-        for path in sorted(folder.rglob("*")):
-            if path.is_file():
-                name = f"{folder.name}/{path.relative_to(folder).as_posix()}"
-                if not prefix:
-                    archive.write(path, name)
-                    continue
-                # zipfile normalises "./" away from arcnames; a ZipInfo keeps it as written
-                info = zipfile.ZipInfo.from_file(path, name)
-                info.filename, info.compress_type = prefix + name, zipfile.ZIP_DEFLATED
-                with path.open("rb") as src, archive.open(info, "w") as dst:
-                    shutil.copyfileobj(src, dst, 1024 * 1024)
+        for name in sorted(files, key=_member_order):
+            # a ZipInfo keeps a "./" prefix as written (zipfile's own paths normalise it away)
+            info = zipfile.ZipInfo(f"{prefix}{top}/{name}", date_time=stamp)
+            info.external_attr = 0o100644 << 16  # a regular file, rw-r--r--, as zipped from disk
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, files[name], compresslevel=1)
     partial.replace(target)
     return target
 
@@ -1154,28 +1261,28 @@ def simulate_snow_product(
     scene = _scene(square, platform, acquired.astimezone(dt.UTC), seed, cloud_cover)
     counts = np.zeros(256, dtype=np.int64)
     nodata = 255 if int(version.split("-")[0]) >= 2 else 254
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".simulate-") as tmp:
-        folder = Path(tmp) / pid
-        folder.mkdir(parents=True)
-        profile = _tiff_profile(geom, square.epsg, "uint8") | {"nodata": nodata}
-        with rasterio.Env(GDAL_PAM_ENABLED="NO"):
-            with rasterio.open(folder / f"{pid}_SNW_{group}.tif", "w", **profile) as dst:
-                if codes is not None and codes.shape != (geom.nrows, geom.ncols):
-                    raise ValueError(f"codes {codes.shape} are not on the {group} grid")
-                for row, col, sub in _windows(geom):
-                    classes = (
-                        _snow_window(scene, sub, snow_cover, nodata)
-                        if codes is None
-                        else codes[row : row + sub.nrows, col : col + sub.ncols].astype(np.uint8)
-                    )
-                    counts += np.bincount(classes.ravel(), minlength=256)
-                    dst.write(classes[None], window=Window(col, row, sub.ncols, sub.nrows))
-        valid = max(1, int(counts.sum() - counts[nodata]))
-        info = _ProductInfo(pid, version, {group: geom}, 100.0 * counts[SNOW_CLOUD] / valid, {})
-        snow_percent = 100.0 * counts[SNOW] / valid
-        (folder / f"{pid}_MTD_ALL.xml").write_bytes(_snow_metadata(scene, info, snow_percent))
-        return _zip_folder(folder, Path(out_dir) / f"{pid}.zip")
+    if codes is not None and codes.shape != (geom.nrows, geom.ncols):
+        raise ValueError(f"codes {codes.shape} are not on the {group} grid")
+    files = _Files()
+    profile = _tiff_profile(geom, square.epsg, "uint8") | {"nodata": nodata}
+    with rasterio.Env(GDAL_PAM_ENABLED="NO"):
+        try:
+            dst = files.create(f"{pid}_SNW_{group}.tif", **profile)
+            for row, col, sub in _windows(geom):
+                classes = (
+                    _snow_window(scene, sub, snow_cover, nodata)
+                    if codes is None
+                    else codes[row : row + sub.nrows, col : col + sub.ncols].astype(np.uint8)
+                )
+                counts += np.bincount(classes.ravel(), minlength=256)
+                dst.write(classes[None], window=Window(col, row, sub.ncols, sub.nrows))
+        finally:
+            files.close_all()
+    valid = max(1, int(counts.sum() - counts[nodata]))
+    info = _ProductInfo(pid, version, {group: geom}, 100.0 * counts[SNOW_CLOUD] / valid, {})
+    snow_percent = 100.0 * counts[SNOW] / valid
+    files.data[f"{pid}_MTD_ALL.xml"] = _snow_metadata(scene, info, snow_percent)
+    return _zip_files(files.data, pid, Path(out_dir) / f"{pid}.zip")
 
 
 # --------------------------------------------------------------------------- a month
@@ -1236,35 +1343,87 @@ def simulate_month(
     landsat: bool = True,
     seed: int = 0,
     directional: bool = False,
+    processes: int = 1,
 ) -> list[Path]:
     """Sentinel-2A/2B every 10 days (5 days apart) and Landsat-8 every 16 over the window.
 
     When three times `resolution` does not divide the tile (small test grids such as 1098 m),
     Landsat-8 gets the nearest pixel size that does, rather than no Landsat at all.
+    `processes` > 1 writes products in that many processes (`iter_month`); the products are
+    the same whatever the number.
     """
-    group_geometries(tiles[0] if tiles else "31TCJ", "SENTINEL2A", resolution)
-    landsat_resolution = _landsat_resolution(resolution)
-    paths = []
-    for tile in tiles:
-        name = s2grid.tile(tile).name
-        plan = _acquisitions(name, year, month, landsat)
-        rng = np.random.default_rng([seed, _stable_int(name), year, month])
-        for (platform, day), cover in zip(plan, _cloud_covers(len(plan), rng), strict=True):
-            version = "1-9" if platform == LANDSAT_PLATFORM else "1-8"
-            paths.append(
-                simulate_product(
-                    name,
-                    overpass_time(name, day, platform),
-                    platform,
-                    out_dir,
-                    resolution=landsat_resolution if platform == LANDSAT_PLATFORM else resolution,
-                    seed=_stable_int(seed, name, day, platform),
-                    cloud_cover=cover,
-                    version=version,
-                    directional=directional,
+    plan = MonthPlan(tuple(tiles), year, month, resolution, landsat, seed, directional)
+    return sorted(iter_month(plan, out_dir, processes))
+
+
+@dataclass(frozen=True)
+class MonthPlan:
+    """The products of a month over tiles (`simulate_month`'s arguments)."""
+
+    tiles: tuple[str, ...]
+    year: int
+    month: int
+    resolution: float
+    landsat: bool = True
+    seed: int = 0
+    directional: bool = False
+
+    def orders(self) -> list[dict[str, Any]]:
+        """The arguments of `simulate_product` for each product, tile by tile."""
+        group_geometries(self.tiles[0] if self.tiles else "31TCJ", "SENTINEL2A", self.resolution)
+        landsat_resolution = _landsat_resolution(self.resolution)
+        orders: list[dict[str, Any]] = []
+        for tile in self.tiles:
+            name = s2grid.tile(tile).name
+            plan = _acquisitions(name, self.year, self.month, self.landsat)
+            rng = np.random.default_rng([self.seed, _stable_int(name), self.year, self.month])
+            for (platform, day), cover in zip(plan, _cloud_covers(len(plan), rng), strict=True):
+                landsat = platform == LANDSAT_PLATFORM
+                orders.append(
+                    {
+                        "tile": name,
+                        "acquired": overpass_time(name, day, platform),
+                        "platform": platform,
+                        "resolution": landsat_resolution if landsat else self.resolution,
+                        "seed": _stable_int(self.seed, name, day, platform),
+                        "cloud_cover": cover,
+                        "version": "1-9" if landsat else "1-8",
+                        "directional": self.directional,
+                    }
                 )
-            )
-    return sorted(paths)
+        return orders
+
+
+def iter_month(plan: MonthPlan, out_dir: Path, processes: int = 1) -> Iterator[Path]:
+    """The products of `plan`, each path yielded as soon as its zip is written, so that a
+    caller can upload one while the next are made.
+
+    Each product is a function of its own arguments only (its seed and cloud cover are drawn
+    here, in order, before any is written), so they do not depend on which process writes
+    which or in what order they finish. With `processes` > 1 and several tiles, each tile's
+    products are written by one of a pool of fresh (spawned) processes (the caller may run
+    threads, which forking would copy half-way) and yielded when the tile is done."""
+    orders = plan.orders()
+    if processes <= 1 or len(plan.tiles) <= 1:
+        for order in orders:
+            yield simulate_product(out_dir=out_dir, **order)
+        return
+    by_tile: dict[str, list[dict[str, Any]]] = {}
+    for order in orders:
+        by_tile.setdefault(order["tile"], []).append(order)
+    context = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(min(processes, len(by_tile)), mp_context=context)
+    try:
+        # a tile's products in one process: its grids' fields are computed there once (`_memo`)
+        futures = [pool.submit(_simulate_all, out_dir, tile) for tile in by_tile.values()]
+        for future in as_completed(futures):
+            yield from future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _simulate_all(out_dir: Path, orders: list[dict[str, Any]]) -> list[Path]:
+    return [simulate_product(out_dir=out_dir, **order) for order in orders]
 
 
 # --------------------------------------------------------------------------- CLI
@@ -1314,6 +1473,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="view- and sun-angle dependent reflectance (BRDF) across the swath",
     )
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: per product)")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="products written at once with --month (default: one per core; the products "
+        "are the same whatever the number)",
+    )
     parser.add_argument("--out", type=Path, default=Path("."), help="output folder (default .)")
     parser.set_defaults(func=run)
 
@@ -1347,6 +1513,7 @@ def run(args: argparse.Namespace) -> int:
                 landsat=not args.no_landsat,
                 seed=args.seed or 0,
                 directional=args.directional,
+                processes=args.processes,
             )
         else:
             paths = [

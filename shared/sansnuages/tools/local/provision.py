@@ -9,6 +9,8 @@ provisioning twice (or after editing the template) is safe.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,19 +41,36 @@ def provision(
     """Create (or bring up to date) every bucket, queue and table of `stack`.
 
     Queues come first (dead-letter queues before their sources) because bucket notifications
-    name a queue that must exist.
+    name a queue that must exist. What does not depend on another resource is created at
+    once, in threads (boto3's clients are thread-safe): each step is a round trip or two to
+    a server in another process, so overlapping them halves the wait.
     """
     clients = clients or Clients.for_endpoint(endpoint_url or stack.endpoint_url, stack.region)
-    for queue in _dead_letters_first(stack.queues):
-        ensure_queue(clients.sqs, queue, stack)
-    for table in stack.tables:
-        ensure_table(clients.dynamodb, table)
-    for bucket in stack.buckets:
-        ensure_bucket(clients.s3, bucket, stack)
+    with ThreadPoolExecutor(PROVISION_THREADS, thread_name_prefix="provision") as pool:
+        tables = [pool.submit(ensure_table, clients.dynamodb, table) for table in stack.tables]
+        for level in _dead_letters_first(stack.queues):
+            _all(pool.submit(ensure_queue, clients.sqs, queue, stack) for queue in level)
+        _all(pool.submit(ensure_bucket, clients.s3, bucket, stack) for bucket in stack.buckets)
+        _all(tables)
 
 
-def _dead_letters_first(queues: tuple[QueueSpec, ...]) -> list[QueueSpec]:
-    return sorted(queues, key=lambda queue: queue.dead_letter is not None)
+PROVISION_THREADS = 8
+
+
+def _all(futures: Iterable[Future[Any]]) -> None:
+    """Wait for every step, then raise the first error (none is left running behind it)."""
+    steps = list(futures)
+    wait(steps)
+    for step in steps:
+        step.result()
+
+
+def _dead_letters_first(queues: tuple[QueueSpec, ...]) -> list[list[QueueSpec]]:
+    """The queues in two rounds: those without a dead-letter queue, then those with one."""
+    return [
+        [queue for queue in queues if queue.dead_letter is None],
+        [queue for queue in queues if queue.dead_letter is not None],
+    ]
 
 
 def queue_attributes(queue: QueueSpec, stack: Stack) -> dict[str, str]:

@@ -10,6 +10,9 @@ import json
 import logging
 import os
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,12 +24,23 @@ from xml.sax.saxutils import escape
 import boto3
 
 from sansnuages.tools.local.http_front import HttpFront
-from sansnuages.tools.local.invoker import FunctionConfig, FunctionPool, Invocation
+from sansnuages.tools.local.invoker import (
+    FunctionConfig,
+    FunctionPool,
+    Invocation,
+    prepare_workers,
+)
 from sansnuages.tools.local.moto_process import LOCAL_CREDENTIALS, MotoServer
 from sansnuages.tools.local.provision import local_environment, provision
 from sansnuages.tools.local.pump import QueueBinding, QueuePoller
 from sansnuages.tools.local.scheduler import LocalSchedule, Scheduler, schedule_event
-from sansnuages.tools.local.template import Resolver, Stack, expand, load_stack, parse_template
+from sansnuages.tools.local.template import (
+    EXPANSIONS_DIR,
+    Resolver,
+    Stack,
+    expanded_template,
+    load_stack,
+)
 
 log = logging.getLogger("sansnuages.local")
 
@@ -59,10 +73,16 @@ class LocalRuntime:
     """The template's Outputs resolved for this runtime (`OutputKey` -> value, description),
     served as CloudFormation's DescribeStacks answers them."""
 
+    startup: dict[str, float] = field(default_factory=dict)
+    """Seconds each step of `start` took (`moto` is the wait for the server that was started
+    first, beyond the template's expansion done meanwhile)."""
+
     def start(self) -> LocalRuntime:
         os.environ.update(LOCAL_CREDENTIALS)
         self.started = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-        self.moto = MotoServer.start(call_log=self.call_log)
+        with self._step("launch"):  # the server, and the workers' fork server, import meanwhile
+            self.moto = MotoServer.launch(call_log=self.call_log)
+            prepare_workers()
         try:
             self._start_after_moto()
         except BaseException:
@@ -70,10 +90,35 @@ class LocalRuntime:
             raise
         return self
 
+    @contextmanager
+    def _step(self, name: str) -> Iterator[None]:
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.startup[name] = time.monotonic() - started
+
     def _start_after_moto(self) -> None:
         assert self.moto is not None
-        self.stack = load_stack(self.template, endpoint_url=self.moto.url)
-        provision(self.stack, endpoint_url=self.moto.url)
+        with self._step("template"):  # while the server imports moto
+            self.stack = load_stack(self.template, endpoint_url=self.moto.url)
+            self.outputs = stack_outputs(self.template, self.stack)
+        with self._step("moto"):
+            self.moto.wait_ready()
+        with self._step("provision"):
+            provision(self.stack, endpoint_url=self.moto.url)
+        with self._step("functions"):
+            self._start_functions()
+        with self._step("api"):
+            self._start_api()
+            if self.api is not None and "ApiUrl" in self.outputs:
+                self.outputs["ApiUrl"]["value"] = self.api.url
+            self._start_control()
+            self._write_state()
+
+    def _start_functions(self) -> None:
+        """The function pools, their queue pollers and the scheduler."""
+        assert self.stack is not None and self.moto is not None
         logs = self.workdir / STATE_DIR / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         for function in self.stack.functions:
@@ -93,12 +138,6 @@ class LocalRuntime:
             for s in self.stack.schedules
         ]
         Scheduler(self.schedules, self.fire_schedule, self.stop_event).start()
-        self._start_api()
-        self.outputs = stack_outputs(self.template, self.stack)
-        if self.api is not None and "ApiUrl" in self.outputs:
-            self.outputs["ApiUrl"]["value"] = self.api.url
-        self._start_control()
-        self._write_state()
 
     def client(self, service: str) -> Any:
         assert self.moto is not None
@@ -332,7 +371,8 @@ class ControlHandler(BaseHTTPRequestHandler):
 
 def stack_outputs(template: Path, stack: Stack) -> dict[str, dict[str, str]]:
     """The template's Outputs, resolved for `stack` as CloudFormation would after deploying."""
-    cfn = expand(parse_template(Path(template).read_text()), region=stack.region)
+    template = Path(template)
+    cfn = expanded_template(template.read_text(), stack.region, template.parent / EXPANSIONS_DIR)
     resolver = Resolver(cfn, stack.name, {}, stack.region, stack.account_id, stack.endpoint_url)
     return {
         key: {

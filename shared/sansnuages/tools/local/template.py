@@ -11,6 +11,10 @@ No AWS call is made: managed policies come from a local map and pseudo parameter
 
 from __future__ import annotations
 
+import copy
+import hashlib
+import json
+import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -188,13 +192,65 @@ def load_stack(
     (moto) or the AWS form when no endpoint is given.
     """
     template_path = Path(template_path)
-    sam = parse_template(template_path.read_text())
-    cfn = expand(sam, region=region)
+    cfn = expanded_template(
+        template_path.read_text(), region, template_path.parent / EXPANSIONS_DIR
+    )
     resolver = Resolver(cfn, stack_name, parameters or {}, region, account_id, endpoint_url)
     return _build_stack(cfn, resolver, template_path.parent.resolve())
 
 
-class _CfnLoader(yaml.SafeLoader):
+_EXPANDED: dict[tuple[str, str], dict[str, Any]] = {}
+EXPANSIONS_DIR = Path(".sansnuages") / "expanded"
+"""Beside the template: expansions already made, one JSON file per template text, region,
+translator version and version of this module (which prepares the template for it)."""
+
+
+def expanded_template(
+    text: str, region: str = LOCAL_REGION, folder: Path | None = None
+) -> dict[str, Any]:
+    """`expand(parse_template(text))`, reused when it was made before for the same text and
+    region: the translator takes one to two seconds of CPU (half of it its imports), several
+    on a busy machine, and every start-up of the local runtime, and a test session many times
+    over, expand the same template. Made once per process (a copy is returned), and, with
+    `folder`, once per machine: kept there as JSON under a key of everything the expansion
+    depends on, so an edited template, another translator or an edit of this module expand
+    again."""
+    key = (text, region)
+    if key not in _EXPANDED:
+        _EXPANDED[key] = _expanded_once(text, region, folder)
+    return copy.deepcopy(_EXPANDED[key])
+
+
+def _expanded_once(text: str, region: str, folder: Path | None) -> dict[str, Any]:
+    if folder is None:
+        return expand(parse_template(text), region=region)
+    from importlib.metadata import version
+
+    digest = hashlib.sha256()
+    for part in (text, region, version("aws-sam-translator"), Path(__file__).read_text()):
+        digest.update(part.encode() + b"\0")
+    path = folder / f"{digest.hexdigest()[:32]}.json"
+    try:
+        return dict(json.loads(path.read_text()))
+    except (OSError, ValueError):
+        pass
+    cfn = expand(parse_template(text), region=region)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.part")
+        partial.write_text(json.dumps(cfn))
+        partial.replace(path)  # whole or absent, even with two start-ups at once
+    except OSError:
+        pass  # a read-only folder: expanded each time, as before
+    return cfn
+
+
+_SafeLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+"""libyaml's parser when PyYAML was built with it (ten times faster than the pure Python one;
+the constructors, and so the values, are the same)."""
+
+
+class _CfnLoader(_SafeLoader):
     """YAML loader that reads the short forms of intrinsics (`!Ref`, `!Sub` ...)."""
 
 
