@@ -3,9 +3,12 @@
 Each schedule runs July 2018 over two Belgian tiles (two products each, 60 px a tile) on a
 fresh stack of the embedded local AWS, with the queues played in this process
 (`sansnuages.tools.fault_schedule`): every tile message delivered twice, two plans at once,
-the uploads uploaded again, and one crash at each of a random set of the named points. A job
-still unfinished is swept (as if its units were overdue) and delivered again. The outcome is
-compared with a month without faults: the same Items, the mosaic equal pixel for pixel.
+the uploads uploaded again, and, drawn at random per schedule, one crash at each of a set of
+the named points, 0, 1 or 3 % of the S3 and DynamoDB requests throttled, reset or timed out,
+messages delivered out of order, poison in the queues, and a product uploaded again (the
+same bytes) while its tile is composited. A job still unfinished is swept (as if its units
+were overdue) and delivered again. The outcome is compared with a month without faults: the
+same Items, the mosaic equal pixel for pixel, and nothing but the poison dead-lettered.
 
     .venv/bin/python bench/faults.py --schedules 50
     .venv/bin/python bench/faults.py --schedules 3 --json
@@ -53,7 +56,7 @@ def one_schedule(endpoint: str, products: list[Path], seed: int, expected: Any) 
     from sansnuages.tools import fault_schedule as fs
 
     settings = _settings(endpoint)
-    schedule = fs.Schedule.random(seed)
+    schedule = fs.Schedule.random(seed, reupload=products[0])
     started = time.monotonic()
     run = fs.run_month(settings, products, schedule)
     job = run.job
@@ -72,7 +75,13 @@ def one_schedule(endpoint: str, products: list[Path], seed: int, expected: Any) 
     return {
         "seed": seed,
         "delivered": run.delivered,
-        "faults": len(run.injected),
+        "faults": schedule.faults,
+        "crashes": len(run.injected),
+        "requests_failed": schedule.transport.injected if schedule.transport else 0,
+        "poison": schedule.poison,
+        "out_of_order": schedule.out_of_order,
+        "reupload": bool(schedule.reuploads),
+        "dead_lettered_units": len(set(run.dead_letters) - set(fs.POISON_DEAD_LETTERS)),
         "lost": max(0, len(products) - len(l2a)) + max(0, len(fs.TILES) - len(l3a)),
         "duplicates": max(0, len(l2a) - len(products)) + max(0, len(l3a) - len(fs.TILES)),
         "stuck": 0 if job.finished else 1,
@@ -114,6 +123,12 @@ def main(argv: list[str] | None = None) -> int:
         "schedules": len(results),
         "messages_delivered": sum(r["delivered"] for r in results),
         "faults_injected": sum(r["faults"] for r in results),
+        "crashes": sum(r["crashes"] for r in results),
+        "requests_failed": sum(r["requests_failed"] for r in results),
+        "with_poison": sum(1 for r in results if r["poison"]),
+        "out_of_order": sum(1 for r in results if r["out_of_order"]),
+        "reuploads_during_synthesis": sum(1 for r in results if r["reupload"]),
+        "dead_lettered_units": sum(r["dead_lettered_units"] for r in results),
         "items_lost": sum(r["lost"] for r in results),
         "duplicates": sum(r["duplicates"] for r in results),
         "jobs_stuck": sum(r["stuck"] for r in results),
@@ -123,7 +138,12 @@ def main(argv: list[str] | None = None) -> int:
         "seconds_to_converge_max": max(r["seconds"] for r in results),
     }
     print(json.dumps(totals if not args.json else {"totals": totals, "runs": results}))
-    bad = totals["items_lost"] + totals["duplicates"] + totals["jobs_stuck"]
+    bad = (
+        totals["items_lost"]
+        + totals["duplicates"]
+        + totals["jobs_stuck"]
+        + totals["dead_lettered_units"]
+    )
     return 1 if bad or totals["mosaics_different"] else 0
 
 

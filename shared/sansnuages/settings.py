@@ -55,6 +55,10 @@ class Settings:
             "CPL_VSIL_USE_TEMP_FILE_FOR_RANDOM_WRITE": "YES",
             "GDAL_NUM_THREADS": "ALL_CPUS",
             "AWS_REGION": self.region,
+            # S3 answers 503 SlowDown (and now and then 500) under load: a read is tried again
+            # after 0.5 s, 1 s, 2 s... rather than failing the whole tile or upload
+            "GDAL_HTTP_MAX_RETRY": "5",
+            "GDAL_HTTP_RETRY_DELAY": "0.5",
         }
         if self.endpoint_url:
             parts = urlsplit(self.endpoint_url)

@@ -35,12 +35,13 @@ def _session(region: str) -> AWSSession:
 
 
 def gdal_env(settings: Settings, **options: Any) -> rasterio.Env:
-    """A rasterio environment for `/vsis3/` on AWS or on the local S3 endpoint.
+    """A rasterio environment for `/vsis3/` on AWS or on the local S3 endpoint (`options` on
+    top of the settings').
 
     Also the way to reach another endpoint inside the process's environment: its explicit
     session matters, since rasterio lets a parent environment's `AWS_*` options override those
     of a nested one whose session it made itself."""
-    return rasterio.Env(session=_session(settings.region), **settings.gdal_options(), **options)
+    return rasterio.Env(session=_session(settings.region), **{**settings.gdal_options(), **options})
 
 
 def use_gdal(settings: Settings, **options: Any) -> None:

@@ -38,6 +38,10 @@ CLOUDY_PERCENT = 90.0
 CLOUDY_PROPERTY = "sansnuages:cloudy"
 """True when more than CLOUDY_PERCENT % of the valid pixels are cloudy: such products are
 ingested (they still hold clear pixels) but production statistics leave them out."""
+INGESTED_PROPERTY = "sansnuages:ingested"
+"""When a product's Item was indexed (UTC, RFC 3339), set by ingest. The `derived_from` link
+to an input carries the input's, so that a corrected input (the same id, other bytes, indexed
+later) is known from the version a product was made of."""
 
 
 ROLES: dict[str, tuple[str, ...]] = {
@@ -116,12 +120,25 @@ class ItemFacts:
     end: DateTime | None = None
 
 
+@dataclass(frozen=True)
+class Source:
+    """An input Item a product was made from: where it is, and when the version read was
+    indexed (its `sansnuages:ingested`), recorded on the `derived_from` link."""
+
+    href: str
+    ingested: str | None = None
+
+    @classmethod
+    def of(cls, href: str, item: Mapping[str, Any]) -> Source:
+        return cls(href, item.get("properties", {}).get(INGESTED_PROPERTY))
+
+
 def build_item(
     facts: ItemFacts,
     rasters: Iterable[RasterAsset],
     files: Iterable[FileAsset] = (),
     platform: str | None = None,
-    derived_from: Iterable[str] = (),
+    derived_from: Iterable[str | Source] = (),
 ) -> pystac.Item:
     item = pystac.Item(
         id=facts.id,
@@ -145,8 +162,12 @@ def build_item(
         )
         item.add_asset(file.key, asset)
         _describe_file(asset, file.size_bytes, file.checksum)
-    for href in derived_from:
-        item.add_link(pystac.Link("derived_from", href, media_type=pystac.MediaType.GEOJSON))
+    for entry in derived_from:
+        source = entry if isinstance(entry, Source) else Source(entry)
+        stamp = {INGESTED_PROPERTY: source.ingested} if source.ingested else None
+        link = pystac.Link("derived_from", source.href, media_type=pystac.MediaType.GEOJSON)
+        link.extra_fields.update(stamp or {})
+        item.add_link(link)
     _apply_item_projection(
         item, rasters=[a for a in item.assets.values() if a.roles and "data" in a.roles]
     )

@@ -12,7 +12,14 @@ from shapely.ops import unary_union
 
 from sansnuages.period import SynthesisPeriod
 from sansnuages.stac.collections import SENTINEL2_L3A
-from sansnuages.stac.common import FileAsset, ItemFacts, RasterAsset, build_item, set_processing
+from sansnuages.stac.common import (
+    FileAsset,
+    ItemFacts,
+    RasterAsset,
+    Source,
+    build_item,
+    set_processing,
+)
 
 
 @dataclass(frozen=True)
@@ -32,12 +39,13 @@ class SynthesisRun:
 def l3a_item(
     run: SynthesisRun,
     inputs: Sequence[Mapping[str, Any]],
-    derived_from: Sequence[str],
+    derived_from: Sequence[str | Source],
     rasters: Sequence[RasterAsset],
     files: Sequence[FileAsset],
 ) -> pystac.Item:
     """The Item of a synthesis: its footprint is the union of its inputs' footprints, and
-    `derived_from` holds the href of each input Item (`layout.item_href`)."""
+    `derived_from` holds the href of each input Item (`layout.item_href`), as a `Source` when
+    the link is to say which version of the input was read."""
     footprint = unary_union([shape(item["geometry"]) for item in inputs])
     facts = ItemFacts(
         id=run.product_id,

@@ -12,7 +12,14 @@ from shapely.ops import unary_union
 
 from sansnuages.period import HydrologicalYear
 from sansnuages.stac.collections import SNOW_SEASONS
-from sansnuages.stac.common import FileAsset, ItemFacts, RasterAsset, build_item, set_processing
+from sansnuages.stac.common import (
+    FileAsset,
+    ItemFacts,
+    RasterAsset,
+    Source,
+    build_item,
+    set_processing,
+)
 
 
 @dataclass(frozen=True)
@@ -35,7 +42,7 @@ class SeasonRun:
 def season_item(
     run: SeasonRun,
     inputs: Sequence[Mapping[str, Any]],
-    derived_from: Sequence[str],
+    derived_from: Sequence[str | Source],
     rasters: Sequence[RasterAsset],
     files: Sequence[FileAsset],
 ) -> pystac.Item:

@@ -26,7 +26,7 @@ from sansnuages.processing.snow_season_tile import SEASON_GDAL_OPTIONS, preview_
 from sansnuages.processing.synthesis import OutputGrid
 from sansnuages.settings import Settings
 from sansnuages.stac.collections import SNOW_SEASONS
-from sansnuages.stac.common import FileAsset, RasterAsset
+from sansnuages.stac.common import FileAsset, RasterAsset, Source
 from sansnuages.stac.snow_season import SeasonRun, season_item
 from sansnuages.stages.publish import publish_item, retire_older_versions
 from sansnuages.stores.bucket import DataBucket
@@ -109,7 +109,7 @@ class TileSeason:
             pixels=summary.pixels,
         )
         rasters = [self._asset(name, prefix, product_id, grid_) for name in LAYERS]
-        derived = [layout.item_href(self.bucket.name, i) for i in inputs]
+        derived = [Source.of(layout.item_href(self.bucket.name, i), i) for i in inputs]
         item = season_item(run, inputs or items, derived, rasters, files)
         publish_item(self.bucket, self.catalog, item, item_key)
         checkpoint("season.after-publish")

@@ -22,6 +22,7 @@ from sansnuages.stac.collections import (
     SNOW_L2B,
     SNOW_SEASONS,
 )
+from sansnuages.stac.common import INGESTED_PROPERTY
 from sansnuages.stac.extents import parse_datetime
 from sansnuages.stores.bucket import DataBucket
 from sansnuages.stores.catalog import Catalog
@@ -38,8 +39,14 @@ half-window away), seasons at their first day (a year and its margins away)."""
 
 def derived_ids(item: dict[str, Any]) -> set[str]:
     """Ids of the products a synthesis was made from (its `derived_from` links)."""
+    return set(derived_versions(item))
+
+
+def derived_versions(item: dict[str, Any]) -> dict[str, str | None]:
+    """The id of each product a synthesis was made from, with the `sansnuages:ingested` of
+    the version it read (None when its link does not say)."""
     return {
-        link["href"].rsplit("/", 1)[-1].removesuffix(".json")
+        link["href"].rsplit("/", 1)[-1].removesuffix(".json"): link.get(INGESTED_PROPERTY)
         for link in item.get("links", [])
         if link.get("rel") == "derived_from"
     }
@@ -47,14 +54,21 @@ def derived_ids(item: dict[str, Any]) -> set[str]:
 
 def is_made_stale_by(synthesis: dict[str, Any], product: dict[str, Any]) -> bool:
     """Whether `product` (an input's Item) falls in the synthesis' window (a season's with its
-    margins) without being one of its inputs. Pure: both are Item documents."""
+    margins) and is not the version of an input it was made from: another product, or a
+    corrected one (the same id, indexed again since). Pure: both are Item documents."""
     same_tile = synthesis["properties"].get("grid:code") == product["properties"].get("grid:code")
     props = synthesis["properties"]
     margin = timedelta(days=int(props.get("sansnuages:margin_days") or 0))
     start = parse_datetime(props["start_datetime"]) - margin
     end = parse_datetime(props["end_datetime"]) + margin
     acquired = parse_datetime(product["properties"]["datetime"])
-    return same_tile and start <= acquired <= end and product["id"] not in derived_ids(synthesis)
+    if not (same_tile and start <= acquired <= end):
+        return False
+    versions = derived_versions(synthesis)
+    if product["id"] not in versions:
+        return True
+    read, now = versions[product["id"]], product["properties"].get(INGESTED_PROPERTY)
+    return read is not None and now is not None and now != read
 
 
 def mark_stale_syntheses(

@@ -8,16 +8,17 @@ import boto3
 from botocore.config import Config
 
 from sansnuages.settings import Settings
+from sansnuages.stores import faults
 from sansnuages.stores.usage import COUNTER
 
 
 def client(service: str, settings: Settings) -> Any:
-    """A client whose calls the process's request counter sees (a job's usage)."""
-    return COUNTER.attach(
-        cast(Any, boto3.client)(
-            service, region_name=settings.region, endpoint_url=settings.endpoint_url
-        )
+    """A client whose calls the process's request counter sees (a job's usage), and whose
+    requests fault tests may fail (`faults.attach`: nothing unless one installed a fault)."""
+    made = cast(Any, boto3.client)(
+        service, region_name=settings.region, endpoint_url=settings.endpoint_url
     )
+    return faults.attach(COUNTER.attach(made))
 
 
 def resource(service: str, settings: Settings) -> Any:

@@ -18,7 +18,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from sansnuages import areas
 from sansnuages.costs import Usage
-from sansnuages.errors import TransientError
+from sansnuages.errors import NotFound, TransientError
 from sansnuages.period import HydrologicalYear, SynthesisPeriod, parse_job_period
 from sansnuages.settings import Settings
 from sansnuages.stores import aws
@@ -313,7 +313,8 @@ class JobStore:
         self, key: dict[str, Any], fields: tuple[str, str], state: str, count: bool
     ) -> int:
         """Set the `started` field of a record in `state` to now and add to its `attempts`
-        field (one, or nothing when not `count`); the attempts so far, 0 if not in `state`."""
+        field (one, or nothing when not `count`); the attempts so far, 0 if not in `state`.
+        `NotFound` if there is no such record: the message is refused, it changes nothing."""
         started, attempts = fields
         try:
             response = self.client.update_item(
@@ -328,11 +329,14 @@ class JobStore:
                     ":state": {"S": state},
                 },
                 ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as error:
-            if _is_conditional_failure(error):
-                return 0
-            raise
+            if not _is_conditional_failure(error):
+                raise
+            if "Item" not in error.response:  # a message naming a unit no plan made
+                raise NotFound(f"no {key['sk']['S']} record in {key['pk']['S']}") from error
+            return 0
         return int(response["Attributes"].get(attempts, {}).get("N", "0"))
 
     def finish_tile(

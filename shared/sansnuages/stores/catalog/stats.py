@@ -25,7 +25,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from sansnuages.stac.common import CLOUDY_PROPERTY
+from sansnuages.stac.common import CLOUDY_PROPERTY, INGESTED_PROPERTY
 from sansnuages.stores.catalog.records import from_attrs
 from sansnuages.stores.catalog.table import IndexTable
 
@@ -34,8 +34,6 @@ INGESTED_PK = "stats#ingested"
 MARKER_PREFIX = "acquisition#"
 QUARANTINED = "quarantined"
 CLOUDY_SUFFIX = "|cloudy"
-INGESTED_PROPERTY = "sansnuages:ingested"
-"""When the product was ingested (UTC, RFC 3339), set by ingest on the Item."""
 PRODUCT_COLLECTIONS = frozenset({"sentinel2-l2a", "landsat8-l2a", "snow-l2b"})
 """The collections of ingested products: syntheses and mosaics are not counted here."""
 

@@ -26,6 +26,9 @@ the code it serves; window-by-window raster reads make thousands of small reques
 list of moto's service modules, which moto rebuilds from the file system on every request,
 is built once, and the per-request access log, which nobody reads, is not formatted.
 
+A fault switch, off unless a test turns it on, makes the server throttle a share of one
+bucket's ranged reads (`read_faults`: GDAL's reads, which botocore's fault hook does not see).
+
 Started with a call log (`MotoServer.start(call_log=...)`), the server also writes one JSON
 line per request: who signed it, what it asked and the status it got (`calls.request_line`).
 Each local function signs with an access key id of its own, so the log tells which function
@@ -51,6 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from sansnuages.tools.local import calls
+from sansnuages.tools.local.read_faults import serve_read_faults
 
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 CALL_LOG_VARIABLE = "SANSNUAGES_CALL_LOG"
@@ -76,7 +80,7 @@ def wait_for_http(
             with urllib.request.urlopen(url, timeout=2):  # noqa: S310 (loopback only)
                 return
         except OSError:
-            time.sleep(0.1)
+            time.sleep(0.05)
     raise TimeoutError(f"{url} did not answer within {timeout:.0f} s")
 
 
@@ -89,8 +93,19 @@ class MotoServer:
     def start(
         cls, host: str = "127.0.0.1", port: int | None = None, call_log: Path | None = None
     ) -> MotoServer:
-        """A server on `host:port` (a free port by default); with `call_log`, every request
-        it answers is appended to that file as a JSON line."""
+        """A server on `host:port` (a free port by default), answering; with `call_log`, every
+        request it answers is appended to that file as a JSON line."""
+        server = cls.launch(host, port, call_log)
+        server.wait_ready()
+        return server
+
+    @classmethod
+    def launch(
+        cls, host: str = "127.0.0.1", port: int | None = None, call_log: Path | None = None
+    ) -> MotoServer:
+        """The server's process, started but not yet answering (it imports moto for a second
+        or two): its URL is known, so the caller can prepare requests meanwhile, then
+        `wait_ready`."""
         port = port or free_port(host)
         env = {**os.environ, **LOCAL_CREDENTIALS}
         env.pop(CALL_LOG_VARIABLE, None)
@@ -103,13 +118,15 @@ class MotoServer:
             env=env,
             start_new_session=True,
         )
-        url = f"http://{host}:{port}"
+        return cls(process=process, url=f"http://{host}:{port}")
+
+    def wait_ready(self) -> None:
+        """Until the server answers; stopped (and the error raised) if it never does."""
         try:
-            wait_for_http(f"{url}/moto-api/", process=process)
+            wait_for_http(f"{self.url}/moto-api/", process=self.process)
         except Exception:
-            stop_process(process)
+            stop_process(self.process)
             raise
-        return cls(process=process, url=url)
 
     def stop(self) -> None:
         stop_process(self.process)
@@ -352,4 +369,5 @@ if __name__ == "__main__":
     cheap_sqs_sends()
     if os.environ.get(CALL_LOG_VARIABLE):
         record_calls(Path(os.environ[CALL_LOG_VARIABLE]))
+    serve_read_faults()  # off until a test turns it on (`read_faults.set_read_faults`)
     main()
