@@ -17,9 +17,9 @@ from sansnuages.period import SynthesisPeriod
 from sansnuages.processing.tile_inputs import view_geometry
 from sansnuages.raster.gdal import gdal_env
 from sansnuages.settings import Settings
+from sansnuages.stac.common import COG
 from sansnuages.stages.composite import TileCompositor
 from sansnuages.stages.ingest import Ingestor
-from sansnuages.stages.publish import COG_CONTENT_TYPE
 from sansnuages.stores.messages import TileTask
 from sansnuages.tools.simulate import simulate_product
 
@@ -126,4 +126,4 @@ def _assert_stored_as_described(compositor: TileCompositor, item: dict[str, obje
     for name, asset in rasters.items():
         head = bucket.client.head_object(Bucket=bucket.name, Key=asset["href"].split("/", 3)[3])
         assert head["ContentLength"] == asset["file:size"], name
-        assert head["ContentType"] == COG_CONTENT_TYPE, name
+        assert head["ContentType"] == COG, name

@@ -66,9 +66,11 @@ from sansnuages.stac.common import (
 from sansnuages.stac.l2a import l2a_item
 from sansnuages.stac.versions import set_version_links
 from sansnuages.stages.publish import (
+    SINGLE_PUT_BYTES,
     link_versions,
     publish_item,
     published_versions,
+    upload_file,
     widen_collection,
 )
 from sansnuages.stages.staleness import mark_stale_syntheses
@@ -98,9 +100,6 @@ small (one 512 px block at most), and threads cost CPU there (opening one of 30 
 180 px takes 1.4 ms of CPU in one thread, 2.5 ms in two, 3.8 ms in four: they contend for the
 GIL and GDAL's locks), which two workers sharing two cores cannot spare. Larger ones (600 px
 at 183 m: 6 MB) are converted in `CONVERSION_THREADS` threads, whose wall time they save."""
-PUT_WHOLE_BYTES = 8 * 1024**2
-"""COGs up to this size are sent in one PUT from memory, hashed from the bytes sent; larger
-ones go through boto3's transfer manager (parallel parts), which starts threads per file."""
 
 
 class Outcome(enum.StrEnum):
@@ -156,7 +155,7 @@ def in_threads(task: Callable[[_J], _R], jobs: list[_J], threads: int) -> list[_
 
 
 @dataclass(frozen=True)
-class Source:
+class UploadSource:
     """Where one ingest reads its upload: the object on S3, or its copy in `scratch` (then
     `local_zip`), and the scratch folder its COGs are written to. COGs made from a local copy
     stay there until the Item is built, so that its footprint is read without a request."""
@@ -226,16 +225,16 @@ class Ingestor:
             self._discard(outputs, product_id)  # first: should it fail, the retry redoes both
             return self._quarantine(key, error, product_id)
 
-    def _source(self, key: str, head: UploadHead, stack: contextlib.ExitStack) -> Source:
+    def _source(self, key: str, head: UploadHead, stack: contextlib.ExitStack) -> UploadSource:
         """A scratch folder (removed when `stack` closes, whatever happens) and where to read
         the upload: downloaded there when small enough, else on S3."""
         scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="ingest-"))
         if head.size > self.download_limit:
             zip_path = f"/vsizip/{keys.vsi_path(self.bucket.name, key)}"
-            return Source(key, head, scratch, zip_path)
+            return UploadSource(key, head, scratch, zip_path)
         local = os.path.join(scratch, "upload.zip")
         self.uploads.download(key, head, local, self.download_limit)
-        return Source(key, head, scratch, f"/vsizip/{local}", local)
+        return UploadSource(key, head, scratch, f"/vsizip/{local}", local)
 
     def _discard(self, outputs: Outputs, product_id: str | None) -> None:
         if not outputs.keys or (outputs.item_key and self.bucket.exists(outputs.item_key)):
@@ -260,7 +259,7 @@ class Ingestor:
 
     def _ingest_product(
         self,
-        source: Source,
+        source: UploadSource,
         archive: zipfile.ZipFile,
         layout: ProductLayout,
         meta: MuscateMetadata,
@@ -310,7 +309,7 @@ class Ingestor:
     # --- rasters ------------------------------------------------------------------------
 
     def _is_published_upload(
-        self, source: Source, prefix: str, product_id: str, published: dict[str, Any]
+        self, source: UploadSource, prefix: str, product_id: str, published: dict[str, Any]
     ) -> bool:
         """Whether the upload holds the bytes the published Item was made from: those archived
         beside it, or (a retry that failed before archiving) an upload of its recorded size."""
@@ -320,7 +319,9 @@ class Ingestor:
         recorded = (published.get("assets", {}).get("product") or {}).get("file:size")
         return recorded is not None and int(recorded) == source.head.size
 
-    def _verify_rasters(self, source: Source, layout: ProductLayout, meta: MuscateMetadata) -> None:
+    def _verify_rasters(
+        self, source: UploadSource, layout: ProductLayout, meta: MuscateMetadata
+    ) -> None:
         """Convert every raster to local scratch space and drop it: the checks and the full
         decode of an ingest, with nothing written to the bucket."""
         grid_ = self._grid(meta)
@@ -341,7 +342,7 @@ class Ingestor:
 
     def _convert_rasters(
         self,
-        source: Source,
+        source: UploadSource,
         layout: ProductLayout,
         meta: MuscateMetadata,
         prefix: str,
@@ -369,7 +370,7 @@ class Ingestor:
         layout: ProductLayout,
         meta: MuscateMetadata,
         asset_key: str,
-        source: Source,
+        source: UploadSource,
         member: str,
         dst_key: str,
     ) -> RasterAsset:
@@ -395,11 +396,9 @@ class Ingestor:
 
     def _upload_cog(self, path: str, size: int, dst_key: str) -> str:
         """Send a COG and return its checksum: a small one in one PUT from memory, hashed from
-        the bytes sent; a large one in parallel parts, hashed from the file."""
-        if size > PUT_WHOLE_BYTES:
-            self.bucket.client.upload_file(
-                path, self.bucket.name, dst_key, ExtraArgs={"ContentType": COG}
-            )
+        the bytes sent; a large one by `publish.upload_file` (in parts), hashed from the file."""
+        if size > SINGLE_PUT_BYTES:
+            upload_file(self.bucket, path, dst_key)
             return file_multihash(path)
         with open(path, "rb") as handle:
             body = handle.read()
@@ -415,7 +414,7 @@ class Ingestor:
         return ProductGrid(tile, self.settings.reduced_resolutions)
 
     def _raise_if_corrupt(
-        self, source: Source, asset_key: str, member: str, error: Exception
+        self, source: UploadSource, asset_key: str, member: str, error: Exception
     ) -> None:
         """Tell a broken raster from a failed read: copy the member out of the zip (streamed
         through another client, or from the local copy with Python's zipfile) and decode it
@@ -501,7 +500,7 @@ class Ingestor:
 
     def _build_item(
         self,
-        source: Source,
+        source: UploadSource,
         layout: ProductLayout,
         meta: MuscateMetadata,
         collection: str,
@@ -527,5 +526,5 @@ class Ingestor:
         )
         return l2a_item(meta, collection, geometry, rasters, [*files, archive])
 
-    def _archive_upload(self, source: Source, prefix: str, product_id: str) -> None:
+    def _archive_upload(self, source: UploadSource, prefix: str, product_id: str) -> None:
         self.uploads.archive(source.key, f"{prefix}{product_id}.zip", source.head)

@@ -29,7 +29,7 @@ import pystac
 from sansnuages import errors, layout
 from sansnuages.formats.muscate import ProductName
 from sansnuages.stac.collections import make_collection, new_extent, widened_extent
-from sansnuages.stac.common import item_document
+from sansnuages.stac.common import COG, item_document
 from sansnuages.stac.extents import item_bbox, item_interval
 from sansnuages.stac.versions import relinked, version_fields
 from sansnuages.stores.bucket import DataBucket
@@ -37,7 +37,6 @@ from sansnuages.stores.catalog import Catalog
 
 MAX_ATTEMPTS = 10
 """Conditional writes or link passes before giving up (the message is then retried)."""
-COG_CONTENT_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
 SINGLE_PUT_BYTES = 8 * 2**20
 """Files up to this size are stored with one PUT (boto3's own threshold for parts)."""
 
@@ -45,9 +44,7 @@ SINGLE_PUT_BYTES = 8 * 2**20
 # --- Files ---------------------------------------------------------------------------------
 
 
-def upload_file(
-    bucket: DataBucket, path: str, key: str, content_type: str = COG_CONTENT_TYPE
-) -> int:
+def upload_file(bucket: DataBucket, path: str, key: str, content_type: str = COG) -> int:
     """Store a local file at `key`; its size in bytes.
 
     Rasters are written on local disk and then stored this way, rather than written by GDAL

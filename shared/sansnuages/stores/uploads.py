@@ -51,12 +51,11 @@ class Uploads:
     def head(self, key: str) -> UploadHead | None:
         """Size and ETag of an upload; None when it is gone (moved by an earlier delivery)."""
         try:
-            head = self.bucket.client.head_object(Bucket=self.bucket.name, Key=key)
+            return UploadHead(*self.fingerprint(key))
         except ClientError as error:
             if error.response["Error"]["Code"] in MISSING:
                 return None
             raise
-        return UploadHead(int(head["ContentLength"]), str(head["ETag"]).strip('"'))
 
     def download(self, key: str, head: UploadHead, path: str, limit: int) -> None:
         """Copy the upload whole to the local file `path`, in one GET of the bytes `head`
