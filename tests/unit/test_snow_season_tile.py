@@ -27,9 +27,9 @@ from sansnuages.processing.snow_season import (
     NODATA,
     DatedCodes,
     HydrologicalYear,
+    SeasonFold,
     SeasonLayers,
     daily_snow,
-    season_of_days,
     season_of_window,
     season_reference,
     stack_days,
@@ -219,8 +219,7 @@ def test_written_layers_equal_the_core_on_the_same_maps(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     grid, _, inputs, expected = scene_files
-    monkeypatch.setattr(snow_season_tile, "CHUNK_PIXELS", 1000)  # sub-windows of 40 x 25 px,
-    monkeypatch.setattr(snow_season_tile, "CHUNK_ROWS", 40)  # 24 x 25 at a strip's foot
+    monkeypatch.setattr(snow_season_tile, "PART_PIXELS", 1000)  # parts of 7 rows, fewer last
     out = tmp_path / "out"
     out.mkdir()
     summary = season_tile(inputs, YEAR, grid, outputs_in(out), scratch_dir=str(tmp_path))
@@ -398,20 +397,33 @@ def test_a_wrong_window_mask_or_layer_name_is_refused(tmp_path: Path) -> None:
 # --- the core's counts and the product description --------------------------------------------
 
 
-def test_season_of_days_counts_equal_the_daily_series() -> None:
+def test_the_fold_counts_equal_the_daily_series() -> None:
     scene = simulate_snow_scene(LEAP, SnowSceneSpec(shape=(20, 18), seed=11))
     stack = stack_days(scene.observations, LEAP)
-    clear = stack.codes <= 100
-    snow = clear & (stack.codes >= 50)
     keep = np.random.default_rng(0).random((20, 18)) < 0.5
-    layers, counts = season_of_days(stack.days, snow, clear, LEAP.n_days, keep)
     want = season_of_window(scene.observations, LEAP)
-    for name, values in want.as_dict().items():
-        np.testing.assert_array_equal(layers.as_dict()[name], values, err_msg=name)
     series = daily_snow(scene.observations, LEAP)
-    np.testing.assert_array_equal(counts, series[:, keep].sum(axis=1))
-    _, everywhere = season_of_days(stack.days, snow, clear, LEAP.n_days)
-    np.testing.assert_array_equal(everywhere, series.sum(axis=(1, 2)))
+    for counted in (keep, None):
+        fold = SeasonFold(20 * 18, LEAP.n_days, counted=counted)
+        days = zip(stack.days, stack.codes, strict=True)
+        seen = [fold.add(int(day), codes.reshape(-1)) for day, codes in days]
+        layers, counts = fold.finish()
+        for name, values in want.as_dict().items():
+            np.testing.assert_array_equal(layers.as_dict()[name].reshape(20, 18), values, name)
+        pixels = np.ones((20, 18), bool) if counted is None else counted
+        np.testing.assert_array_equal(counts, series[:, pixels].sum(axis=1))
+        clear = (stack.codes <= 100) & pixels
+        snow = clear & (stack.codes >= 50)
+        assert seen == list(zip(clear.sum(axis=(1, 2)), snow.sum(axis=(1, 2)), strict=True))
+
+
+def test_the_fold_takes_days_in_order_only() -> None:
+    fold = SeasonFold(3, LEAP.n_days)
+    fold.add(10, np.array([0, 100, 205], np.uint8))
+    with pytest.raises(ValueError, match="ascend"):
+        fold.add(10, np.array([0, 100, 205], np.uint8))
+    with pytest.raises(ValueError, match="percentage"):
+        SeasonFold(3, LEAP.n_days, snow_from=0)
 
 
 def test_the_product_description_matches_what_the_core_writes() -> None:

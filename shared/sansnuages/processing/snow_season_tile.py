@@ -6,7 +6,7 @@ nearest neighbour, cropped to the grid, no data outside its footprint (FORMATS.m
 the values of a `WarpedVRT` with `Resampling.nearest` (for each pixel, the source pixel that
 holds its centre), taken here in numpy from the source rows under a strip (`NearestView`).
 Per map and strip, a `WarpedVRT` cost about ten times the reading of the source rows, the
-synthesis's `WindowWarp` five, this twice. Then `snow_season.season_of_days` makes the
+synthesis's `WindowWarp` five, this twice. Then `snow_season.SeasonFold` makes the
 layers, and their COGs are written.
 
 Memory, not the pixels, shapes the work. A full tile-year (5490 x 5490 px, 100 to 200 maps)
@@ -16,12 +16,11 @@ is 4 to 6 GB of codes, so nothing holds it whole:
   every map is decoded once; a strip of every map is about 2.8 MB per map (370 MB for 130),
   and two strips live at once: the next one is read (`READ_THREADS` threads; GDAL releases the
   GIL) while this one is computed;
-- the core runs on sub-windows of a strip of `CHUNK_PIXELS` pixels, in `COMPUTE_THREADS`
-  threads (numpy releases the GIL): it needs about 16 bytes per pixel and observation day,
-  some 33 MB for 16,384 pixels and 125 days;
-- the same-day fusion happens inside each sub-window, on its own copy of the day's codes,
-  and days on which no pixel of the sub-window is clear are left out of its core (they
-  change nothing, and a cloudy day or a Landsat-8 footprint often covers a whole sub-window);
+- the core folds the season over parts of a strip, whole rows of about `PART_PIXELS`
+  pixels, in `COMPUTE_THREADS` threads (numpy releases the GIL), one observation day after
+  another: about 20 bytes per pixel whatever the number of days;
+- the same-day fusion happens inside each part, on its own copy of the day's codes; a day of
+  one product is read in place from the strip;
 - outputs go to `cog.cog_writer` strip by strip, and the summary's daily snow-covered area
   comes from each pixel's snow periods (a difference array in the core), never from a daily
   series of the whole tile.
@@ -65,10 +64,10 @@ from sansnuages.processing.snow_season import (
     CLEAR_MAX,
     FRACTION_SNOW_FROM,
     NODATA,
+    SeasonFold,
     SeasonLayers,
     decode,
     is_clear,
-    season_of_days,
 )
 from sansnuages.processing.synthesis import OutputGrid
 from sansnuages.raster import cog
@@ -79,18 +78,14 @@ from sansnuages.raster.thread_env import in_thread_env
 READ_THREADS = 4
 """Maps read at once: reads wait on S3 and decode without the GIL, so a few overlap."""
 COMPUTE_THREADS = 2
-"""Sub-windows computed at once: the core is numpy operations on arrays of 16,384 values."""
+"""Parts of a strip computed at once: the core is numpy operations, which release the GIL."""
 STRIP_ROWS = 512
 """Rows of a strip when the inputs' blocks do not say (the COG block size)."""
-CHUNK_PIXELS = 16384
-"""Pixels of a sub-window of the core: its rows of 32 KB (int16) stay in a core's cache (the
-core took about 9 to 11 ns a pixel and observation day here at 8,192 or 16,384 pixels, 13.6
-at 32,768, 16 at 65,536: the fastest of a few runs each, on a busy machine)."""
-CHUNK_ROWS = 64
-"""Rows of a sub-window: the rest of its pixels go across, so that gathering its codes from
-the strip copies runs of a few hundred bytes, not of a few."""
-SKIP_FROM = 0.95
-"""Days never clear in a sub-window are left out of its core when they are at least 5 %."""
+PART_PIXELS = 131072
+"""Pixels a compute thread folds the season over at once: the fold's passes over a day then
+touch about 1 MB, which stays in a core's cache (2.1 ns a pixel and day here at 65,536 to
+262,144 pixels, 2.3 at 32,768, 2.9 at 16,384), and each numpy call works on enough values
+to hide Python's cost per call."""
 SEASON_GDAL_OPTIONS: dict[str, int] = {"GDAL_CACHEMAX": 128 * 2**20}
 """The block cache holds the Landsat-8 block rows a strip read for the next strip (1.9 MB a
 map at full size, 75 MB for 40 maps); rasterio hands integers to GDAL as bytes."""
@@ -155,7 +150,7 @@ class _Day:
 
 @dataclass
 class _Tally:
-    """The summary's counts, summed over sub-windows."""
+    """The summary's counts, summed over parts."""
 
     n_days: int
     n_obs: int
@@ -438,7 +433,7 @@ def _prefetched(
         yield pending[0], pending[1].result()
 
 
-# --- the core, by sub-windows -----------------------------------------------------------------
+# --- the core, by parts of a strip --------------------------------------------------------------
 
 
 def _season_of_strip(
@@ -453,63 +448,44 @@ def _season_of_strip(
     counts (over the `counted` pixels, all by default) added to `tally`."""
     n_days, snow_from = rules
     rows, width = cube.shape[1:]
-    numbers = np.array([day.day for day in days], np.int16)
-    first_slots = [day.slots[0] for day in days]
 
-    def one(
-        part: tuple[slice, slice],
-    ) -> tuple[tuple[slice, slice], SeasonLayers, np.ndarray, tuple[np.ndarray, ...]]:
-        codes = cube[(first_slots, *part)]  # a copy: the fusion goes into it
-        for t, day in enumerate(days):
-            for slot in day.slots[1:]:  # the first clear code of the day wins
-                np.copyto(codes[t], cube[(slot, *part)], where=~is_clear(codes[t]))
-        snow, clear = decode(codes, snow_from)
+    def one(part: slice) -> tuple[slice, SeasonLayers, np.ndarray, np.ndarray]:
+        pixels = (part.stop - part.start) * width
         keep = None if counted is None else counted[part]
-        seen = clear.reshape(len(clear), -1).any(axis=1)
-        if np.count_nonzero(seen) < len(numbers) * SKIP_FROM:  # worth the copies
-            layers, daily = season_of_days(numbers[seen], snow[seen], clear[seen], n_days, keep)
-        else:
-            layers, daily = season_of_days(numbers, snow, clear, n_days, keep)
-        return part, layers, daily, _seen(snow, clear, layers.nobs, keep)
+        fold = SeasonFold(pixels, n_days, snow_from, keep)
+        seen = [fold.add(day.day, _fused(cube, day.slots, part)) for day in days]
+        layers, daily = fold.finish()
+        return part, layers, daily, np.array(seen, np.int64).reshape(len(days), 2)
 
     out = {name: np.empty((rows, width), LAYERS[name].dtype) for name in NODATA}
-    for part, layers, daily, (clear, snow, pixels) in pool.map(one, _parts(rows, width)):
+    for part, layers, daily, seen in pool.map(one, _parts(rows, width)):
         for name, values in layers.as_dict().items():
-            out[name][part] = values
+            out[name][part] = values.reshape(-1, width)
         tally.daily += daily
-        tally.clear += clear
-        tally.snow += snow
-        tally.pixels += int(pixels[0])
+        tally.clear += seen[:, 0]
+        tally.snow += seen[:, 1]
+        ever = layers.nobs if counted is None else layers.nobs[counted[part].reshape(-1)]
+        tally.pixels += int(np.count_nonzero(ever))
     return out
 
 
-def _parts(rows: int, width: int) -> Iterator[tuple[slice, slice]]:
-    """The sub-windows of a strip: `CHUNK_ROWS` rows (or fewer) by as many columns as make
-    `CHUNK_PIXELS` pixels."""
-    height = min(rows, CHUNK_ROWS)
-    step = max(1, CHUNK_PIXELS // height)
+def _fused(cube: np.ndarray, slots: Sequence[int], part: slice) -> np.ndarray:
+    """A day's codes over the rows `part`, one per pixel: the first product's (a view of the
+    cube) unless the day has more, then the first clear code of the day per pixel."""
+    codes = cube[slots[0], part].reshape(-1)
+    if len(slots) > 1:
+        codes = codes.copy()
+        for slot in slots[1:]:
+            np.copyto(codes, cube[slot, part].reshape(-1), where=~is_clear(codes))
+    return codes
+
+
+def _parts(rows: int, width: int) -> Iterator[slice]:
+    """The parts of a strip: whole rows, as many as make about `PART_PIXELS` pixels (whole
+    rows are contiguous in the cube, so a day's codes are read in place)."""
+    height = max(1, PART_PIXELS // width)
     for top in range(0, rows, height):
-        for left in range(0, width, step):
-            yield slice(top, min(rows, top + height)), slice(left, min(width, left + step))
-
-
-def _seen(
-    snow: np.ndarray, clear: np.ndarray, nobs: np.ndarray, keep: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Clear and snow pixels of each observation day, and the pixels ever clear (as a
-    one-element array), among `keep` (all by default)."""
-    flat = (len(clear), -1)
-    if keep is None:
-        return (
-            np.count_nonzero(clear.reshape(flat), axis=1),
-            np.count_nonzero(snow.reshape(flat), axis=1),
-            np.array([np.count_nonzero(nobs)]),
-        )
-    return (
-        np.count_nonzero((clear & keep).reshape(flat), axis=1),
-        np.count_nonzero((snow & keep).reshape(flat), axis=1),
-        np.array([np.count_nonzero(nobs[keep])]),
-    )
+        yield slice(top, min(rows, top + height))
 
 
 # --- outputs -----------------------------------------------------------------------------------
