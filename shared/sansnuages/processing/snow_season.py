@@ -225,7 +225,7 @@ class SeasonFold:
         self._snow_from = snow_from
         self._counted = None if counted is None else np.asarray(counted, bool).reshape(-1)
         self._day: int | None = None
-        self._last_clear = np.full(pixels, -_FAR, np.int16)  # a snow-free day far before
+        self._last_clear = np.zeros(pixels, np.int16)  # day + _FAR; 0: none, far before
         self._in_snow = np.zeros(pixels, bool)  # the last clear observation was snow
         self._opened = np.zeros(pixels, np.int16)  # first day of the period under way
         self._nobs = np.zeros(pixels, np.uint16)
@@ -235,6 +235,7 @@ class SeasonFold:
         self._sod = np.zeros(pixels, np.int16)
         self._smod = np.zeros(pixels, np.int16)
         self._clear, self._snow, self._change = (np.empty(pixels, bool) for _ in range(3))
+        self._stamp = np.empty(pixels, np.int16)
         self._starts: list[np.ndarray] = []  # first days of the counted periods
         self._ends: list[np.ndarray] = []  # and the days after their last
 
@@ -256,13 +257,15 @@ class SeasonFold:
             opens, closes = at[opening], at[~opening]
             # A period starts on the first day from the midpoint with the last clear day (no
             # snow, or none: far before), and ends on the last day up to it.
-            self._opened[opens] = np.clip(
-                (self._last_clear[opens] + (day + 1)) >> 1, 0, self._n_days
-            )
-            self._close(closes, (self._last_clear[closes] + day) >> 1)
+            start = (self._last_clear[opens] + (day + 1 - _FAR)) >> 1
+            self._opened[opens] = np.clip(start, 0, self._n_days)
+            self._close(closes, (self._last_clear[closes] + (day - _FAR)) >> 1)
             self._in_snow[at] = opening
-        np.copyto(self._last_clear, np.int16(day), where=clear)
-        np.add(self._nobs, clear, out=self._nobs, casting="unsafe")
+        # Days ascend, so the last clear day is a running maximum: a masked copy costs about
+        # twenty times as much.
+        np.multiply(clear, np.int16(day + _FAR), out=self._stamp)
+        np.maximum(self._last_clear, self._stamp, out=self._last_clear)
+        np.add(self._nobs, clear.view(np.uint8), out=self._nobs)
         if self._counted is not None:
             clear, snow = clear & self._counted, snow & self._counted
         return int(np.count_nonzero(clear)), int(np.count_nonzero(snow))
