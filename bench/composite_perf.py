@@ -11,8 +11,12 @@ resident memory (VmHWM), the load average, and the CPU time the local S3 server 
 it (it shares the cores here; on AWS it costs the function nothing) are reported side by side:
 
 - `synthesis`: `synthesize_group` for R1 and R2, outputs written as COGs to the local S3;
-- `floor`: the I/O floor: read every input the synthesis reads, window by window, and write
+- `floor`: the I/O floor: read every input file whole, block by block in one pass, and write
   outputs of the same number, size and codec (the first input copied), no computation;
+- `floor_windows`: the same floor read as the synthesis reads: window by window of the
+  output grid, every observation's rasters of a group over each window, in as many threads
+  as the synthesis reads with; outputs written window by window. The gap between the two
+  floors is the window access pattern's, the rest of the synthesis's is its computation;
 - `xarray`: the route a user takes without this project: odc-stac lazy load of the same COGs
   (Landsat-8 resampled to 10 / 20 m), cloud mask applied, dask median over time, COGs written
   with odc-geo.
@@ -39,8 +43,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, date, datetime, timedelta
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +83,7 @@ class Spec:
     threads: int = 4
     cachemax: int | None = None
     gdal_threads: str | None = None
+    gdal_extra: tuple[tuple[str, str], ...] = ()
 
     def settings(self) -> Settings:
         return Settings(data_bucket=BUCKET, region="us-east-1", endpoint_url=self.endpoint)
@@ -89,6 +95,7 @@ class Spec:
             options["GDAL_CACHEMAX"] = self.cachemax * 2**20  # rasterio: bytes
         if self.gdal_threads is not None:
             options["GDAL_NUM_THREADS"] = self.gdal_threads
+        options.update(dict(self.gdal_extra))
         return options
 
 
@@ -317,6 +324,79 @@ def route_floor(spec: Spec) -> None:
                             dst.write(source.read(1, window=window).astype(dtype), 1, window=window)
 
 
+def route_floor_windows(spec: Spec) -> None:
+    """The floor read as the synthesis reads: window by window of the output grid (the
+    synthesis's windows), every observation's rasters of the group over each window (its
+    reflectances, masks and AOT band, on their own grids), observations read by
+    `spec.threads` threads at once; the outputs written window by window through the same
+    COG writer, their values those of the first observation. No computation."""
+    from concurrent.futures import ThreadPoolExecutor
+    from contextlib import ExitStack
+
+    from rasterio.windows import Window
+
+    obs = observations(spec)
+    with rasterio.Env(**spec.gdal()), ThreadPoolExecutor(spec.threads) as pool:
+        for group, bands in SENTINEL2_GROUPS.items():
+            grid = output_grid(spec, group)
+            with ExitStack() as stack:
+                rasters = [
+                    {
+                        (ref.path, ref.band): stack.enter_context(rasterio.open(ref.path))
+                        for refs in (o.reflectance, o.cloud, o.edge, o.aot)
+                        for band, ref in refs.items()
+                        if band in bands
+                    }
+                    for o in obs
+                ]
+
+                paths = outputs(group, "floor_windows")
+                layers = [(paths.frc[b], "int16") for b in bands]
+                layers += [(paths.flags, "uint8"), (paths.weights, "int16"), (paths.dates, "int16")]
+                writers = [
+                    stack.enter_context(
+                        cog.cog_writer(
+                            path,
+                            width=grid.width,
+                            height=grid.height,
+                            count=1,
+                            dtype=dtype,
+                            crs=grid.crs,
+                            transform=grid.transform,
+                            nodata=None,
+                        )  # fmt: skip
+                    )
+                    for path, dtype in layers
+                ]
+                for row in range(0, grid.height, spec.block):
+                    for col in range(0, grid.width, spec.block):
+                        window = Window(
+                            col, row, min(spec.block, grid.width - col),
+                            min(spec.block, grid.height - row),
+                        )  # fmt: skip
+                        # every read finished before the next window's (one thread a dataset)
+                        reads = pool.map(_read_over, rasters, repeat(window), repeat(grid.width))
+                        first = list(reads)[0][0]
+                        for writer, (_, dtype) in zip(writers, layers, strict=True):
+                            values = first[: window.height, : window.width].astype(dtype)
+                            writer.write(values, 1, window=window)
+
+
+def _read_over(sources: dict[tuple[str, int], Any], window: Any, width: int) -> list[np.ndarray]:
+    """Each raster's band over `window` of a grid `width` pixels wide, on its own grid."""
+    from rasterio.windows import Window
+
+    out = []
+    for (_, band), src in sources.items():
+        scale = src.width / width
+        part = Window(
+            window.col_off * scale, window.row_off * scale, window.width * scale,
+            window.height * scale,
+        ).round_offsets().round_lengths()  # fmt: skip
+        out.append(src.read(band, window=part.intersection(Window(0, 0, src.width, src.height))))
+    return out
+
+
 def route_xarray(spec: Spec) -> None:
     """odc-stac + dask median of the clear observations, then COGs through odc-geo."""
     import dask
@@ -378,7 +458,12 @@ def route_xarray(spec: Spec) -> None:
             os.remove(path)
 
 
-ROUTES = {"synthesis": route_synthesis, "floor": route_floor, "xarray": route_xarray}
+ROUTES = {
+    "synthesis": route_synthesis,
+    "floor": route_floor,
+    "floor_windows": route_floor_windows,
+    "xarray": route_xarray,
+}
 
 
 # --- running ------------------------------------------------------------------------------------
@@ -393,6 +478,12 @@ class Run:
     code: int
     load: float
     """One-minute load average of the machine at the end of the run."""
+    s3_cpu: float = 0.0
+    """CPU seconds the local S3 server spent meanwhile (serving the route)."""
+
+    @property
+    def total_cpu(self) -> float:
+        return self.cpu + self.s3_cpu
 
 
 def process_cpu(pid: int) -> float:
@@ -449,6 +540,10 @@ def main(argv: list[str] | None = None) -> dict[str, Run]:
     parser.add_argument("--threads", type=int, default=4, help="synthesis reading threads")
     parser.add_argument("--cachemax", type=int, default=None, help="GDAL_CACHEMAX (MB)")
     parser.add_argument("--gdal-threads", default=None, help="GDAL_NUM_THREADS (decoding)")
+    parser.add_argument(
+        "--gdal", action="append", default=[], metavar="KEY=VALUE",
+        help="another GDAL option for every route (repeatable)",
+    )  # fmt: skip
     parser.add_argument("--routes", default="floor,synthesis,xarray")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--spec", default=None, help=argparse.SUPPRESS)
@@ -473,6 +568,7 @@ def main(argv: list[str] | None = None) -> dict[str, Run]:
             args.threads,
             args.cachemax,
             args.gdal_threads,
+            tuple(tuple(option.split("=", 1)) for option in args.gdal),  # type: ignore[misc]
         )
         with tempfile.TemporaryDirectory() as folder:
             started = time.monotonic()
@@ -484,11 +580,12 @@ def main(argv: list[str] | None = None) -> dict[str, Run]:
             )
         for route in args.routes.split(","):
             load, served = os.getloadavg()[0], process_cpu(server.process.pid)
-            results[route] = run = run_route(route, spec)
+            run = run_route(route, spec)
+            results[route] = run = replace(run, s3_cpu=process_cpu(server.process.pid) - served)
             print(
-                f"{route:<10} {run.wall:8.1f} s  CPU {run.cpu:7.1f} s  peak RSS {run.rss_mb:7.0f} MB"
+                f"{route:<13} {run.wall:8.1f} s  CPU {run.cpu:7.1f} s  peak RSS {run.rss_mb:7.0f} MB"
                 f"  exit {run.code}  load {load:.1f} -> {run.load:.1f}"
-                f"  (local S3 server CPU {process_cpu(server.process.pid) - served:.1f} s)",
+                f"  (local S3 server CPU {run.s3_cpu:.1f} s)",
                 flush=True,
             )
     finally:
@@ -501,9 +598,15 @@ def report(results: dict[str, Run]) -> None:
     run = results.get("synthesis")
     if run is None or run.code != 0:
         return
-    floor, xarray = results.get("floor"), results.get("xarray")
-    if floor is not None and floor.code == 0:
-        print(f"synthesis / I/O floor: {run.wall / floor.wall:.2f}x")
+    for name in ("floor", "floor_windows"):
+        floor = results.get(name)
+        if floor is not None and floor.code == 0:
+            print(
+                f"synthesis / {name}: {run.wall / floor.wall:.2f}x the wall time, "
+                f"{run.cpu / floor.cpu:.2f}x the process's CPU, "
+                f"{run.total_cpu / floor.total_cpu:.2f}x the CPU with the S3 server's"
+            )
+    xarray = results.get("xarray")
     if xarray is not None and xarray.code == 0:
         print(f"xarray route / synthesis: {xarray.wall / run.wall:.2f}x")
     memory = composite_memory_mb()
