@@ -19,6 +19,7 @@ from pathlib import Path
 
 from sansnuages.period import SynthesisPeriod
 from sansnuages.tools.demo import SIMULATION_PROCESSES, run_month
+from sansnuages.tools.local import WORKERS_PER_FUNCTION
 from sansnuages.tools.local.runtime import LocalRuntime
 from sansnuages.tools.stage_times import INGEST, SIMULATION, STARTUP, StageClock, steps_line
 
@@ -31,7 +32,7 @@ def main() -> None:
     )
     parser.add_argument("--tiles", default="31UES,31UFS,31UER,31UFR")
     parser.add_argument("--resolution", type=float, default=610.0)
-    parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--concurrency", type=int, default=WORKERS_PER_FUNCTION)
     parser.add_argument("--processes", type=int, default=SIMULATION_PROCESSES)
     args = parser.parse_args()
     tiles = args.tiles.split(",")

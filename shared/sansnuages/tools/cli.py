@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from sansnuages.errors import SansnuagesError
 from sansnuages.tools import simulate
 from sansnuages.tools.foreground import default_template, wait_for_signal
+from sansnuages.tools.local import WORKERS_PER_FUNCTION
 
 if TYPE_CHECKING:
     from sansnuages.settings import Settings
@@ -78,7 +79,10 @@ def _add_local(commands: Any) -> None:
     up.add_argument(
         "--api-port", type=int, default=0, help="port of the STAC API (default: a free one)"
     )
-    up.add_argument("--concurrency", type=int, default=2, help="workers per function (default: 2)")
+    up.add_argument(
+        "--concurrency", type=int, default=WORKERS_PER_FUNCTION,
+        help=f"workers per function (default: the cores + 1, {WORKERS_PER_FUNCTION} here)",
+    )  # fmt: skip
     up.set_defaults(func=_local_up)
     down = actions.add_parser(
         "down",

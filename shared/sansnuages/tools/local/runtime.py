@@ -23,6 +23,7 @@ from xml.sax.saxutils import escape
 
 import boto3
 
+from sansnuages.tools.local import WORKERS_PER_FUNCTION
 from sansnuages.tools.local.http_front import HttpFront
 from sansnuages.tools.local.invoker import (
     FunctionConfig,
@@ -56,7 +57,7 @@ def state_file(workdir: Path) -> Path:
 class LocalRuntime:
     template: Path
     workdir: Path
-    concurrency: int = 2
+    concurrency: int = WORKERS_PER_FUNCTION
     api_port: int = 0
     moto: MotoServer | None = None
     stack: Stack | None = None
